@@ -1,0 +1,170 @@
+"""Settings from the environment, read once and validated, with errors a person can act on.
+
+Twelve-factor: everything that differs between a laptop and production comes from environment
+variables (see ../shared/DESIGN.md). The operator's taxonomy, routing, templates and knowledge
+base live in one TOML file named by ``INTAKE_CONFIG``; the built-in defaults live in
+``intake/defaults.toml`` and are merged under it table by table.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message says which and how to fix it."""
+
+
+DEFAULT_DATABASE_URL = "sqlite:///intake.db"
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+DEFAULT_MAX_MESSAGE_BYTES = 30 * 1024 * 1024
+
+
+def normalize_database_url(url: str) -> str:
+    """Heroku and friends hand out ``postgres://``; SQLAlchemy wants ``postgresql+psycopg://``."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
+
+
+def _split_list(value: str | None) -> tuple[str, ...]:
+    if not value:
+        return ()
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_defaults() -> dict[str, Any]:
+    text = (Path(__file__).parent / "defaults.toml").read_text(encoding="utf-8")
+    return tomllib.loads(text)
+
+
+def load_toml(path: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """The built-in defaults, overlaid with the operator's file when one is named."""
+    defaults = load_defaults()
+    if not path:
+        return defaults
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"INTAKE_CONFIG points at {str(p)!r}, which is not a readable file")
+    try:
+        operator = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"INTAKE_CONFIG file {str(p)!r} is not valid TOML: {exc}") from None
+    merged = _deep_merge(defaults, operator)
+    # A taxonomy given by the operator replaces the default one rather than merging into it,
+    # so a removed category really goes away.
+    if "categories" in operator:
+        merged["categories"] = operator["categories"]
+    return merged
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str | None = None
+    config_path: str | None = None
+    toml: Mapping[str, Any] = field(default_factory=load_defaults)
+
+    slack_bot_token: str | None = None
+    slack_signing_secret: str | None = None
+    slack_app_token: str | None = None
+    slack_triage_channel: str | None = None
+    slack_api_url: str = DEFAULT_SLACK_API_URL
+
+    inbound_basic_auth: tuple[str, ...] = ()
+    mailgun_signing_keys: tuple[str, ...] = ()
+    inbound_hmac_secrets: tuple[str, ...] = ()
+    sendgrid_public_keys: tuple[str, ...] = ()
+    sns_topic_arns: tuple[str, ...] = ()
+
+    smtp_url: str | None = None
+    from_address: str | None = None
+
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    max_attachment_bytes: int = 5 * 1024 * 1024
+    queue_path: str | None = None
+
+    @property
+    def slack_enabled(self) -> bool:
+        return bool(self.slack_bot_token)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def categories(self) -> list[dict[str, Any]]:
+        """The taxonomy: a list of ``{"name", "description"}`` tables, in display order."""
+        return list(self.toml.get("categories", []))
+
+    @property
+    def category_names(self) -> list[str]:
+        return [c["name"] for c in self.categories]
+
+    def section(self, name: str) -> Mapping[str, Any]:
+        """One top-level TOML table (``classifier``, ``slack``, ``acknowledgments``...)."""
+        value = self.toml.get(name, {})
+        return value if isinstance(value, Mapping) else {}
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        env = os.environ if env is None else env
+        config_path = env.get("INTAKE_CONFIG") or None
+        values: dict[str, Any] = dict(
+            database_url=normalize_database_url(env.get("DATABASE_URL") or DEFAULT_DATABASE_URL),
+            redis_url=env.get("REDIS_URL") or None,
+            config_path=config_path,
+            toml=load_toml(config_path),
+            slack_bot_token=env.get("SLACK_BOT_TOKEN") or None,
+            slack_signing_secret=env.get("SLACK_SIGNING_SECRET") or None,
+            slack_app_token=env.get("SLACK_APP_TOKEN") or None,
+            slack_triage_channel=env.get("SLACK_TRIAGE_CHANNEL") or None,
+            slack_api_url=env.get("SLACK_API_URL") or DEFAULT_SLACK_API_URL,
+            inbound_basic_auth=_split_list(env.get("INBOUND_BASIC_AUTH")),
+            mailgun_signing_keys=_split_list(env.get("MAILGUN_SIGNING_KEY")),
+            inbound_hmac_secrets=_split_list(env.get("INBOUND_HMAC_SECRET")),
+            sendgrid_public_keys=_split_list(env.get("SENDGRID_WEBHOOK_PUBLIC_KEY")),
+            sns_topic_arns=_split_list(env.get("SES_SNS_TOPIC_ARNS")),
+            smtp_url=env.get("SMTP_URL") or None,
+            from_address=env.get("INTAKE_FROM_ADDRESS") or None,
+            max_message_bytes=_int_env(env, "INTAKE_MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES),
+            max_attachment_bytes=_int_env(env, "INTAKE_MAX_ATTACHMENT_BYTES", 5 * 1024 * 1024),
+            queue_path=env.get("INTAKE_QUEUE_PATH") or None,
+        )
+        if not values["slack_api_url"].endswith("/"):
+            # slack_sdk joins method names onto the base URL; without the slash it drops "api".
+            values["slack_api_url"] += "/"
+        for pair in values["inbound_basic_auth"]:
+            if ":" not in pair:
+                raise ConfigError(
+                    "INBOUND_BASIC_AUTH takes comma-separated user:password pairs; "
+                    f"one entry has no colon ({pair.split(':')[0][:3]}...)"
+                )
+        values.update(overrides)
+        return cls(**values)

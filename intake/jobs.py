@@ -1,0 +1,123 @@
+"""Background jobs: a registry of plain functions, run by whichever queue the runtime has.
+
+A job is a function ``fn(rt: Runtime, *args)`` registered by name with :func:`job`. Layers keep
+their jobs in their own modules (listed in ``JOB_MODULES``); nothing is bound to a queue at import
+time, so tests and the CLI can run the same jobs inline while ``intake serve``/``intake worker``
+run them on huey (see ``intake/queue.py``).
+
+Every job must be idempotent: delivery is at-least-once, and the database row's state, not the
+queue, is the truth about what has been done.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from intake.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+JobFn = Callable[..., Any]
+
+# Modules that register jobs. A module listed here that does not exist yet is skipped.
+JOB_MODULES = (
+    "intake.pipeline",
+    "intake.slack.jobs",
+    "intake.outbound",
+)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    fn: JobFn
+    retries: int = 5
+    retry_delay: float = 5.0  # first retry after this many seconds, doubling each time
+    every_seconds: float | None = None  # set for periodic jobs (no arguments)
+
+
+REGISTRY: dict[str, JobSpec] = {}
+
+
+def job(name: str, *, retries: int = 5, retry_delay: float = 5.0) -> Callable[[JobFn], JobFn]:
+    """Register ``fn(rt, *args)`` as the job called ``name``."""
+
+    def register(fn: JobFn) -> JobFn:
+        REGISTRY[name] = JobSpec(name, fn, retries, retry_delay)
+        return fn
+
+    return register
+
+
+def periodic(name: str, *, every_seconds: float) -> Callable[[JobFn], JobFn]:
+    """Register ``fn(rt)`` to run every ``every_seconds`` on one worker."""
+
+    def register(fn: JobFn) -> JobFn:
+        REGISTRY[name] = JobSpec(name, fn, retries=0, retry_delay=0, every_seconds=every_seconds)
+        return fn
+
+    return register
+
+
+def load_jobs() -> dict[str, JobSpec]:
+    for module in JOB_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+    return REGISTRY
+
+
+def run_job(rt: "Runtime", name: str, *args: Any) -> Any:
+    load_jobs()
+    try:
+        spec = REGISTRY[name]
+    except KeyError:
+        raise LookupError(f"no job called {name!r}") from None
+    return spec.fn(rt, *args)
+
+
+class InlineQueue:
+    """Runs each job at once in the caller (CLI ingest, tests): same code path, no worker.
+
+    Jobs enqueued by a running job are run after it finishes, in order, so the call stack stays
+    flat and a job never sees its caller's half-finished transaction.
+    """
+
+    def __init__(self) -> None:
+        self.rt: "Runtime | None" = None
+        self._pending: list[tuple[str, tuple[Any, ...]]] = []
+        self._running = False
+        self.errors: list[tuple[str, tuple[Any, ...], BaseException]] = []
+        self.raise_errors = True
+
+    def bind(self, rt: "Runtime") -> None:
+        self.rt = rt
+
+    def enqueue(self, name: str, *args: Any, delay: float | None = None) -> None:
+        self._pending.append((name, args))
+        if self._running:
+            return
+        self._running = True
+        try:
+            while self._pending:
+                job_name, job_args = self._pending.pop(0)
+                assert self.rt is not None, "InlineQueue used before bind()"
+                try:
+                    run_job(self.rt, job_name, *job_args)
+                except Exception as exc:
+                    self.errors.append((job_name, job_args, exc))
+                    log.exception("job %s%r failed", job_name, job_args)
+                    if self.raise_errors:
+                        self._pending.clear()
+                        raise
+        finally:
+            self._running = False
+
+    def ping(self) -> None:
+        return None

@@ -1,0 +1,284 @@
+"""The inquiry store: typed SQLAlchemy 2 models.
+
+The raw bytes of every message live in ``messages.raw`` exactly as they arrived; everything else
+on a message row is derived from them and can be rebuilt. ``receipts`` is a ledger of every
+delivery attempt (accepted or not) so that a gap can be proven or ruled out, and ``events`` is the
+audit trail of every change a person or a job made.
+
+Columns that more than one layer reads carry a comment; the migrations in ``migrations/`` are
+generated from these models and a test fails when the two disagree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+# Stable constraint names keep Alembic migrations identical on SQLite and PostgreSQL.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        dt.datetime: DateTime(timezone=True),
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+    }
+
+
+# Inquiry lifecycle. `new` until a person touches it; `waiting` once we replied and await them.
+INQUIRY_STATUSES = ("new", "open", "waiting", "closed", "spam")
+# Parse outcome of an inbound message. `pending` until the processing job has run.
+PARSE_STATUSES = ("pending", "parsed", "unparseable")
+# Processing state of a message row; the sweeper re-enqueues rows stuck in a non-final state.
+#   inbound:  received -> processed
+#   outbound: queued -> sending -> sent | failed   (a fixed Message-ID makes resends idempotent)
+MESSAGE_STATES = ("received", "processed", "queued", "sending", "sent", "failed", "suppressed")
+DIRECTIONS = ("inbound", "outbound", "internal")
+
+
+class Contact(Base):
+    """One person or mailbox, keyed by the normalized (lower-cased, trimmed) address."""
+
+    __tablename__ = "contacts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    inquiries: Mapped[list["Inquiry"]] = relationship(back_populates="contact")
+
+    @property
+    def domain(self) -> str:
+        return self.address.rpartition("@")[2]
+
+
+class Inquiry(Base):
+    __tablename__ = "inquiries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
+    subject: Mapped[str] = mapped_column(Text, default="")
+    # Subject without Re:/Fwd:/AW:/[#ID] prefixes, lower-cased: the fallback threading key.
+    thread_subject: Mapped[str] = mapped_column(String(500), default="")
+    status: Mapped[str] = mapped_column(String(16), default="new")
+    category: Mapped[str | None] = mapped_column(String(64))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    needs_review: Mapped[bool] = mapped_column(Boolean, default=False)
+    automated: Mapped[bool] = mapped_column(Boolean, default=False)
+    language: Mapped[str | None] = mapped_column(String(16))
+    assignee: Mapped[str | None] = mapped_column(String(64))  # Slack user ID
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_message_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    first_response_at: Mapped[dt.datetime | None]
+    closed_at: Mapped[dt.datetime | None]
+    # Where its triage card lives in Slack; set once posted so a retried job updates instead.
+    slack_channel: Mapped[str | None] = mapped_column(String(32))
+    slack_ts: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    contact: Mapped[Contact | None] = relationship(back_populates="inquiries")
+    messages: Mapped[list["Message"]] = relationship(
+        back_populates="inquiry", order_by="Message.id"
+    )
+    classifications: Mapped[list["Classification"]] = relationship(
+        back_populates="inquiry", order_by="Classification.id"
+    )
+    events: Mapped[list["Event"]] = relationship(back_populates="inquiry", order_by="Event.id")
+
+    __table_args__ = (
+        Index("ix_inquiries_status_category_received", "status", "category", "received_at"),
+        Index("ix_inquiries_assignee_status", "assignee", "status"),
+        Index("ix_inquiries_status_received", "status", "received_at"),
+        Index("ix_inquiries_contact_thread_subject", "contact_id", "thread_subject"),
+    )
+
+
+class Message(Base):
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    inquiry_id: Mapped[int | None] = mapped_column(ForeignKey("inquiries.id"), index=True)
+    direction: Mapped[str] = mapped_column(String(16), default="inbound")
+    # What kind of message: email (inbound), reply / acknowledgment (outbound), note (internal),
+    # slack (logged from a Slack message), manual (logged by staff from a phone call).
+    kind: Mapped[str] = mapped_column(String(32), default="email")
+    source: Mapped[str] = mapped_column(String(32), default="email")  # email, slack, manual
+    provider: Mapped[str | None] = mapped_column(String(32))  # sendgrid, mailgun, ..., cli
+    # "mid:<Message-ID>" or, without one, "sha:<sha256>"; unique so that two processes storing
+    # the same delivery at the same moment produce one row and one `duplicate`.
+    dedupe_key: Mapped[str] = mapped_column(String(1024), unique=True)
+    message_id: Mapped[str | None] = mapped_column(String(998), index=True)
+    in_reply_to: Mapped[str | None] = mapped_column(Text)
+    references: Mapped[str | None] = mapped_column(Text)
+    sender_address: Mapped[str | None] = mapped_column(String(320))
+    sender_name: Mapped[str | None] = mapped_column(Text)
+    reply_to: Mapped[str | None] = mapped_column(String(320))
+    to_address: Mapped[str | None] = mapped_column(String(320), index=True)  # outbound: recipient
+    recipients: Mapped[list[Any] | None]
+    subject: Mapped[str | None] = mapped_column(Text)
+    date: Mapped[dt.datetime | None]
+    text_body: Mapped[str | None] = mapped_column(Text)
+    latest_reply: Mapped[str | None] = mapped_column(Text)
+    language: Mapped[str | None] = mapped_column(String(16))
+    automated: Mapped[bool] = mapped_column(Boolean, default=False)
+    automation_reasons: Mapped[list[Any] | None]
+    # Provider-side facts that are not in the MIME (spam scores of parsed-mode webhooks, SMTP
+    # envelope, Slack user who logged it): a small JSON object.
+    meta: Mapped[dict[str, Any] | None]
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(Integer)
+    parse_status: Mapped[str] = mapped_column(String(16), default="pending")
+    parse_error: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default="received")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    author: Mapped[str | None] = mapped_column(String(64))  # Slack user who wrote an outbound/note
+    slack_ts: Mapped[str | None] = mapped_column(String(32))  # its line in the card's thread
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[dt.datetime | None]
+    sent_at: Mapped[dt.datetime | None]
+
+    inquiry: Mapped[Inquiry | None] = relationship(back_populates="messages")
+    attachments: Mapped[list["Attachment"]] = relationship(
+        back_populates="message", order_by="Attachment.id"
+    )
+
+    __table_args__ = (
+        Index("ix_messages_state_created", "state", "created_at"),
+        Index("ix_messages_sender_created", "sender_address", "created_at"),
+    )
+
+
+class Attachment(Base):
+    __tablename__ = "attachments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    filename: Mapped[str | None] = mapped_column(Text)
+    content_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    # None when the attachment is larger than the configured limit (it stays in `messages.raw`).
+    content: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+    message: Mapped[Message] = relationship(back_populates="attachments")
+
+
+class Classification(Base):
+    """Every label an inquiry ever had: from a rule, the model or a person (staff corrections)."""
+
+    __tablename__ = "classifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    inquiry_id: Mapped[int] = mapped_column(ForeignKey("inquiries.id"), index=True)
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    category: Mapped[str] = mapped_column(String(64))
+    confidence: Mapped[float] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(16))  # automated, rule, model, staff
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    reasons: Mapped[list[Any] | None]
+    actor: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    inquiry: Mapped[Inquiry] = relationship(back_populates="classifications")
+
+    __table_args__ = (Index("ix_classifications_source", "source"),)
+
+
+class Event(Base):
+    """The audit trail: who (a Slack user ID or `system`), what, when."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    inquiry_id: Mapped[int | None] = mapped_column(ForeignKey("inquiries.id"), index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any] | None]
+    # Set once the event's line is posted in the card's thread, so a retried job posts it once.
+    slack_ts: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    inquiry: Mapped[Inquiry | None] = relationship(back_populates="events")
+
+    __table_args__ = (Index("ix_events_kind_created", "kind", "created_at"),)
+
+
+class Receipt(Base):
+    """One delivery attempt from a provider, whatever came of it."""
+
+    __tablename__ = "receipts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    provider_event_id: Mapped[str | None] = mapped_column(String(255))
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # stored, duplicate, unparseable, rejected, unauthorized, invalid, too_large
+    outcome: Mapped[str] = mapped_column(String(32))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    size: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_receipts_provider_received", "provider", "received_at"),)
+
+
+class ModelVersion(Base):
+    """A trained classifier, stored in the database so that every worker sees the same one."""
+
+    __tablename__ = "model_versions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), unique=True)
+    blob: Mapped[bytes] = mapped_column(LargeBinary)
+    metrics: Mapped[dict[str, Any] | None]
+    trained_on: Mapped[int] = mapped_column(Integer, default=0)
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class SeenNonce(Base):
+    """Single-use values: Mailgun tokens, Slack event IDs. A unique row is the replay guard."""
+
+    __tablename__ = "seen_nonces"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    value: Mapped[str] = mapped_column(String(255))
+    seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("kind", "value", name="uq_seen_nonces_kind_value"),
+        Index("ix_seen_nonces_seen_at", "seen_at"),
+    )

@@ -1,0 +1,39 @@
+"""The composition root for everything that is not a web request: settings, database, queue.
+
+One ``Runtime`` per process (web app, worker, CLI command, test). Jobs receive it as their first
+argument, so they never reach for globals.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from intake.config import Settings
+from intake.db import Database
+
+
+class Queue(Protocol):
+    def bind(self, rt: "Runtime") -> None: ...
+    def enqueue(self, name: str, *args: Any, delay: float | None = None) -> None: ...
+    def ping(self) -> None: ...
+
+
+class Runtime:
+    def __init__(self, settings: Settings, db: Database | None = None, queue: Queue | None = None):
+        from intake.jobs import InlineQueue
+
+        self.settings = settings
+        self.db = db or Database.from_settings(settings)
+        self.queue: Queue = queue or InlineQueue()
+        self.queue.bind(self)
+        # Built on first use by the layers that need them (Slack client, SMTP, classifier).
+        self.services: dict[str, Any] = {}
+
+    def enqueue(self, name: str, *args: Any, delay: float | None = None) -> None:
+        self.queue.enqueue(name, *args, delay=delay)
+
+    def service(self, key: str, factory) -> Any:
+        """A lazily built, per-process object (a client or a loaded model), cached by key."""
+        if key not in self.services:
+            self.services[key] = factory(self)
+        return self.services[key]
