@@ -25,10 +25,28 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # pragma: no cover - tr
     cursor.close()
 
 
+def _sqlite_autocommit_driver(dbapi_connection, _record) -> None:  # pragma: no cover
+    # Let SQLAlchemy's "begin" event issue the BEGIN itself (see _sqlite_begin_immediate).
+    dbapi_connection.isolation_level = None
+
+
+def _sqlite_begin_immediate(conn) -> None:  # pragma: no cover - trivial
+    # A deferred SQLite transaction that reads and then writes fails at once with "database is
+    # locked" when another process wrote in between; BEGIN IMMEDIATE takes the write lock up
+    # front, so concurrent ingesters queue on busy_timeout instead. Read-only sessions
+    # (Database.read_session) begin deferred: under WAL they neither wait nor block anyone.
+    if conn.get_execution_options().get("intake_readonly"):
+        conn.exec_driver_sql("BEGIN")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def make_engine(url: str, **kwargs) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_autocommit_driver)
+        event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
     # pool_pre_ping: a web worker that outlived a database restart reconnects instead of
     # failing its first request; connect_timeout keeps "database down" a fast 503.
@@ -44,6 +62,9 @@ class Database:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        self.read_sessionmaker = sessionmaker(
+            self.engine.execution_options(intake_readonly=True), expire_on_commit=False
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Database":
@@ -64,6 +85,17 @@ class Database:
             session.rollback()
             raise
         finally:
+            session.close()
+
+    @contextlib.contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """A session that only reads. On SQLite it takes no write lock, so it may run while
+        the same process holds a write transaction (a model check inside a job, a Slack query)."""
+        session = self.read_sessionmaker()
+        try:
+            yield session
+        finally:
+            session.rollback()
             session.close()
 
     def ping(self) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy import create_engine, text
 
 from intake.config import Settings
 from intake.db import Database
+from intake.migrate import upgrade
 from intake.runtime import Runtime
 
 REPO = Path(__file__).resolve().parent.parent
@@ -67,14 +68,16 @@ def slack_payload_dir() -> Path:
     return SLACK_PAYLOADS
 
 
-@pytest.fixture(params=BACKENDS)
-def db_url(request, tmp_path):
-    """A URL to an empty database with the schema created, on each backend in turn."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'intake.db'}"
-        db = Database(url)
-        db.create_all()
-        db.dispose()
+import contextlib
+
+
+@contextlib.contextmanager
+def database_url(backend: str, tmp_path: Path, *, create_schema: bool = True):
+    """A URL to a fresh, isolated database on one backend; dropped afterwards."""
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / f'intake-{uuid.uuid4().hex[:6]}.db'}"
+        if create_schema:
+            upgrade(url)
         yield url
         return
     problem = _postgres_available()
@@ -87,15 +90,28 @@ def db_url(request, tmp_path):
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     url = f"{PG_BASE_URL}?options=-csearch_path%3D{schema}"
-    db = Database(url)
-    db.create_all()
-    db.dispose()
+    if create_schema:
+        upgrade(url)
     try:
         yield url
     finally:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request, tmp_path):
+    """A URL to an empty database migrated to head, on each backend in turn."""
+    with database_url(request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_db_url(request, tmp_path):
+    """A URL to a database with no tables at all (for migrations), on each backend in turn."""
+    with database_url(request.param, tmp_path, create_schema=False) as url:
+        yield url
 
 
 @pytest.fixture

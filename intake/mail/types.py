@@ -10,6 +10,16 @@ class NotAMessage(ValueError):
     """The bytes are not an RFC 822 message at all (empty, binary junk): reject, don't store."""
 
 
+class UnparseableMessage(ValueError):
+    """parse() cannot give a ParsedEmail: the bytes are not mail (the same reason
+    looks_like_message gives: "empty file", "no header fields", ...) or cannot be read at all
+    ("MIME structure nested too deeply"). The caller stores them as unparseable with `reason`."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class Address:
     address: str  # normalized: trimmed, lower-cased; "" for the null return path <>
@@ -26,7 +36,13 @@ class ParsedAttachment:
     content_type: str
     size: int
     sha256: str
-    content: bytes
+    content: bytes  # b"" when content_omitted; size and sha256 always describe the real content
+    # True when the content was larger than parse()'s max_attachment_bytes and was not kept.
+    content_omitted: bool = False
+    inline: bool = False  # Content-Disposition: inline (or no disposition) rather than attachment
+    content_id: str | None = None  # without angle brackets, for cid: references in the HTML
+    # 0 for a part of the message itself; 1+ for a part inside an attached message/rfc822.
+    depth: int = 0
 
 
 @dataclass

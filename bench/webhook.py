@@ -1,0 +1,389 @@
+"""Webhook throughput and latency against gunicorn with PostgreSQL, beside two reference endpoints.
+
+    .venv/bin/python bench/webhook.py                      # wrk if installed, 10 s per endpoint
+    .venv/bin/python bench/webhook.py --duration 20 --workers 4 --queue redis
+
+Starts ``intake serve --workers N`` (``INTAKE_BENCH_ENDPOINTS=1``) on a fresh PostgreSQL schema
+and measures, in one run and on the same server:
+
+* ``/bench/echo``    reads the 10 KB body and answers: the framework's ceiling;
+* ``/bench/insert``  inserts the body and commits: the floor cost of durability;
+* ``/inbound/mime``  the real endpoint: HMAC check, raw message + receipt in one transaction,
+                     commit, enqueue ``pipeline.process_message``. Every request is a distinct,
+                     correctly signed message, so none is a cheap duplicate.
+
+Throughput comes from wrk (closed loop, ``--connections`` connections) when it is installed,
+else from a Python client (threads + http.client). Latency at a fixed 100 requests/s comes from
+the Python client (wrk 4 has no fixed-rate mode). The queue is Redis by default (production: no
+consumer in the web process, so the run measures the webhook alone); ``--queue sqlite`` uses the
+embedded queue with the in-process consumer stopped for the measurement. Loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import http.client
+import os
+import queue as queue_module
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import redis  # noqa: E402
+from sqlalchemy import create_engine, func, select, text  # noqa: E402
+
+from intake.db import Database  # noqa: E402
+from intake.models import Receipt  # noqa: E402
+
+PG = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
+SECRET = "bench-secret"
+MESSAGE_SIZE = 10 * 1024
+
+WRK_SCRIPT = r"""
+-- Each wrk thread cycles through its own file of pre-signed requests (distinct messages).
+local requests, n, i = {}, 0, 0
+local counter = 0
+function setup(thread)
+  counter = counter + 1
+  thread:set("id", counter)
+end
+function init(args)
+  local path = args[1] .. "/pool-" .. id .. ".bin"
+  local f = assert(io.open(path, "rb"))
+  local data = f:read("*a")
+  f:close()
+  local pos = 1
+  while pos <= #data do
+    local nl = data:find("\n", pos, true)
+    local sig, len = data:sub(pos, nl - 1):match("^(%S+) (%d+)$")
+    len = tonumber(len)
+    local body = data:sub(nl + 1, nl + len)
+    n = n + 1
+    requests[n] = wrk.format("POST", "/inbound/mime",
+      {["Content-Type"] = "message/rfc822", ["X-Intake-Signature"] = sig}, body)
+    pos = nl + len + 1
+  end
+end
+function request()
+  i = i % n + 1
+  return requests[i]
+end
+"""
+
+STATIC_SCRIPT = r"""
+local body = assert(io.open(os.getenv("BENCH_BODY"), "rb")):read("*a")
+wrk.method = "POST"
+wrk.body = body
+wrk.headers["Content-Type"] = "message/rfc822"
+"""
+
+
+def make_message(n: int, run: str) -> bytes:
+    head = (
+        f"From: Bench Applicant {n} <applicant{n}@example.org>\r\n"
+        f"To: fellowship@intake.example.org\r\n"
+        f"Subject: Question about the fellowship application ({n})\r\n"
+        f"Message-ID: <bench-{run}-{n}@example.org>\r\n"
+        f"Date: Tue, 03 Nov 2026 09:12:00 -0500\r\nMIME-Version: 1.0\r\n"
+        f"Content-Type: text/plain; charset=utf-8\r\n\r\n"
+    ).encode()
+    line = b"Hello, I would like to know the eligibility requirements and the deadline. Thanks!\r\n"
+    body = line * ((MESSAGE_SIZE - len(head)) // len(line) + 1)
+    return (head + body)[:MESSAGE_SIZE]
+
+
+def sign(body: bytes) -> str:
+    return "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.work = Path(tempfile.mkdtemp(prefix="intake-bench-"))
+        self.run_id = uuid.uuid4().hex[:8]
+        self.schema = f"bench_{self.run_id}"
+        self.url = f"{PG}?options=-csearch_path%3D{self.schema}"
+        self.port = free_port()
+        self.server: subprocess.Popen | None = None
+        self.counter = 0
+        self.queue_name = f"intake-bench-{self.run_id}"
+
+    # --- lifecycle ---
+
+    def start(self) -> None:
+        admin = create_engine(PG)
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{self.schema}"'))
+        admin.dispose()
+        db = Database(self.url)
+        db.create_all()
+        db.dispose()
+        env = dict(
+            os.environ,
+            DATABASE_URL=self.url,
+            INBOUND_HMAC_SECRET=SECRET,
+            INTAKE_BENCH_ENDPOINTS="1",
+            INTAKE_QUEUE_PATH=str(self.work / "queue.db"),
+            INTAKE_LOG_LEVEL="WARNING",
+            INTAKE_QUEUE_NAME=self.queue_name,
+        )
+        if self.args.queue == "redis":
+            env["REDIS_URL"] = REDIS
+        else:
+            env.pop("REDIS_URL", None)
+        command = [sys.executable, "-m", "intake.serve", "serve", "--port", str(self.port),
+                   "--workers", str(self.args.workers)]
+        self.log = open(self.work / "server.log", "wb")
+        self.server = subprocess.Popen(command, env=env, cwd=self.work, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            raise SystemExit("the server did not start; see " + str(self.work / "server.log"))
+        if self.args.queue == "sqlite":
+            # Stop the embedded consumer so it does not compete for the CPU during the run.
+            for pid in _children(self.server.pid):
+                if b"intake.serve\0worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    os.kill(pid, signal.SIGSTOP)
+        time.sleep(1.0)
+
+    def stop(self) -> None:
+        if self.server is not None:
+            for pid in _children(self.server.pid):
+                try:
+                    os.kill(pid, signal.SIGCONT)
+                except OSError:
+                    pass
+            self.server.send_signal(signal.SIGTERM)
+            try:
+                self.server.wait(30)
+            except subprocess.TimeoutExpired:
+                self.server.kill()
+        admin = create_engine(PG)
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{self.schema}" CASCADE'))
+        admin.dispose()
+        if self.args.queue == "redis":
+            client = redis.Redis.from_url(REDIS)
+            for key in client.scan_iter(f"*{self.queue_name}*"):
+                client.delete(key)
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    # --- load ---
+
+    def next_message(self) -> bytes:
+        self.counter += 1
+        return make_message(self.counter, self.run_id)
+
+    def wrk(self, path: str) -> dict[str, float]:
+        threads, conns, duration = 2, self.args.connections, self.args.duration
+        if path == "/inbound/mime":
+            pool = int(self.args.pool)
+            for t in range(1, threads + 1):
+                with open(self.work / f"pool-{t}.bin", "wb") as f:
+                    for _ in range(pool // threads):
+                        body = self.next_message()
+                        f.write(f"{sign(body)} {len(body)}\n".encode() + body)
+            script = self.work / "pool.lua"
+            script.write_text(WRK_SCRIPT)
+            extra = ["--", str(self.work)]
+            env = dict(os.environ)
+        else:
+            body_file = self.work / "body.eml"
+            body_file.write_bytes(make_message(0, self.run_id))
+            script = self.work / "static.lua"
+            script.write_text(STATIC_SCRIPT)
+            extra = []
+            env = dict(os.environ, BENCH_BODY=str(body_file))
+        command = ["wrk", "-t", str(threads), "-c", str(conns), "-d", f"{int(duration)}s", "--latency",
+                   "-s", str(script), f"http://127.0.0.1:{self.port}{path}", *extra]
+        out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+        return _parse_wrk(out)
+
+    def python_load(self, path: str, rate: float | None, seconds: float, threads: int) -> dict[str, float]:
+        """Closed loop (rate None) or fixed rate; latency measured from the scheduled send time."""
+        stop_at = time.monotonic() + seconds
+        latencies: list[float] = []
+        errors = [0]
+        lock = threading.Lock()
+        tickets: queue_module.Queue = queue_module.Queue()
+        bodies: queue_module.Queue = queue_module.Queue()
+        total = int(rate * seconds) if rate else 0
+        if rate:
+            start = time.monotonic() + 0.5
+            for i in range(total):
+                tickets.put(start + i / rate)
+        pregen = total or 20000
+        static = make_message(0, self.run_id)
+        for _ in range(pregen if path == "/inbound/mime" else 0):
+            body = self.next_message()
+            bodies.put((body, sign(body)))
+
+        def worker() -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            while True:
+                if rate:
+                    try:
+                        due = tickets.get_nowait()
+                    except queue_module.Empty:
+                        return
+                    delay = due - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                    began = due
+                else:
+                    if time.monotonic() >= stop_at:
+                        return
+                    began = time.monotonic()
+                if path == "/inbound/mime":
+                    try:
+                        body, signature = bodies.get_nowait()
+                    except queue_module.Empty:
+                        return
+                    headers = {"Content-Type": "message/rfc822", "X-Intake-Signature": signature}
+                else:
+                    body, headers = static, {"Content-Type": "message/rfc822"}
+                try:
+                    conn.request("POST", path, body=body, headers=headers)
+                    response = conn.getresponse()
+                    response.read()
+                    ok = response.status == 200
+                except (OSError, http.client.HTTPException):
+                    ok = False
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+                elapsed = time.monotonic() - began
+                with lock:
+                    if ok:
+                        latencies.append(elapsed)
+                    else:
+                        errors[0] += 1
+
+        began = time.monotonic()
+        pool = [threading.Thread(target=worker) for _ in range(threads)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        wall = time.monotonic() - began
+        latencies.sort()
+        return {
+            "rps": len(latencies) / wall,
+            "p50_ms": 1000 * _pct(latencies, 50),
+            "p99_ms": 1000 * _pct(latencies, 99),
+            "requests": len(latencies),
+            "errors": errors[0],
+        }
+
+    def receipts(self) -> dict[str, int]:
+        db = Database(self.url)
+        with db.session() as session:
+            rows = session.execute(select(Receipt.outcome, func.count()).group_by(Receipt.outcome)).all()
+        db.dispose()
+        return {outcome: n for outcome, n in rows}
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rpartition(")")[2].split()[1]) == pid:
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+def _pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    return values[min(len(values) - 1, int(len(values) * p / 100))]
+
+
+def _parse_wrk(out: str) -> dict[str, float]:
+    result: dict[str, float] = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if line.startswith("Requests/sec:"):
+            result["rps"] = float(parts[1])
+        elif len(parts) == 2 and parts[0] in ("50%", "99%"):
+            result["p50_ms" if parts[0] == "50%" else "p99_ms"] = _ms(parts[1])
+        elif "requests in" in line:
+            result["requests"] = int(parts[0])
+        elif line.strip().startswith("Non-2xx"):
+            result["errors"] = int(parts[-1])
+    result.setdefault("errors", 0)
+    return result
+
+
+def _ms(value: str) -> float:
+    for suffix, factor in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
+        if value.endswith(suffix):
+            return float(value[: -len(suffix)]) * factor
+    return float(value)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per throughput run")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn web workers")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--queue", choices=("redis", "sqlite"), default="redis")
+    parser.add_argument("--pool", type=int, default=40000, help="distinct signed messages for wrk")
+    parser.add_argument("--python", action="store_true", help="use the Python client even if wrk exists")
+    parser.add_argument("--rate-seconds", type=float, default=20.0, help="length of the 100 req/s latency run")
+    args = parser.parse_args()
+    use_wrk = shutil.which("wrk") is not None and not args.python
+    bench = Bench(args)
+    bench.start()
+    try:
+        print(f"gunicorn {args.workers} workers, PostgreSQL, queue={args.queue}, 10 KB bodies, "
+              f"{'wrk -t2 -c' + str(args.connections) if use_wrk else 'python client'}, {args.duration:.0f}s each")
+        results = {}
+        for path in ("/bench/echo", "/bench/insert", "/inbound/mime"):
+            if use_wrk:
+                results[path] = bench.wrk(path)
+            else:
+                results[path] = bench.python_load(path, None, args.duration, args.connections)
+            r = results[path]
+            print(f"  {path:15s} {r['rps']:8.0f} req/s   p50 {r['p50_ms']:6.1f} ms   p99 {r['p99_ms']:6.1f} ms"
+                  f"   ({r.get('requests', 0)} requests, {r.get('errors', 0)} errors)")
+        ratio = results["/inbound/mime"]["rps"] / results["/bench/insert"]["rps"]
+        print(f"  real endpoint / minimal durable endpoint: {ratio:.0%} (target >= 70%)")
+        fixed = bench.python_load("/inbound/mime", 100.0, args.rate_seconds, 16)
+        print(f"  /inbound/mime at 100 req/s for {args.rate_seconds:.0f}s: p50 {fixed['p50_ms']:.1f} ms, "
+              f"p99 {fixed['p99_ms']:.1f} ms ({fixed['requests']} requests, {fixed['errors']} errors; target p99 < 50 ms)")
+        print(f"  receipts: {bench.receipts()}")
+    finally:
+        bench.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,262 @@
+"""The web app: inbound webhooks, ``/healthz`` and (when the Slack layer is present) ``/slack/events``.
+
+``create_app()`` is the one composition root (gunicorn's ``intake.app:create_app()`` and
+``intake serve`` both call it); importing this module does no work. A webhook request does exactly
+one thing: verify, make the raw message durable (message row + receipt, one transaction), commit,
+answer, and enqueue ``pipeline.process_message``. Everything else is a background job, so the
+answer is fast and a provider's retry can never be the only copy of a message.
+
+Answers (DESIGN.md): 2xx once committed (a duplicate too), 401 bad or missing credentials, 400 a
+malformed request with ``{"error": ...}``, 413 too large, 503 when the database is unreachable so
+the provider retries. If the enqueue fails after the commit, the sweeper finds the stored message.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Callable
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from intake.config import Settings
+from intake.db import is_unique_violation
+from intake.inbound import mailgun, mime, postmark, sendgrid, ses
+from intake.inbound.base import (
+    Acknowledged,
+    Delivery,
+    InboundError,
+    InboundRequest,
+    TooLarge,
+    Unauthorized,
+    parse_basic_auth,
+)
+from intake.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+RUNTIME_KEY = "intake.runtime"
+Receiver = Callable[[InboundRequest], "Delivery | Acknowledged"]
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached; the request is answered 503 so the provider retries."""
+
+
+def envelope_limit(settings: Settings) -> int:
+    """The largest request body accepted around a message of ``max_message_bytes``.
+
+    Providers wrap the message in a form or in JSON (SES as base64, 4/3 larger), so the request
+    may exceed the message; the message itself is checked against the exact limit afterwards.
+    """
+    return int(settings.max_message_bytes * 1.4) + 1024 * 1024
+
+
+def create_app(
+    settings: Settings | None = None,
+    rt: Runtime | None = None,
+    *,
+    sns_fetch: Callable[[str], bytes] | None = None,
+) -> Flask:
+    """Build the Flask app. ``rt`` defaults to a runtime on the huey queue (``intake.queue``)."""
+    if rt is None:
+        from intake.queue import make_queue
+
+        settings = settings or Settings.from_env()
+        rt = Runtime(settings, queue=make_queue(settings))
+    settings = rt.settings
+    app = Flask("intake")
+    app.config.update(MAX_CONTENT_LENGTH=envelope_limit(settings), JSON_SORT_KEYS=False)
+    app.extensions[RUNTIME_KEY] = rt
+    app.register_blueprint(inbound_blueprint(rt, ses.SnsVerifier(sns_fetch)))
+    app.add_url_rule("/healthz", "healthz", healthz, methods=["GET"])
+    app.register_error_handler(RequestEntityTooLarge, _too_large_handler)
+    _warn_unconfigured(settings)
+    _mount_slack(app, rt)
+    if os.environ.get("INTAKE_BENCH_ENDPOINTS") == "1":
+        from intake.inbound.bench import register_bench
+
+        register_bench(app, rt)
+    return app
+
+
+def runtime() -> Runtime:
+    return current_app.extensions[RUNTIME_KEY]
+
+
+def _warn_unconfigured(settings: Settings) -> None:
+    """An endpoint without credentials refuses everything; say so once, at start."""
+    missing = []
+    if not settings.inbound_basic_auth:
+        missing.append("/inbound/postmark and /inbound/ses (INBOUND_BASIC_AUTH)")
+    if not settings.inbound_basic_auth and not settings.sendgrid_public_keys:
+        missing.append("/inbound/sendgrid (INBOUND_BASIC_AUTH or SENDGRID_WEBHOOK_PUBLIC_KEY)")
+    if not settings.mailgun_signing_keys:
+        missing.append("/inbound/mailgun (MAILGUN_SIGNING_KEY)")
+    if not settings.inbound_hmac_secrets:
+        missing.append("/inbound/mime (INBOUND_HMAC_SECRET)")
+    for endpoint in missing:
+        log.warning("no credentials configured for %s: it refuses every request", endpoint)
+
+
+def _mount_slack(app: Flask, rt: Runtime) -> None:
+    """Mount Bolt at /slack/events when the Slack layer exists (it is optional)."""
+    try:
+        from intake.slack.app import register_flask
+    except ModuleNotFoundError as exc:
+        if exc.name != "intake.slack.app":
+            raise
+        log.info("intake.slack.app is not installed: /slack/events is not served")
+        return
+    register_flask(app, rt)
+
+
+# --- inbound -----------------------------------------------------------------------------------
+
+
+def inbound_blueprint(rt: Runtime, verifier: ses.SnsVerifier) -> Blueprint:
+    settings = rt.settings
+    receivers: dict[str, Receiver] = {
+        "sendgrid": lambda req: sendgrid.receive(req, settings),
+        "mailgun": lambda req: mailgun.receive(req, settings),
+        "postmark": lambda req: postmark.receive(req, settings),
+        "ses": lambda req: ses.receive(req, settings, verifier),
+        "mime": lambda req: mime.receive(req, settings),
+    }
+    bp = Blueprint("inbound", __name__)
+
+    def make_view(provider: str, receiver: Receiver):
+        def view() -> Response | tuple[Response, int]:
+            if request.method == "HEAD":  # some providers probe the URL before using it
+                return Response(status=200)
+            return handle_inbound(rt, provider, receiver)
+
+        view.__name__ = f"inbound_{provider}"
+        return view
+
+    for provider, receiver in receivers.items():
+        bp.add_url_rule(f"/inbound/{provider}", view_func=make_view(provider, receiver), methods=["POST", "HEAD"])
+    return bp
+
+
+def _error(status: int, message: str) -> tuple[Response, int]:
+    return jsonify(error=message), status
+
+
+def handle_inbound(rt: Runtime, provider: str, receiver: Receiver) -> tuple[Response, int]:
+    settings = rt.settings
+    limit = settings.max_message_bytes if provider == "mime" else envelope_limit(settings)
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        return _refuse(rt, provider, TooLarge(f"the request is {declared} bytes; the limit is {limit}"), declared)
+    try:
+        body = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        body = None
+    # A chunked body (no Content-Length) is cut off at MAX_CONTENT_LENGTH without an error, so a
+    # body that reaches the cap is treated as over it rather than stored truncated.
+    if body is None or (declared is None and len(body) >= envelope_limit(settings)):
+        return _refuse(rt, provider, TooLarge(f"the request is over the limit of {limit} bytes"), None)
+    inbound = InboundRequest(
+        body=body,
+        headers=request.headers,
+        content_type=request.content_type or "",
+        mimetype=request.mimetype or "",
+        authorization=parse_basic_auth(request.headers.get("Authorization")),
+    )
+    try:
+        result = receiver(inbound)
+        if isinstance(result, Delivery) and len(result.raw) > settings.max_message_bytes:
+            raise TooLarge(
+                f"the message is {len(result.raw)} bytes; the limit is {settings.max_message_bytes}"
+            )
+    except InboundError as exc:
+        return _refuse(rt, provider, exc, len(body))
+    if isinstance(result, Acknowledged):
+        return jsonify(status="ok", detail=result.detail), 200
+    try:
+        message_id, duplicate = store_delivery(rt, provider, result)
+    except DatabaseUnavailable as exc:
+        log.error("database unavailable while storing a %s delivery: %s", provider, exc)
+        return _error(503, "the database is unavailable; retry later")
+    except Unauthorized as exc:  # a replayed single-use token
+        return _refuse(rt, provider, exc, len(body))
+    if not duplicate:
+        try:
+            rt.enqueue("pipeline.process_message", message_id)
+        except Exception:  # noqa: BLE001 - stored and committed: the sweeper will enqueue it
+            log.exception("enqueue of message %s failed; the sweeper will pick it up", message_id)
+    return jsonify(status="duplicate" if duplicate else "stored", message_id=message_id), 200
+
+
+def _is_connection_failure(exc: BaseException) -> bool:
+    if isinstance(exc, (OperationalError, InterfaceError, PoolTimeoutError)):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def store_delivery(rt: Runtime, provider: str, delivery: Delivery) -> tuple[int, bool]:
+    """Message + receipt (+ replay nonce) in one transaction; returns (message id, duplicate)."""
+    from intake.inquiries import store_raw
+    from intake.models import SeenNonce
+
+    try:
+        with rt.db.session() as session:
+            if delivery.nonce is not None:
+                kind, value = delivery.nonce
+                session.add(SeenNonce(kind=kind, value=value))
+                session.flush()
+            stored = store_raw(
+                session,
+                delivery.raw,
+                provider=provider,
+                provider_event_id=delivery.provider_event_id,
+                meta=delivery.meta or None,
+            )
+    except IntegrityError as exc:
+        if delivery.nonce is not None and is_unique_violation(exc):
+            raise Unauthorized("this signature token was already used (replayed request)") from None
+        raise
+    except SQLAlchemyError as exc:
+        if _is_connection_failure(exc):
+            raise DatabaseUnavailable(exc.__class__.__name__) from exc
+        raise
+    return stored.message_id, stored.duplicate
+
+
+def _refuse(rt: Runtime, provider: str, error: InboundError, size: int | None) -> tuple[Response, int]:
+    """Answer a refused delivery and note it in the receipts ledger (best effort)."""
+    log.info("refused %s delivery (%s): %s", provider, error.status, error.message)
+    try:
+        from intake.inquiries import record_receipt
+
+        with rt.db.session() as session:
+            record_receipt(session, provider, error.outcome, size=size, detail=error.message)
+    except Exception as exc:  # noqa: BLE001 - the refusal stands even when the ledger is down
+        log.warning("could not record the refused %s delivery: %s", provider, exc.__class__.__name__)
+    return _error(error.status, error.message)
+
+
+def _too_large_handler(_exc: RequestEntityTooLarge) -> tuple[Response, int]:
+    return _error(413, "the request is too large")
+
+
+# --- health ------------------------------------------------------------------------------------
+
+
+def healthz() -> tuple[Response, int]:
+    rt = runtime()
+    parts: dict[str, Any] = {}
+    for name, check in (("database", rt.db.ping), ("queue", rt.queue.ping)):
+        try:
+            check()
+            parts[name] = "ok"
+        except Exception as exc:  # noqa: BLE001 - any failure means "down"; say which kind
+            log.warning("health check: %s is down: %s", name, exc)
+            parts[name] = f"down: {exc.__class__.__name__}"
+    healthy = all(value == "ok" for value in parts.values())
+    return jsonify(parts), 200 if healthy else 503

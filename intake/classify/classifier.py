@@ -1,0 +1,219 @@
+"""The classifier: automated mail, then operator rules, then the model, with spam held to a
+higher standard than anything else.
+
+One `Classifier` per process (`get_classifier(rt)`), holding the active model. Every worker must
+see a model that `intake train` stored without being restarted, so the classifier looks up the
+active `ModelVersion` id at most every `[classifier] reload_seconds` and loads the new blob when it
+changed. A blob that cannot be loaded is logged and the seed model is used instead: a bad model
+must not stop mail from being processed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+from sqlalchemy import select
+
+from intake.classify.automated import automated_reasons
+from intake.classify.document import Document, Verdict
+from intake.classify.model import ModelBundle, document_text, seed_model
+from intake.classify.rules import Rule, first_match, parse_rules
+from intake.classify.spam import spam_evidence
+
+if TYPE_CHECKING:  # pragma: no cover
+    from intake.config import Settings
+    from intake.db import Database
+    from intake.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+AUTOMATED = "automated"
+SPAM = "spam"
+GENERAL = "general"
+
+
+@dataclass(frozen=True)
+class ClassifierOptions:
+    review_threshold: float = 0.5
+    # A message is called spam only when the (evidence-adjusted) probability reaches this.
+    spam_threshold: float = 0.5
+    # How much a provider's spam verdict multiplies the odds of spam.
+    provider_spam_odds: float = 6.0
+    reload_seconds: float = 30.0
+
+    @classmethod
+    def from_settings(cls, settings: "Settings") -> "ClassifierOptions":
+        section = settings.section("classifier")
+        defaults = cls()
+        return cls(
+            review_threshold=float(section.get("review_threshold", defaults.review_threshold)),
+            spam_threshold=float(section.get("spam_threshold", defaults.spam_threshold)),
+            provider_spam_odds=float(section.get("provider_spam_odds", defaults.provider_spam_odds)),
+            reload_seconds=float(section.get("reload_seconds", defaults.reload_seconds)),
+        )
+
+
+class Classifier:
+    def __init__(self, settings: "Settings", db: "Database | None" = None) -> None:
+        self.settings = settings
+        self.db = db
+        self.categories: list[str] = list(settings.category_names)
+        self.options = ClassifierOptions.from_settings(settings)
+        self.rules: list[Rule] = parse_rules(
+            settings.section("classifier").get("rules", []) or [], self.categories
+        )
+        self._lock = threading.Lock()
+        self._bundle: ModelBundle | None = None
+        self._active_id: int | None = None  # the ModelVersion row in use (None: seed model)
+        self._failed_ids: set[int] = set()
+        self._checked_at = float("-inf")
+
+    # --- which model ------------------------------------------------------------------------
+
+    def model(self) -> ModelBundle:
+        """The model to use now: the database's active version when there is one, else the seed."""
+        with self._lock:
+            now = time.monotonic()
+            if self.db is not None and now - self._checked_at >= self.options.reload_seconds:
+                self._checked_at = now
+                self._refresh_from_db()
+            if self._bundle is None:
+                self._bundle = seed_model(self.categories)
+            return self._bundle
+
+    def _refresh_from_db(self) -> None:
+        from intake.models import ModelVersion
+
+        try:
+            with self.db.read_session() as session:  # type: ignore[union-attr]
+                active_id = session.scalar(
+                    select(ModelVersion.id).where(ModelVersion.active.is_(True))
+                    .order_by(ModelVersion.id.desc()).limit(1)
+                )
+                if active_id == self._active_id or active_id in self._failed_ids:
+                    return
+                if active_id is None:
+                    self._active_id, self._bundle = None, None
+                    return
+                row = session.get(ModelVersion, active_id)
+                blob, version = row.blob, row.version  # type: ignore[union-attr]
+        except Exception:
+            # The database being briefly away must not stop classification: keep what we have.
+            log.warning("could not check the active model version; keeping the current model",
+                        exc_info=True)
+            return
+        try:
+            bundle = ModelBundle.loads(blob)
+        except Exception:
+            log.error("stored model %s (id %s) cannot be loaded; using the seed model instead",
+                      version, active_id, exc_info=True)
+            self._failed_ids.add(active_id)
+            self._active_id, self._bundle = None, None
+            return
+        self._active_id, self._bundle = active_id, bundle
+        log.info("classifier now uses model %s", bundle.version)
+
+    # --- deciding ---------------------------------------------------------------------------
+
+    def classify(self, doc: Document) -> Verdict:
+        return self.classify_many([doc])[0]
+
+    def classify_many(self, docs: Sequence[Document]) -> list[Verdict]:
+        verdicts: list[Verdict | None] = [None] * len(docs)
+        automated: dict[int, list[str]] = {}
+        pending: list[int] = []
+        for i, doc in enumerate(docs):
+            reasons = automated_reasons(doc)
+            if reasons:
+                automated[i] = reasons
+                if AUTOMATED in self.categories:
+                    verdicts[i] = Verdict(AUTOMATED, 0.99, "automated", reasons[:4], None, False, True)
+                    continue
+            rule = first_match(self.rules, doc)
+            if rule is not None:
+                verdicts[i] = self._rule_verdict(rule, automated.get(i))
+                continue
+            pending.append(i)
+        if pending:
+            bundle = self.model()
+            probs, features = bundle.predict([document_text(docs[i]) for i in pending])
+            for row, i in enumerate(pending):
+                verdict = self._model_verdict(bundle, probs[row], features[row], docs[i])
+                if i in automated:  # certain, but the taxonomy has no "automated" category
+                    verdict.automated = True
+                    verdict.reasons = automated[i][:2] + verdict.reasons
+                verdicts[i] = verdict
+        return [v for v in verdicts if v is not None]
+
+    def _rule_verdict(self, rule: Rule, automated: list[str] | None) -> Verdict:
+        return Verdict(
+            category=rule.category,
+            confidence=rule.confidence,
+            source="rule",
+            reasons=[f"rule: {rule.reason}"] + (automated or [])[:2],
+            needs_review=rule.confidence < self.options.review_threshold,
+            automated=bool(automated) or rule.category == AUTOMATED,
+        )
+
+    def _model_verdict(self, bundle: ModelBundle, probs: np.ndarray, features: Any,
+                       doc: Document) -> Verdict:
+        scores = {c: float(p) for c, p in zip(bundle.classes, probs) if c in self.categories}
+        total = sum(scores.values())
+        if total <= 0:
+            return Verdict(self._fallback(), 0.0, "model", ["model: no known category"],
+                           bundle.version, True, False)
+        scores = {c: p / total for c, p in scores.items()}  # removed categories' mass shared out
+        reasons: list[str] = []
+        if SPAM in scores:
+            evidence = spam_evidence(doc)
+            if evidence:
+                reasons.extend(evidence)
+                scores = _boost(scores, SPAM, self.options.provider_spam_odds)
+        ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
+        category, confidence = ranked[0]
+        if category == SPAM and confidence < self.options.spam_threshold:
+            # Not sure enough to bury it: the runner-up, or general, flagged for review.
+            runner_up = ranked[1][0] if len(ranked) > 1 else self._fallback()
+            category = runner_up if runner_up != AUTOMATED else self._fallback()
+            confidence = min(scores.get(category, 0.0), self.options.review_threshold - 0.01)
+            reasons.append(f"spam?: {ranked[0][1]:.2f} is below the spam threshold")
+        class_index = bundle.classes.index(category) if category in bundle.classes else None
+        if class_index is not None:
+            words = bundle.top_words(features, class_index)
+            if words:
+                reasons.insert(0, "words: " + ", ".join(words))
+        return Verdict(
+            category=category,
+            confidence=max(0.0, min(1.0, confidence)),
+            source="model",
+            reasons=reasons,
+            model_version=bundle.version,
+            needs_review=confidence < self.options.review_threshold,
+            automated=category == AUTOMATED,
+        )
+
+    def _fallback(self) -> str:
+        """Where an unsure message goes: general, or the last non-special category."""
+        if GENERAL in self.categories:
+            return GENERAL
+        ordinary = [c for c in self.categories if c not in (SPAM, AUTOMATED)]
+        return (ordinary or self.categories)[-1]
+
+
+def _boost(scores: dict[str, float], category: str, odds: float) -> dict[str, float]:
+    """Multiply one category's odds, renormalising the rest (Bayes with a likelihood ratio)."""
+    p = scores[category]
+    boosted = p * odds / (p * odds + (1 - p)) if p < 1 else 1.0
+    rest = 1 - p
+    factor = (1 - boosted) / rest if rest > 0 else 0.0
+    return {c: (boosted if c == category else v * factor) for c, v in scores.items()}
+
+
+def get_classifier(rt: "Runtime") -> Classifier:
+    """The process's classifier for this runtime, built on first use."""
+    return rt.service("classifier", lambda rt: Classifier(rt.settings, rt.db))

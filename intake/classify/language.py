@@ -1,0 +1,66 @@
+"""Language of the latest reply, among the languages the program expects.
+
+lingua is limited to the configured languages (`[classifier] languages`): the fewer candidates,
+the better it does on a two-line email, and it works offline with no model download (the
+measurements are in DESIGN.md). Building a detector takes a while, so one is built per process
+and per language set.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from typing import Any, Sequence
+
+from lingua import IsoCode639_1, Language, LanguageDetector, LanguageDetectorBuilder
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LANGUAGES = ("en", "es", "fr", "de", "pt", "ko")
+# Enough text to decide; lingua's cost grows with length and the opening says it all.
+MAX_DETECT_CHARS = 1000
+_LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
+
+_lock = threading.Lock()
+_detectors: dict[tuple[str, ...], LanguageDetector] = {}
+
+
+def configured_languages(settings: Any) -> tuple[str, ...]:
+    section = settings.section("classifier") if settings is not None else {}
+    codes = section.get("languages") or DEFAULT_LANGUAGES
+    return tuple(sorted({str(c).lower() for c in codes}))
+
+
+def _language(code: str) -> Language | None:
+    try:
+        return Language.from_iso_code_639_1(getattr(IsoCode639_1, code.upper()))
+    except (AttributeError, ValueError):
+        log.error("[classifier] languages: %r is not an ISO 639-1 code lingua knows; ignored", code)
+        return None
+
+
+def detector_for(codes: Sequence[str]) -> LanguageDetector | None:
+    key = tuple(sorted(codes))
+    with _lock:
+        if key not in _detectors:
+            languages = [lang for lang in (_language(c) for c in key) if lang is not None]
+            if len(languages) < 2:
+                return None  # zero or one candidate: nothing to detect
+            _detectors[key] = LanguageDetectorBuilder.from_languages(*languages).build()
+        return _detectors[key]
+
+
+def detect_language(text: str, settings: Any) -> str | None:
+    """ISO 639-1 code of the text, or None when there is nothing to go on."""
+    sample = (text or "")[:MAX_DETECT_CHARS]
+    if len(_LETTER.findall(sample)) < 2:
+        return None
+    codes = configured_languages(settings)
+    detector = detector_for(codes)
+    if detector is None:
+        return codes[0] if len(codes) == 1 else None
+    language = detector.detect_language_of(sample)
+    if language is None:
+        return None
+    return language.iso_code_639_1.name.lower()

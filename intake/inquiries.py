@@ -1,0 +1,753 @@
+"""The inquiry lifecycle: store a message, thread it, classify it, and every staff action after.
+
+This is the domain: it knows the store and the mail layer, and nothing about Flask or Slack.
+Every function takes an open ``Session``; the caller owns the transaction (one per request or
+job). Staff actions return the ``Event`` they recorded so an adapter can show it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import uuid
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email import policy as email_policy
+from email.utils import format_datetime, make_msgid
+from typing import TYPE_CHECKING, Any, Iterable
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from intake import mail
+from intake.db import is_unique_violation
+from intake.mail.types import ParsedEmail, UnparseableMessage
+from intake.models import (
+    Attachment,
+    Classification,
+    Contact,
+    Event,
+    Inquiry,
+    Message,
+    Receipt,
+    utcnow,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from intake.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+SYSTEM = "system"
+FALLBACK_THREAD_WINDOW = dt.timedelta(days=30)
+# Categories whose inquiries are not worked one by one (the Slack digest counts them instead).
+QUIET_CATEGORIES = ("spam", "automated")
+
+
+class InquiryNotFound(LookupError):
+    pass
+
+
+class InvalidAction(ValueError):
+    """A staff action that does not apply (unknown category, note without text...)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Storing raw bytes: the durable first step, before any answer or parsing.
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    message_id: int
+    duplicate: bool
+    dedupe_key: str
+    inquiry_id: int | None = None
+
+
+def dedupe_key_for(raw: bytes, message_id: str | None) -> tuple[str, str]:
+    """The key that makes a second delivery of the same message a duplicate, and the sha256."""
+    digest = hashlib.sha256(raw).hexdigest()
+    if message_id:
+        if len(message_id) > 900:
+            return "midsha:" + hashlib.sha256(message_id.encode("utf-8", "replace")).hexdigest(), digest
+        return "mid:" + message_id, digest
+    return "sha:" + digest, digest
+
+
+def store_raw(
+    session: Session,
+    raw: bytes,
+    *,
+    provider: str,
+    source: str = "email",
+    provider_event_id: str | None = None,
+    meta: dict[str, Any] | None = None,
+) -> StoreResult:
+    """Keep the raw bytes and a receipt; a second delivery of the same message is a duplicate.
+
+    Safe when two processes store the same message at once: the unique dedupe key makes one
+    insert win, and the other (inside a savepoint) turns into a ``duplicate`` receipt.
+    """
+    message_header_id = mail.peek_message_id(raw)
+    key, digest = dedupe_key_for(raw, message_header_id)
+    existing = session.execute(
+        select(Message.id, Message.inquiry_id).where(Message.dedupe_key == key)
+    ).first()
+    if existing is None:
+        row = Message(
+            direction="inbound",
+            kind="email" if source == "email" else source,
+            source=source,
+            provider=provider,
+            dedupe_key=key,
+            message_id=message_header_id,
+            raw=raw,
+            sha256=digest,
+            size=len(raw),
+            meta=meta or None,
+            state="received",
+            parse_status="pending",
+        )
+        try:
+            with session.begin_nested():
+                session.add(row)
+                session.flush()
+        except IntegrityError as exc:
+            if not is_unique_violation(exc):
+                raise
+            existing = session.execute(
+                select(Message.id, Message.inquiry_id).where(Message.dedupe_key == key)
+            ).first()
+            if existing is None:  # pragma: no cover - the winner rolled back; let the caller retry
+                raise
+        else:
+            session.add(
+                Receipt(
+                    provider=provider,
+                    provider_event_id=provider_event_id,
+                    outcome="stored",
+                    message_id=row.id,
+                    size=len(raw),
+                )
+            )
+            session.flush()
+            return StoreResult(row.id, False, key)
+    session.add(
+        Receipt(
+            provider=provider,
+            provider_event_id=provider_event_id,
+            outcome="duplicate",
+            message_id=existing.id,
+            size=len(raw),
+        )
+    )
+    session.flush()
+    return StoreResult(existing.id, True, key, existing.inquiry_id)
+
+
+def record_receipt(
+    session: Session,
+    provider: str,
+    outcome: str,
+    *,
+    provider_event_id: str | None = None,
+    size: int | None = None,
+    detail: str | None = None,
+    message_id: int | None = None,
+) -> Receipt:
+    """Log a delivery attempt that stored nothing (refused, malformed, too large)."""
+    receipt = Receipt(
+        provider=provider,
+        provider_event_id=provider_event_id,
+        outcome=outcome,
+        size=size,
+        detail=(detail or "")[:2000] or None,
+        message_id=message_id,
+    )
+    session.add(receipt)
+    session.flush()
+    return receipt
+
+
+# --------------------------------------------------------------------------------------------
+# Processing a stored message: parse, thread, classify.
+
+
+@dataclass
+class ProcessResult:
+    status: str  # new, follow-up, unparseable
+    inquiry_id: int
+    message_id: int
+    # Jobs to enqueue once the caller has committed: (name, args).
+    followups: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+
+
+def _get_or_create_contact(session: Session, address: str, name: str | None) -> Contact:
+    contact = session.scalars(select(Contact).where(Contact.address == address)).first()
+    if contact is not None:
+        if name and not contact.name:
+            contact.name = name[:320]
+        return contact
+    contact = Contact(address=address[:320], name=(name or None) and name[:320])
+    try:
+        with session.begin_nested():
+            session.add(contact)
+            session.flush()
+    except IntegrityError as exc:
+        if not is_unique_violation(exc):
+            raise
+        contact = session.scalars(select(Contact).where(Contact.address == address)).one()
+    return contact
+
+
+def _participants(session: Session, inquiry: Inquiry, own_address: str | None) -> set[str]:
+    """Addresses allowed to join this inquiry by reference: its contact and everyone on it."""
+    people: set[str] = set()
+    if inquiry.contact is not None:
+        people.add(inquiry.contact.address)
+    rows = session.execute(
+        select(Message.sender_address, Message.reply_to, Message.recipients, Message.to_address)
+        .where(Message.inquiry_id == inquiry.id)
+    ).all()
+    for sender, reply_to, recipients, to_address in rows:
+        for value in (sender, reply_to, to_address):
+            if value:
+                people.add(value)
+        for value in recipients or []:
+            if isinstance(value, str) and value:
+                people.add(value)
+    if own_address:
+        people.discard(mail.normalize_address(own_address))
+    people.discard("")
+    return people
+
+
+def find_thread(
+    session: Session, parsed: ParsedEmail, *, own_address: str | None = None, now: dt.datetime | None = None
+) -> Inquiry | None:
+    """The inquiry this message continues, or None for a new one.
+
+    A reference (In-Reply-To/References or an ``[#ID]`` subject token) joins only when the sender
+    is already a participant: other help desks learned that strangers' mail gets merged into the
+    wrong ticket otherwise. The fallback joins the same sender's inquiry with the same subject
+    (after stripping Re:/Fwd:/AW:/SV:...) seen within 30 days.
+    """
+    sender = parsed.sender.address if parsed.sender else ""
+    if not sender:
+        return None
+    reply_to = parsed.reply_to.address if parsed.reply_to else ""
+    candidates: list[Inquiry] = []
+    token = mail.find_ticket_token(parsed.subject or "")
+    if token is not None:
+        inquiry = session.get(Inquiry, token)
+        if inquiry is not None:
+            candidates.append(inquiry)
+    refs = [r for r in [parsed.in_reply_to, *reversed(parsed.references)] if r]
+    if refs:
+        rows = session.execute(
+            select(Message.inquiry_id)
+            .where(Message.message_id.in_(refs[:100]), Message.inquiry_id.is_not(None))
+            .order_by(Message.id.desc())
+        ).all()
+        for (inquiry_id,) in rows:
+            inquiry = session.get(Inquiry, inquiry_id)
+            if inquiry is not None and inquiry not in candidates:
+                candidates.append(inquiry)
+    for inquiry in candidates:
+        people = _participants(session, inquiry, own_address)
+        if sender in people or (reply_to and reply_to in people):
+            return inquiry
+    subject_key = mail.thread_subject(parsed.subject or "")
+    if subject_key:
+        since = (now or utcnow()) - FALLBACK_THREAD_WINDOW
+        return session.scalars(
+            select(Inquiry)
+            .join(Contact, Inquiry.contact_id == Contact.id)
+            .where(
+                Contact.address == sender,
+                Inquiry.thread_subject == subject_key[:500],
+                Inquiry.last_message_at >= since,
+            )
+            .order_by(Inquiry.last_message_at.desc())
+            .limit(1)
+        ).first()
+    return None
+
+
+def _fill_message(message: Message, parsed: ParsedEmail, max_attachment_bytes: int) -> None:
+    message.message_id = message.message_id or parsed.message_id
+    message.in_reply_to = parsed.in_reply_to
+    message.references = " ".join(parsed.references) or None
+    message.sender_address = parsed.sender.address[:320] if parsed.sender else None
+    message.sender_name = parsed.sender.name if parsed.sender else None
+    message.reply_to = parsed.reply_to.address[:320] if parsed.reply_to else None
+    message.recipients = [a.address for a in [*parsed.to, *parsed.cc] if a.address] or None
+    message.subject = parsed.subject
+    message.date = parsed.date
+    message.text_body = parsed.text
+    message.latest_reply = parsed.latest_reply
+    message.automated = parsed.automation.automated
+    message.automation_reasons = list(parsed.automation.reasons) or None
+    message.parse_status = "parsed"
+    message.parse_error = "; ".join(parsed.defects)[:2000] or None
+    for part in parsed.attachments:
+        keep = part.content is not None and part.size <= max_attachment_bytes
+        message.attachments.append(
+            Attachment(
+                filename=part.filename,
+                content_type=(part.content_type or "application/octet-stream")[:255],
+                size=part.size,
+                sha256=part.sha256,
+                content=part.content if keep else None,
+            )
+        )
+
+
+def _classify(rt: "Runtime", parsed: ParsedEmail, meta: dict[str, Any] | None):
+    """The classifier's verdict and the language; a classifier failure never loses a message."""
+    from intake import classify
+
+    language = None
+    try:
+        language = classify.detect_language(parsed.latest_reply or parsed.text or "", rt.settings)
+    except Exception:  # pragma: no cover - logged, the message still lands
+        log.exception("language detection failed")
+    try:
+        verdict = classify.get_classifier(rt).classify(classify.Document.from_parsed(parsed, meta))
+    except Exception as exc:
+        log.exception("classification failed; filing as general for review")
+        verdict = classify.Verdict(
+            category="general" if "general" in rt.settings.category_names else rt.settings.category_names[0],
+            confidence=0.0,
+            source="rule",
+            reasons=[f"classifier error: {exc.__class__.__name__}"],
+            model_version=None,
+            needs_review=True,
+            automated=False,
+        )
+    return verdict, language
+
+
+def _event(session: Session, inquiry: Inquiry | None, actor: str, kind: str, **detail: Any) -> Event:
+    event = Event(inquiry=inquiry, actor=actor, kind=kind, detail=detail or None)
+    session.add(event)
+    session.flush()
+    return event
+
+
+def process_message(session: Session, rt: "Runtime", message_id: int) -> ProcessResult:
+    """Parse, thread and classify one stored message. Idempotent: a processed one is reported."""
+    query = select(Message).where(Message.id == message_id)
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        query = query.with_for_update()
+    message = session.scalars(query).one_or_none()
+    if message is None:
+        raise LookupError(f"no stored message {message_id}")
+    if message.state == "processed" and message.inquiry_id is not None:
+        return _result_for_processed(session, message)
+
+    settings = rt.settings
+    try:
+        parsed = mail.parse(message.raw, max_attachment_bytes=settings.max_attachment_bytes)
+    except UnparseableMessage as exc:
+        return _file_unparseable(session, message, str(exc))
+    except Exception as exc:  # the parser must never crash; if it does, keep the message anyway
+        log.exception("parser crashed on message %s", message.id)
+        return _file_unparseable(session, message, f"parser error: {exc.__class__.__name__}: {exc}")
+
+    _fill_message(message, parsed, settings.max_attachment_bytes)
+    sender = parsed.sender
+    contact = _get_or_create_contact(session, sender.address, sender.name) if sender and sender.address else None
+    now = utcnow()
+    inquiry = find_thread(session, parsed, own_address=settings.from_address, now=now)
+    result: ProcessResult
+    if inquiry is not None:
+        message.inquiry = inquiry
+        inquiry.last_message_at = now
+        message.language = _language_only(rt, parsed)
+        if not parsed.automation.automated and inquiry.status in ("closed", "waiting"):
+            previous = inquiry.status
+            inquiry.status = "open"
+            inquiry.closed_at = None
+            if previous == "closed":
+                _event(session, inquiry, SYSTEM, "reopened", reason="follow-up email")
+        _event(session, inquiry, SYSTEM, "follow_up", message_id=message.id)
+        result = ProcessResult("follow-up", inquiry.id, message.id, [("slack.post_followup", (message.id,))])
+    else:
+        verdict, language = _classify(rt, parsed, message.meta)
+        message.language = language
+        inquiry = Inquiry(
+            contact=contact,
+            subject=(parsed.subject or "")[:5000],
+            thread_subject=mail.thread_subject(parsed.subject or "")[:500],
+            status="new",
+            category=verdict.category,
+            confidence=verdict.confidence,
+            needs_review=verdict.needs_review,
+            automated=verdict.automated or parsed.automation.automated,
+            language=language,
+            received_at=message.created_at or now,
+            last_message_at=now,
+        )
+        if verdict.category == "spam":
+            inquiry.status = "spam"
+        elif inquiry.automated or verdict.category == "automated":
+            inquiry.status = "closed"
+            inquiry.closed_at = now
+        session.add(inquiry)
+        message.inquiry = inquiry
+        session.flush()
+        session.add(
+            Classification(
+                inquiry=inquiry,
+                message_id=message.id,
+                category=verdict.category,
+                confidence=verdict.confidence,
+                source=verdict.source,
+                model_version=verdict.model_version,
+                reasons=list(verdict.reasons),
+            )
+        )
+        _event(session, inquiry, SYSTEM, "received", message_id=message.id, category=verdict.category)
+        result = ProcessResult(
+            "new",
+            inquiry.id,
+            message.id,
+            [("slack.sync_card", (inquiry.id,)), ("outbound.acknowledge", (message.id,))],
+        )
+    message.state = "processed"
+    message.processed_at = now
+    session.flush()
+    return result
+
+
+def _language_only(rt: "Runtime", parsed: ParsedEmail) -> str | None:
+    from intake import classify
+
+    try:
+        return classify.detect_language(parsed.latest_reply or parsed.text or "", rt.settings)
+    except Exception:  # pragma: no cover
+        log.exception("language detection failed")
+        return None
+
+
+def _file_unparseable(session: Session, message: Message, error: str) -> ProcessResult:
+    """Keep an unparseable message and put it in front of staff as its own inquiry."""
+    now = utcnow()
+    message.parse_status = "unparseable"
+    message.parse_error = error[:2000]
+    inquiry = Inquiry(
+        subject="(unparseable message)",
+        thread_subject="",
+        status="new",
+        category=None,
+        needs_review=True,
+        received_at=message.created_at or now,
+        last_message_at=now,
+    )
+    session.add(inquiry)
+    message.inquiry = inquiry
+    message.state = "processed"
+    message.processed_at = now
+    session.flush()
+    _event(session, inquiry, SYSTEM, "unparseable", message_id=message.id, error=error[:500])
+    return ProcessResult("unparseable", inquiry.id, message.id, [("slack.sync_card", (inquiry.id,))])
+
+
+def _result_for_processed(session: Session, message: Message) -> ProcessResult:
+    if message.parse_status == "unparseable":
+        status = "unparseable"
+    else:
+        first = session.scalar(
+            select(func.min(Message.id)).where(
+                Message.inquiry_id == message.inquiry_id, Message.direction == "inbound"
+            )
+        )
+        status = "new" if first == message.id else "follow-up"
+    return ProcessResult(status, message.inquiry_id, message.id, [])
+
+
+# --------------------------------------------------------------------------------------------
+# Inquiries that arrive through Slack (email forwarding, "Log as inquiry", phone calls).
+
+
+def _header_safe(value: str) -> str:
+    return " ".join((value or "").split())
+
+
+def synthesize_message(
+    *,
+    subject: str,
+    body: str,
+    sender_address: str,
+    sender_name: str | None = None,
+    date: dt.datetime | None = None,
+    headers: Iterable[tuple[str, str]] | None = None,
+    message_id: str | None = None,
+) -> bytes:
+    """RFC 822 bytes for an inquiry that did not arrive as email, so it takes the same path.
+
+    Every value is untrusted: folding whitespace is collapsed so no CR/LF reaches a header.
+    """
+    msg = EmailMessage(policy=email_policy.SMTP)
+    address = _header_safe(sender_address) or "unknown@invalid"
+    name = _header_safe(sender_name or "")
+    try:
+        from email.headerregistry import Address
+
+        local, _, domain = address.partition("@")
+        msg["From"] = Address(display_name=name, username=local, domain=domain or "invalid")
+    except Exception:
+        msg["From"] = "unknown@invalid"
+    msg["Subject"] = _header_safe(subject)[:900]
+    msg["Date"] = format_datetime(date or utcnow())
+    msg["Message-ID"] = message_id or make_msgid(domain="intake.invalid")
+    for key, value in headers or ():
+        key = "".join(ch for ch in key if ch.isalnum() or ch == "-")
+        if key and key.lower() not in {"from", "subject", "date", "message-id"}:
+            msg[key] = _header_safe(value)[:900]
+    msg.set_content(body or "")
+    return msg.as_bytes()
+
+
+# --------------------------------------------------------------------------------------------
+# Staff actions. Each records an audited Event with the actor's Slack user ID.
+
+
+def get_inquiry(session: Session, inquiry_id: int) -> Inquiry:
+    inquiry = session.get(Inquiry, inquiry_id)
+    if inquiry is None:
+        raise InquiryNotFound(f"no inquiry #{inquiry_id}")
+    return inquiry
+
+
+def claim(session: Session, inquiry_id: int, actor: str) -> Event:
+    inquiry = get_inquiry(session, inquiry_id)
+    previous = inquiry.assignee
+    inquiry.assignee = actor
+    if inquiry.status == "new":
+        inquiry.status = "open"
+    return _event(session, inquiry, actor, "claimed", previous=previous)
+
+
+def assign(session: Session, inquiry_id: int, assignee: str | None, actor: str) -> Event:
+    inquiry = get_inquiry(session, inquiry_id)
+    previous = inquiry.assignee
+    inquiry.assignee = assignee or None
+    if assignee and inquiry.status == "new":
+        inquiry.status = "open"
+    return _event(session, inquiry, actor, "assigned", assignee=assignee, previous=previous)
+
+
+def _staff_label(session: Session, inquiry: Inquiry, category: str, actor: str) -> None:
+    first_message = session.scalar(
+        select(func.min(Message.id)).where(Message.inquiry_id == inquiry.id, Message.direction == "inbound")
+    )
+    session.add(
+        Classification(
+            inquiry=inquiry,
+            message_id=first_message,
+            category=category,
+            confidence=1.0,
+            source="staff",
+            reasons=["staff correction"],
+            actor=actor,
+        )
+    )
+    inquiry.category = category
+    inquiry.confidence = 1.0
+    inquiry.needs_review = False
+
+
+def reclassify(session: Session, inquiry_id: int, category: str, actor: str, *, categories: Iterable[str] | None = None) -> Event:
+    """A staff correction: the new label trains the classifier at the next `intake train`."""
+    if categories is not None and category not in set(categories):
+        raise InvalidAction(f"unknown category {category!r}")
+    inquiry = get_inquiry(session, inquiry_id)
+    previous = inquiry.category
+    _staff_label(session, inquiry, category, actor)
+    if category == "spam":
+        inquiry.status = "spam"
+    elif inquiry.status == "spam":
+        inquiry.status = "open"
+    return _event(session, inquiry, actor, "reclassified", category=category, previous=previous)
+
+
+def close(session: Session, inquiry_id: int, actor: str) -> Event:
+    inquiry = get_inquiry(session, inquiry_id)
+    inquiry.status = "closed"
+    inquiry.closed_at = utcnow()
+    return _event(session, inquiry, actor, "closed")
+
+
+def reopen(session: Session, inquiry_id: int, actor: str) -> Event:
+    inquiry = get_inquiry(session, inquiry_id)
+    inquiry.status = "open"
+    inquiry.closed_at = None
+    return _event(session, inquiry, actor, "reopened")
+
+
+def mark_spam(session: Session, inquiry_id: int, actor: str) -> Event:
+    inquiry = get_inquiry(session, inquiry_id)
+    previous = inquiry.category
+    _staff_label(session, inquiry, "spam", actor)
+    inquiry.status = "spam"
+    return _event(session, inquiry, actor, "marked_spam", previous=previous)
+
+
+def mark_not_spam(session: Session, inquiry_id: int, actor: str, *, category: str = "general") -> Event:
+    """Restore a false positive (spam or automated) to the queue, as a staff label."""
+    inquiry = get_inquiry(session, inquiry_id)
+    previous = inquiry.category
+    # The last label that was neither spam nor automated, or the given fallback.
+    restored = next(
+        (c.category for c in reversed(inquiry.classifications) if c.category not in QUIET_CATEGORIES),
+        category,
+    )
+    _staff_label(session, inquiry, restored, actor)
+    inquiry.status = "new" if inquiry.assignee is None else "open"
+    inquiry.closed_at = None
+    inquiry.automated = False
+    return _event(session, inquiry, actor, "marked_not_spam", category=restored, previous=previous)
+
+
+def add_note(session: Session, inquiry_id: int, text: str, actor: str) -> Event:
+    """An internal note: kept with the inquiry, never sent to the applicant."""
+    text = (text or "").strip()
+    if not text:
+        raise InvalidAction("a note needs some text")
+    inquiry = get_inquiry(session, inquiry_id)
+    raw = text.encode("utf-8")
+    note = Message(
+        inquiry=inquiry,
+        direction="internal",
+        kind="note",
+        source="slack",
+        dedupe_key=f"note:{uuid.uuid4().hex}",
+        raw=raw,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        size=len(raw),
+        text_body=text,
+        latest_reply=text,
+        parse_status="parsed",
+        state="processed",
+        author=actor,
+        processed_at=utcnow(),
+    )
+    session.add(note)
+    session.flush()
+    return _event(session, inquiry, actor, "note", message_id=note.id)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading: what `intake list` / `intake show` and the Slack queries print.
+
+
+def list_inquiries(
+    session: Session, *, status: str | None = None, category: str | None = None, limit: int | None = None
+) -> list[Inquiry]:
+    query = select(Inquiry).order_by(Inquiry.received_at.desc(), Inquiry.id.desc())
+    if status:
+        query = query.where(Inquiry.status == status)
+    if category:
+        query = query.where(Inquiry.category == category)
+    if limit:
+        query = query.limit(limit)
+    return list(session.scalars(query))
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:  # SQLite hands back naive datetimes; they were stored as UTC
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.isoformat()
+
+
+def inquiry_summary(inquiry: Inquiry) -> dict[str, Any]:
+    contact = inquiry.contact
+    return {
+        "id": inquiry.id,
+        "status": inquiry.status,
+        "category": inquiry.category,
+        "confidence": inquiry.confidence,
+        "needs_review": inquiry.needs_review,
+        "subject": inquiry.subject,
+        "from": contact.address if contact else None,
+        "name": contact.name if contact else None,
+        "assignee": inquiry.assignee,
+        "language": inquiry.language,
+        "received_at": _iso(inquiry.received_at),
+    }
+
+
+def inquiry_detail(session: Session, inquiry_id: int) -> dict[str, Any]:
+    inquiry = get_inquiry(session, inquiry_id)
+    detail = inquiry_summary(inquiry)
+    detail.update(
+        first_response_at=_iso(inquiry.first_response_at),
+        closed_at=_iso(inquiry.closed_at),
+        messages=[
+            {
+                "id": m.id,
+                "direction": m.direction,
+                "kind": m.kind,
+                "provider": m.provider,
+                "message_id": m.message_id,
+                "from": m.sender_address,
+                "to": m.to_address,
+                "subject": m.subject,
+                "date": _iso(m.date),
+                "received_at": _iso(m.created_at),
+                "parse_status": m.parse_status,
+                "parse_error": m.parse_error,
+                "state": m.state,
+                "language": m.language,
+                "automated": m.automated,
+                "automation_reasons": m.automation_reasons or [],
+                "latest_reply": m.latest_reply,
+                "sha256": m.sha256,
+                "size": m.size,
+                "attachments": [
+                    {"filename": a.filename, "content_type": a.content_type, "size": a.size, "sha256": a.sha256}
+                    for a in m.attachments
+                ],
+            }
+            for m in inquiry.messages
+        ],
+        classifications=[
+            {
+                "category": c.category,
+                "confidence": c.confidence,
+                "source": c.source,
+                "model_version": c.model_version,
+                "reasons": c.reasons or [],
+                "actor": c.actor,
+                "at": _iso(c.created_at),
+            }
+            for c in inquiry.classifications
+        ],
+        events=[
+            {"actor": e.actor, "kind": e.kind, "detail": e.detail or {}, "at": _iso(e.created_at)}
+            for e in inquiry.events
+        ],
+    )
+    return detail
+
+
+def search_inquiries(session: Session, words: str, *, limit: int = 20) -> list[Inquiry]:
+    """Inquiries whose subject, sender or text contain every word (case-insensitive)."""
+    query = select(Inquiry).outerjoin(Contact, Inquiry.contact_id == Contact.id)
+    for word in words.split()[:8]:
+        pattern = f"%{word.lower()}%"
+        in_text = select(Message.inquiry_id).where(func.lower(Message.text_body).like(pattern))
+        query = query.where(
+            or_(
+                func.lower(Inquiry.subject).like(pattern),
+                func.lower(Contact.address).like(pattern),
+                Inquiry.id.in_(in_text),
+            )
+        )
+    return list(session.scalars(query.order_by(Inquiry.received_at.desc()).limit(limit)))

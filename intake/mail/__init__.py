@@ -1,0 +1,32 @@
+"""The mail layer: raw RFC 822 bytes -> ParsedEmail, free of Flask, Slack and the database."""
+
+from .bodies import html_to_text
+from .headers import looks_like_message, normalize_address, peek_message_id
+from .parser import parse
+from .replies import latest_reply
+from .subjects import find_ticket_token, thread_subject
+from .types import (
+    Address,
+    AutomationSignals,
+    NotAMessage,
+    ParsedAttachment,
+    ParsedEmail,
+    UnparseableMessage,
+)
+
+__all__ = [
+    "Address",
+    "AutomationSignals",
+    "NotAMessage",
+    "ParsedAttachment",
+    "ParsedEmail",
+    "UnparseableMessage",
+    "find_ticket_token",
+    "html_to_text",
+    "latest_reply",
+    "looks_like_message",
+    "normalize_address",
+    "parse",
+    "peek_message_id",
+    "thread_subject",
+]

@@ -1,0 +1,195 @@
+"""``intake serve`` (gunicorn + the embedded worker) and ``intake worker`` (the huey consumer).
+
+With the embedded SQLite queue, ``intake serve`` alone is a working system: the gunicorn master
+starts the consumer as a child process (``python -m intake.serve worker --exit-with-parent``) once
+it is ready, restarts it if it dies, and stops it on exit. A separate process rather than a thread
+in the master, because the master forks web workers and a forked copy of a running consumer
+(threads, SQLite connections) is undefined behaviour; a thread in the master only watches the
+child. The child exits on its own if the master disappears (even by SIGKILL).
+
+With ``REDIS_URL`` set, ``intake serve`` runs only the web app and ``intake worker`` processes
+(any number, anywhere) run the jobs. The Procfile's ``web: gunicorn 'intake.app:create_app()'``
+serves the same app; it does not start a worker, so pair it with ``worker: intake worker``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import click
+
+from intake.config import ConfigError, Settings
+
+log = logging.getLogger(__name__)
+
+RESTART_BACKOFF_MAX = 30.0
+STOP_TIMEOUT = 10.0
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=os.environ.get("INTAKE_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
+    )
+
+
+def _load_settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+class ConsumerSupervisor:
+    """Keeps one embedded consumer process alive beside the web server."""
+
+    def __init__(self, command: list[str] | None = None, workers: int = 2) -> None:
+        self.command = command or [
+            sys.executable, "-m", "intake.serve", "worker",
+            "--workers", str(workers), "--exit-with-parent",
+        ]
+        self.process: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.restarts = 0
+
+    def start(self) -> None:
+        self._spawn()
+        self._thread = threading.Thread(target=self._watch, name="intake-consumer-watch", daemon=True)
+        self._thread.start()
+
+    def _spawn(self) -> None:
+        self.process = subprocess.Popen(self.command)
+        log.info("embedded job consumer started (pid %s)", self.process.pid)
+
+    def _watch(self) -> None:
+        delay = 1.0
+        while not self._stopping.wait(0.5):
+            proc = self.process
+            if proc is None or proc.poll() is None:
+                continue
+            log.error("embedded job consumer exited with %s; restarting in %.0fs", proc.returncode, delay)
+            if self._stopping.wait(delay):
+                return
+            self.restarts += 1
+            self._spawn()
+            delay = min(delay * 2, RESTART_BACKOFF_MAX)
+
+    def stop(self) -> None:
+        """SIGINT lets huey finish the running jobs; SIGKILL after ``STOP_TIMEOUT``."""
+        self._stopping.set()
+        proc = self.process
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def gunicorn_application(options: dict[str, Any], supervisor: ConsumerSupervisor | None):
+    """A gunicorn ``BaseApplication`` serving ``create_app()`` built in each worker."""
+    from gunicorn.app.base import BaseApplication
+
+    class IntakeApplication(BaseApplication):
+        def load_config(self) -> None:
+            for key, value in options.items():
+                self.cfg.set(key, value)
+            if supervisor is not None:
+                self.cfg.set("when_ready", lambda _server: supervisor.start())
+                self.cfg.set("on_exit", lambda _server: supervisor.stop())
+
+        def load(self):
+            from intake.app import create_app
+
+            return create_app()
+
+    return IntakeApplication()
+
+
+@click.command("serve")
+@click.option("--host", default=None, help="Interface to bind (default 127.0.0.1, or 0.0.0.0 when PORT is set).")
+@click.option("--port", type=int, default=None, help="Port (default $PORT or 8000).")
+@click.option("--workers", type=int, default=None, help="gunicorn web workers (default $WEB_CONCURRENCY or 2).")
+@click.option("--queue-workers", type=int, default=2, show_default=True, help="Threads of the embedded job consumer.")
+def serve_command(host: str | None, port: int | None, workers: int | None, queue_workers: int) -> None:
+    """Serve the web app (webhooks, /slack/events, /healthz); with the embedded queue, run jobs too."""
+    _configure_logging()
+    settings = _load_settings()
+    if host is None:
+        host = "0.0.0.0" if os.environ.get("PORT") else "127.0.0.1"
+    if port is None:
+        port = int(os.environ.get("PORT") or 8000)
+    if workers is None:
+        workers = int(os.environ.get("WEB_CONCURRENCY") or 2)
+    embedded = not settings.redis_url
+    supervisor = ConsumerSupervisor(workers=queue_workers) if embedded else None
+    options = {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "worker_class": "sync",
+        # Longer than SQLite's 30 s busy timeout, so a request waiting on a lock ends in a clean
+        # 503 rather than a killed worker; providers time out earlier and retry anyway.
+        "timeout": 45,
+        "graceful_timeout": 20,
+        "accesslog": os.environ.get("INTAKE_ACCESS_LOG") or None,
+        # gunicorn's control socket has one default path per user; two servers would collide.
+        "control_socket_disable": True,
+    }
+    log.info(
+        "serving on http://%s:%s with %s web workers (%s)",
+        host, port, workers, "embedded SQLite queue and worker" if embedded else "Redis queue; run `intake worker`",
+    )
+    gunicorn_application(options, supervisor).run()
+
+
+@click.command("worker")
+@click.option("--workers", type=int, default=2, show_default=True, help="Jobs run at once (threads).")
+@click.option("--exit-with-parent", is_flag=True, hidden=True, help="Stop when the parent process goes away.")
+def worker_command(workers: int, exit_with_parent: bool) -> None:
+    """Run background jobs (the huey consumer) until stopped."""
+    _configure_logging()
+    settings = _load_settings()
+    from intake.queue import HueyQueue
+    from intake.runtime import Runtime
+
+    queue = HueyQueue(settings)
+    Runtime(settings, queue=queue)
+    if exit_with_parent:
+        _exit_with_parent()
+    log.info("job consumer on %s", "Redis" if settings.redis_url else f"SQLite ({queue.huey.storage.filename})")
+    queue.run_consumer(workers=workers)
+
+
+def _exit_with_parent() -> None:
+    """Interrupt this process (huey stops gracefully on SIGINT) once the parent is gone."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        log.warning("parent process %s is gone; stopping the embedded consumer", parent)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=watch, name="intake-parent-watch", daemon=True).start()
+
+
+@click.group()
+def main() -> None:
+    """Standalone entry point (``python -m intake.serve``); ``intake`` attaches the same commands."""
+
+
+main.add_command(serve_command)
+main.add_command(worker_command)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,277 @@
+"""Button and menu clicks on the triage card, the digest and the reply modal.
+
+Every listener acknowledges first, checks the user may act, then either opens a modal (before any
+slow work: a trigger_id lives 3 seconds) or runs the domain action and enqueues the jobs that
+update the card and post "who did what" in its thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Callable
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+
+from intake.slack import blocks as B
+from intake.slack import queries as Q
+from intake.slack.common import ActionRefused, SlackDeps, domain, int_or_none, outbound, refuse, run_action, tell
+
+log = logging.getLogger(__name__)
+
+
+def _inquiry_id(action: dict[str, Any]) -> int | None:
+    """Buttons carry the id as their value; selects carry it in their block_id (``card_menus:12``)."""
+    value = action.get("value")
+    if value is not None:
+        return int_or_none(value)
+    return int_or_none(str(action.get("block_id", "")).rpartition(":")[2])
+
+
+def _user(body: dict[str, Any]) -> str:
+    return (body.get("user") or {}).get("id", "")
+
+
+def _do(deps: SlackDeps, client: WebClient, body: dict[str, Any], inquiry_id: int | None,
+        name: str, *args: Any) -> None:
+    """Authorize, then run ``intake.inquiries.<name>`` and tell the user if the domain refused."""
+    user = _user(body)
+    if not deps.allowed(user):
+        refuse(client, body)
+        return
+    if inquiry_id is None:
+        tell(client, body, "That button does not name an inquiry; nothing was changed.")
+        return
+    try:
+        run_action(deps, inquiry_id, getattr(domain(), name), *args, actor=user)
+    except ActionRefused as exc:
+        tell(client, body, f"Could not do that on #{inquiry_id}: {exc}")
+
+
+def simple_action(deps: SlackDeps, name: str) -> Callable[..., None]:
+    def listener(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
+        ack()
+        _do(deps, client, body, _inquiry_id(action), name)
+
+    listener.__name__ = f"on_{name}"
+    return listener
+
+
+def reply_view(deps: SlackDeps, inquiry_id: int, *, body: str | None = None,
+               revision: int = 0, default_action: str = B.REPLY_SEND) -> dict[str, Any] | None:
+    with deps.rt.db.session() as session:
+        card = Q.card_data(session, inquiry_id, with_folded=False)
+    if card is None:
+        return None
+    return B.reply_modal(
+        inquiry_id=inquiry_id, subject=card.subject,
+        sender=B.sender_text(card.sender_name, card.sender_address) if card.sender_address else None,
+        latest=card.latest_reply, templates=templates_for(deps, card.category), body=body,
+        revision=revision, default_action=default_action,
+    )
+
+
+def templates_for(deps: SlackDeps, category: str | None) -> list[tuple[str, str]]:
+    module = outbound()
+    if module is None or not hasattr(module, "reply_templates"):
+        return []
+    try:
+        return [(str(n), str(t)) for n, t in module.reply_templates(deps.rt.settings, category)]
+    except Exception:
+        log.exception("reply_templates failed")
+        return []
+
+
+def fill_template(template: str, inquiry_id: int, card: B.CardData | None) -> str:
+    """Fill a saved reply's placeholders with the outbound layer's safe renderer."""
+    module = outbound()
+    if module is None or not hasattr(module, "render"):
+        return template
+    from intake.outbound.templates import first_name
+
+    name = card.sender_name if card else None
+    return module.render(template, {
+        "first_name": first_name(name), "name": name or "", "subject": card.subject if card else "",
+        "inquiry_id": str(inquiry_id), "reference": f"#{inquiry_id}",
+    })
+
+
+def suggestion_for(deps: SlackDeps, inquiry_id: int) -> B.SuggestionData | None:
+    from intake.slack.jobs import _suggest
+
+    with deps.rt.db.session() as session:
+        card = Q.card_data(session, inquiry_id, with_folded=False)
+    if card is None:
+        return None
+    return _suggest(deps.rt, card.latest_reply or card.subject, card.category)
+
+
+def open_modal(deps: SlackDeps, client: WebClient, body: dict[str, Any], inquiry_id: int | None,
+               kind: str) -> None:
+    if not deps.allowed(_user(body)):
+        refuse(client, body)
+        return
+    if inquiry_id is None:
+        return
+    view: dict[str, Any] | None
+    if kind == "reply":
+        view = reply_view(deps, inquiry_id)
+    elif kind == "note":
+        with deps.rt.db.session() as session:
+            card = Q.card_data(session, inquiry_id, with_folded=False)
+        view = B.note_modal(inquiry_id=inquiry_id, subject=card.subject) if card else None
+    elif kind == "full":
+        with deps.rt.db.session() as session:
+            card = Q.card_data(session, inquiry_id, with_folded=False)
+        view = B.full_text_modal(inquiry_id=inquiry_id, subject=card.subject,
+                                 sender=B.sender_text(card.sender_name, card.sender_address),
+                                 text=card.latest_reply) if card else None
+    elif kind == "edit_suggestion":
+        suggestion = suggestion_for(deps, inquiry_id)
+        view = reply_view(deps, inquiry_id, body=suggestion.answer if suggestion else None)
+    else:
+        raise ValueError(kind)
+    if view is None:
+        tell(client, body, f"Inquiry #{inquiry_id} was not found.")
+        return
+    client.views_open(trigger_id=body["trigger_id"], view=view)
+
+
+def modal_action(deps: SlackDeps, kind: str) -> Callable[..., None]:
+    def listener(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
+        ack()
+        open_modal(deps, client, body, _inquiry_id(action), kind)
+
+    listener.__name__ = f"on_open_{kind}"
+    return listener
+
+
+def send_reply(deps: SlackDeps, inquiry_id: int, text: str, author: str) -> int:
+    """Queue an email reply through the outbound layer; returns the outbound message id."""
+    module = outbound()
+    if module is None or not hasattr(module, "send_reply"):
+        raise ActionRefused("sending email is not set up yet; save it as a note instead")
+    try:
+        # send_reply commits the queued message and enqueues outbound.send; once sent, the
+        # outbound layer records a reply_sent event that slack.post_event puts in the thread.
+        message_id = int(module.send_reply(deps.rt, inquiry_id, text, author))
+    except (LookupError, ValueError) as exc:
+        raise ActionRefused(str(exc)) from exc
+    except Exception as exc:  # e.g. OutboundConfigError: tell the person what is missing
+        if exc.__class__.__name__ != "OutboundConfigError":
+            raise
+        raise ActionRefused(str(exc)) from exc
+    deps.rt.enqueue("slack.sync_card", inquiry_id)
+    return message_id
+
+
+def register(app: App, deps: SlackDeps) -> None:
+    for action_id, name in (
+        (B.A_CLAIM, "claim"),
+        (B.A_CLOSE, "close"),
+        (B.A_REOPEN, "reopen"),
+        (B.A_SPAM, "mark_spam"),
+        (B.A_NOT_SPAM, "mark_not_spam"),
+    ):
+        app.action(action_id)(simple_action(deps, name))
+    app.action(B.A_REPLY)(modal_action(deps, "reply"))
+    app.action(B.A_NOTE)(modal_action(deps, "note"))
+    app.action(B.A_FULL_TEXT)(modal_action(deps, "full"))
+    app.action(B.A_SUGGEST_EDIT)(modal_action(deps, "edit_suggestion"))
+
+    @app.action(B.A_ASSIGN)
+    def on_assign(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
+        ack()
+        assignee = action.get("selected_user")
+        if not assignee:
+            return
+        _do(deps, client, body, _inquiry_id(action), "assign", assignee)
+
+    @app.action(B.A_RECLASSIFY)
+    def on_reclassify(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
+        ack()
+        category = (action.get("selected_option") or {}).get("value")
+        if category not in deps.rt.settings.category_names:
+            tell(client, body, "That category is not in the taxonomy; nothing was changed.")
+            return
+        _do(deps, client, body, _inquiry_id(action), "reclassify", category)
+
+    @app.action(B.A_SUGGEST_SEND)
+    def on_suggest_send(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
+        ack()
+        user, inquiry_id = _user(body), _inquiry_id(action)
+        if not deps.allowed(user):
+            refuse(client, body)
+            return
+        if inquiry_id is None:
+            return
+        suggestion = suggestion_for(deps, inquiry_id)
+        if suggestion is None:
+            tell(client, body, f"No suggested answer for #{inquiry_id} any more; nothing was sent.")
+            return
+        try:
+            send_reply(deps, inquiry_id, suggestion.answer, user)
+        except ActionRefused as exc:
+            tell(client, body, f"Could not send on #{inquiry_id}: {exc}")
+
+    @app.action(B.A_FOLDED)
+    def on_folded(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
+        ack()
+        verb, _, raw_id = str((action.get("selected_option") or {}).get("value", "")).partition(":")
+        inquiry_id = int_or_none(raw_id)
+        if verb in ("reply", "full"):
+            open_modal(deps, client, body, inquiry_id, verb)
+        elif verb in ("claim", "close"):
+            _do(deps, client, body, inquiry_id, verb)
+        elif verb == "spam":
+            _do(deps, client, body, inquiry_id, "mark_spam")
+
+    @app.action(B.A_DIGEST_REVIEW)
+    def on_digest_review(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
+        ack()
+        if not deps.allowed(_user(body)):
+            refuse(client, body)
+            return
+        after, _, through = str(action.get("value", "0:0")).partition(":")
+        after_id, through_id = int_or_none(after) or 0, int_or_none(through) or 0
+        with deps.rt.db.session() as session:
+            rows = Q.rows_for(Q.filtered_since(session, after_id, through_id))
+        client.views_open(trigger_id=body["trigger_id"],
+                          view=B.digest_review_modal(rows, after_id=after_id, through_id=through_id))
+
+    @app.action(B.A_DIGEST_RESTORE)
+    def on_digest_restore(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
+        ack()
+        inquiry_id = _inquiry_id(action)
+        _do(deps, client, body, inquiry_id, "mark_not_spam")
+        view = body.get("view") or {}
+        meta = json.loads(view.get("private_metadata") or "{}")
+        after_id, through_id = int(meta.get("after_id", 0)), int(meta.get("through_id", 0))
+        with deps.rt.db.session() as session:
+            rows = Q.rows_for(Q.filtered_since(session, after_id, through_id))
+        if view.get("id"):
+            client.views_update(view_id=view["id"], hash=view.get("hash"),
+                                view=B.digest_review_modal(rows, after_id=after_id, through_id=through_id))
+
+    @app.action(B.A_REPLY_TEMPLATE)
+    def on_template(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
+        """Fill the reply text with a saved reply, keeping the chosen outcome."""
+        ack()
+        view = body.get("view") or {}
+        meta = json.loads(view.get("private_metadata") or "{}")
+        inquiry_id = int_or_none(meta.get("inquiry_id"))
+        index = int_or_none(int((action.get("selected_option") or {}).get("value", -1)) + 1)
+        if inquiry_id is None or index is None:
+            return
+        with deps.rt.db.session() as session:
+            card = Q.card_data(session, inquiry_id, with_folded=False)
+        templates = templates_for(deps, card.category if card else None)
+        if index - 1 >= len(templates):
+            return
+        mode = (((view.get("state") or {}).get("values") or {}).get("mode") or {}).get("value") or {}
+        chosen = (mode.get("selected_option") or {}).get("value") or B.REPLY_SEND
+        new_view = reply_view(deps, inquiry_id, body=fill_template(templates[index - 1][1], inquiry_id, card),
+                              revision=int(meta.get("revision", 0)) + 1, default_action=chosen)
+        if new_view is not None and view.get("id"):
+            client.views_update(view_id=view["id"], hash=view.get("hash"), view=new_view)

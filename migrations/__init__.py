@@ -1,0 +1,1 @@
+"""Alembic migrations for intake (installed as the `intake_migrations` package)."""

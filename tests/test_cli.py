@@ -1,0 +1,188 @@
+"""The `intake` command as DESIGN.md specifies it: ingest, list, show, db upgrade."""
+
+from __future__ import annotations
+
+import json
+import mailbox
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from intake.cli import main
+from tests.conftest import REPO, corpus_dir
+
+EXAMPLES = REPO / "examples"
+
+
+@pytest.fixture
+def run(db_url, tmp_path):
+    runner = CliRunner()
+    env = {"DATABASE_URL": db_url, "INTAKE_CONFIG": "", "SLACK_BOT_TOKEN": "", "SMTP_URL": ""}
+
+    def invoke(*args, input=None):
+        return runner.invoke(main, list(args), env=env, input=input, catch_exceptions=False)
+
+    return invoke
+
+
+def json_lines(output: str) -> list[dict]:
+    return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+
+
+def test_ingest_examples_then_list_and_show(run):
+    result = run("ingest", "--json", str(EXAMPLES))
+    assert result.exit_code == 0, result.output
+    rows = json_lines(result.output)
+    assert len(rows) == len(list(EXAMPLES.glob("*.eml")))
+    assert set(rows[0]) == {"file", "status", "inquiry", "error"}
+    by_name = {Path(r["file"]).name: r for r in rows}
+    assert by_name["07-follow-up-reply.eml"]["status"] == "follow-up"
+    assert by_name["07-follow-up-reply.eml"]["inquiry"] == by_name["01-application-question.eml"]["inquiry"]
+    assert all(r["status"] in ("new", "follow-up") for r in rows)
+
+    again = run("ingest", "--json", str(EXAMPLES / "02-city-partnership.eml"))
+    assert json_lines(again.output)[0]["status"] == "duplicate"
+    assert json_lines(again.output)[0]["inquiry"] == by_name["02-city-partnership.eml"]["inquiry"]
+
+    listed = json.loads(run("list", "--json").output)
+    assert len(listed) == len(rows) - 1
+    assert {"id", "status", "category", "subject", "from"} <= set(listed[0])
+    ids = [row["id"] for row in listed]
+    assert ids == sorted(ids, reverse=True)  # newest first
+
+    categories = {row["from"]: row["category"] for row in listed}
+    assert categories["dreyes@cityofriverton.gov"] == "partnership"
+    assert categories["pnatarajan@dailyledger.example.com"] == "press"
+
+    only_spam = json.loads(run("list", "--json", "--status", "spam").output)
+    assert all(row["status"] == "spam" for row in only_spam)
+
+    inquiry_id = by_name["01-application-question.eml"]["inquiry"]
+    shown = json.loads(run("show", str(inquiry_id), "--json").output)
+    assert {"id", "status", "category", "confidence", "assignee", "messages"} <= set(shown)
+    assert shown["assignee"] is None
+    inbound = [m for m in shown["messages"] if m["direction"] == "inbound"]
+    assert len(inbound) == 2
+    raw = (EXAMPLES / "01-application-question.eml").read_bytes()
+    import hashlib
+
+    assert inbound[0]["sha256"] == hashlib.sha256(raw).hexdigest()
+    assert inbound[0]["size"] == len(raw)
+
+    human = run("show", str(inquiry_id))
+    assert "Question about eligibility" in human.output
+
+
+def test_ingest_missing_path_fails_clearly(run):
+    result = CliRunner().invoke(main, ["ingest", "/no/such/place.eml"])
+    assert result.exit_code != 0
+    assert "no such file or directory: /no/such/place.eml" in result.output
+
+
+def test_show_unknown_inquiry_is_an_error(run):
+    result = run("show", "999999")
+    assert result.exit_code != 0
+    assert "no inquiry #999999" in result.output
+
+
+def test_not_a_message_and_too_large_are_rejected(run, tmp_path, monkeypatch):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "empty.eml").write_bytes(b"")
+    (tmp_path / "in" / "picture.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8)
+    (tmp_path / "in" / "big.eml").write_bytes(b"Subject: big\r\n\r\n" + b"x" * 5000)
+    (tmp_path / "in" / "prose.txt").write_bytes(b"Just some words someone saved,\nwith no header at all.\n")
+    monkeypatch.setenv("INTAKE_MAX_MESSAGE_BYTES", "4096")
+    result = CliRunner().invoke(
+        main, ["ingest", "--json", str(tmp_path / "in")],
+        env={"DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "INTAKE_MAX_MESSAGE_BYTES": "4096"},
+    )
+    assert result.exit_code == 0, result.output
+    rows = {Path(r["file"]).name: r for r in json_lines(result.output)}
+    assert rows["empty.eml"]["status"] == "rejected" and rows["empty.eml"]["error"]
+    assert rows["picture.png"]["status"] == "rejected"
+    assert rows["big.eml"]["status"] == "rejected" and "too large" in rows["big.eml"]["error"]
+    assert rows["prose.txt"]["status"] == "unparseable" and rows["prose.txt"]["inquiry"]
+    assert all(r["inquiry"] is None for name, r in rows.items() if name != "prose.txt")
+
+
+def test_ingest_mbox_and_stdin(run, tmp_path):
+    box = mailbox.mbox(str(tmp_path / "inbox.mbox"))
+    for name in ("02-city-partnership.eml", "03-press-request.eml"):
+        box.add((EXAMPLES / name).read_bytes())
+    box.flush()
+    box.close()
+    result = run("ingest", "--json", str(tmp_path / "inbox.mbox"))
+    rows = json_lines(result.output)
+    assert [r["status"] for r in rows] == ["new", "new"]
+    assert rows[0]["file"].endswith("inbox.mbox#1")
+
+    piped = run("ingest", "--json", "-", input=(EXAMPLES / "06-solicitud-en-espanol.eml").read_bytes())
+    rows = json_lines(piped.output)
+    assert rows[0]["file"] == "-" and rows[0]["status"] == "new"
+    shown = json.loads(run("show", str(rows[0]["inquiry"]), "--json").output)
+    assert shown["messages"][0]["language"] == "es"
+
+
+def test_hostile_inputs_each_get_a_result(run, tmp_path):
+    folder = tmp_path / "hostile"
+    folder.mkdir()
+    header_only = b"From: a@example.org\r\nSubject: only headers\r\n"
+    many = ", ".join(f"user{i}@example.org" for i in range(10_000))
+    cases = {
+        "header-only.eml": header_only,
+        "recipients.eml": f"From: a@example.org\r\nTo: {many}\r\nSubject: hi\r\n\r\nbody\r\n".encode(),
+        "subject.eml": b"From: a@example.org\r\nSubject: " + b"S" * 5000 + b"\r\n\r\nbody\r\n",
+        "nul.eml": b"From: a@example.org\r\nSubject: nul\x00byte\r\n\r\nbo\x00dy\r\n",
+        "utf8.eml": b"From: \xff\xfe <a@example.org>\r\nSubject: caf\xe9 \xc3\x28\r\n\r\nbody \xff\r\n",
+        "junk.bin": os.urandom(4096),
+    }
+    for name, data in cases.items():
+        (folder / name).write_bytes(data)
+    result = run("ingest", "--json", str(folder))
+    assert result.exit_code == 0, result.output
+    rows = {Path(r["file"]).name: r for r in json_lines(result.output)}
+    assert set(rows) == set(cases)
+    assert rows["junk.bin"]["status"] == "rejected"
+    for name in cases.keys() - {"junk.bin"}:
+        assert rows[name]["status"] in ("new", "unparseable", "follow-up"), rows[name]
+        assert rows[name]["inquiry"] is not None
+    listed = json.loads(run("list", "--json").output)
+    assert len(listed) == len(cases) - 1
+
+
+def test_console_script_reads_stdin_and_reports_missing_paths(db_url, tmp_path):
+    env = dict(os.environ, DATABASE_URL=db_url)
+    exe = Path(sys.executable).parent / "intake"
+    missing = subprocess.run([str(exe), "ingest", "nope.eml"], env=env, capture_output=True, text=True)
+    assert missing.returncode != 0
+    assert "nope.eml" in missing.stderr
+    ok = subprocess.run(
+        [str(exe), "ingest", "--json", "-"], env=env, capture_output=True,
+        input=(EXAMPLES / "03-press-request.eml").read_bytes(),
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout.decode().splitlines()[0])["status"] == "new"
+
+
+@pytest.mark.corpus
+def test_every_corpus_message_gets_a_result(run):
+    corpus = corpus_dir()
+    result = run("ingest", "--json", str(corpus))
+    assert result.exit_code == 0, result.output[-2000:]
+    rows = json_lines(result.output)
+    files = [p for p in corpus.rglob("*") if p.is_file()]
+    assert len(rows) >= len(files)
+    statuses = {r["status"] for r in rows}
+    assert statuses <= {"new", "follow-up", "duplicate", "unparseable", "rejected"}
+    messages = [r for r in rows if r["file"].endswith((".eml",)) or "/cpython-email/" in r["file"]]
+    assert all(r["status"] != "rejected" for r in messages), [r for r in messages if r["status"] == "rejected"]
+
+
+def test_db_upgrade_command(empty_db_url):
+    result = CliRunner().invoke(main, ["db", "upgrade"], env={"DATABASE_URL": empty_db_url})
+    assert result.exit_code == 0, result.output
+    assert "head" in result.output

@@ -1,0 +1,295 @@
+"""The domain: storing, deduplicating, threading and the staff lifecycle, on both databases."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import multiprocessing
+from email.utils import format_datetime
+
+import pytest
+from sqlalchemy import func, select
+
+from intake import inquiries
+from intake.models import Classification, Event, Inquiry, Message, Receipt
+
+from tests.conftest import REPO
+
+
+def make_email(
+    *,
+    sender="Ana Lopez <ana@example.org>",
+    subject="How do I apply?",
+    body="Hello, how do I apply to the fellowship? Thanks, Ana",
+    message_id="<m1@example.org>",
+    in_reply_to=None,
+    references=None,
+    to="fellowship@civicfellows.example",
+    cc=None,
+    extra="",
+) -> bytes:
+    lines = [f"From: {sender}", f"To: {to}"]
+    if cc:
+        lines.append(f"Cc: {cc}")
+    lines += [f"Subject: {subject}", "Date: Mon, 16 Nov 2026 09:12:44 -0500"]
+    if message_id:
+        lines.append(f"Message-ID: {message_id}")
+    if in_reply_to:
+        lines.append(f"In-Reply-To: {in_reply_to}")
+    if references:
+        lines.append(f"References: {references}")
+    if extra:
+        lines.append(extra.rstrip("\n"))
+    lines += ["MIME-Version: 1.0", 'Content-Type: text/plain; charset="utf-8"', "", body, ""]
+    return "\r\n".join(lines).encode("utf-8")
+
+
+def ingest(rt, raw: bytes, provider="test"):
+    """Store and process in the domain alone (the jobs that follow are the pipeline's business)."""
+    with rt.db.session() as session:
+        stored = inquiries.store_raw(session, raw, provider=provider)
+    if stored.duplicate:
+        return "duplicate", stored
+    with rt.db.session() as session:
+        return inquiries.process_message(session, rt, stored.message_id), stored
+
+
+def test_raw_bytes_are_kept_byte_exact(rt):
+    raw = make_email() + b"\xff\xfe trailing junk \x00 kept as is"
+    result, stored = ingest(rt, raw)
+    with rt.db.session() as session:
+        message = session.get(Message, stored.message_id)
+        assert message.raw == raw
+        assert message.sha256 == hashlib.sha256(raw).hexdigest()
+        assert message.size == len(raw)
+        receipt = session.scalars(select(Receipt).where(Receipt.message_id == message.id)).one()
+        assert receipt.outcome == "stored"
+
+
+def test_same_message_id_is_a_duplicate_and_gets_a_receipt(rt):
+    raw = make_email()
+    first, _ = ingest(rt, raw)
+    assert first.status == "new"
+    # A provider retry may re-encode the transport; the Message-ID is what identifies it.
+    status, stored = ingest(rt, raw.replace(b"Thanks, Ana", b"Thanks,  Ana"))
+    assert status == "duplicate"
+    assert stored.inquiry_id == first.inquiry_id
+    with rt.db.session() as session:
+        assert session.scalar(select(func.count(Message.id))) == 1
+        outcomes = sorted(session.scalars(select(Receipt.outcome)))
+        assert outcomes == ["duplicate", "stored"]
+
+
+def test_without_message_id_the_sha256_dedupes(rt):
+    raw = make_email(message_id=None)
+    first, _ = ingest(rt, raw)
+    assert first.status == "new"
+    status, _ = ingest(rt, raw)
+    assert status == "duplicate"
+    other, _ = ingest(rt, make_email(message_id=None, body="A different question entirely."))
+    assert other != "duplicate"
+
+
+def _store_in_process(url: str, raw: bytes, barrier, out) -> None:
+    from intake.config import Settings
+    from intake.db import Database
+
+    db = Database(Settings.from_env({"DATABASE_URL": url}).database_url)
+    barrier.wait()
+    with db.session() as session:
+        stored = inquiries.store_raw(session, raw, provider="race")
+    out.put(stored.duplicate)
+    db.dispose()
+
+
+def test_two_processes_storing_the_same_message_store_it_once(db_url, db):
+    raw = make_email(message_id="<race@example.org>")
+    ctx = multiprocessing.get_context("spawn")
+    barrier, out = ctx.Barrier(4), ctx.Queue()
+    procs = [ctx.Process(target=_store_in_process, args=(db_url, raw, barrier, out)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    results = sorted(out.get(timeout=5) for _ in procs)
+    assert results == [False, True, True, True]
+    with db.session() as session:
+        assert session.scalar(select(func.count(Message.id))) == 1
+        assert session.scalar(select(func.count(Receipt.id))) == 4
+
+
+def test_reply_with_in_reply_to_from_the_contact_is_a_follow_up(rt):
+    first, _ = ingest(rt, make_email())
+    reply = make_email(
+        subject="Something else entirely",
+        message_id="<m2@example.org>",
+        in_reply_to="<m1@example.org>",
+        references="<m1@example.org>",
+        body="One more question about references.",
+    )
+    second, _ = ingest(rt, reply)
+    assert second.status == "follow-up"
+    assert second.inquiry_id == first.inquiry_id
+
+
+def test_a_stranger_quoting_a_message_id_does_not_join(rt):
+    first, _ = ingest(rt, make_email())
+    stranger = make_email(
+        sender="Mallory <mallory@evil.example>",
+        subject="Re: How do I apply?",
+        message_id="<x1@evil.example>",
+        in_reply_to="<m1@example.org>",
+    )
+    second, _ = ingest(rt, stranger)
+    assert second.status == "new"
+    assert second.inquiry_id != first.inquiry_id
+
+
+def test_a_participant_on_cc_may_join_by_reference(rt):
+    first, _ = ingest(rt, make_email(cc="Bo Chen <bo.chen@example.org>"))
+    colleague = make_email(
+        sender="Bo Chen <BO.CHEN@example.org>",
+        subject="Re: How do I apply?",
+        message_id="<bo1@example.org>",
+        in_reply_to="<m1@example.org>",
+    )
+    second, _ = ingest(rt, colleague)
+    assert second.status == "follow-up"
+    assert second.inquiry_id == first.inquiry_id
+
+
+@pytest.mark.parametrize("prefix", ["Re:", "RE[2]:", "AW: Fwd:", "SV:", "Re: RE:"])
+def test_same_sender_and_subject_threads_without_references(rt, prefix):
+    first, _ = ingest(rt, make_email())
+    again = make_email(subject=f"{prefix} How do I apply?", message_id="<m9@example.org>")
+    second, _ = ingest(rt, again)
+    assert second.status == "follow-up"
+    assert second.inquiry_id == first.inquiry_id
+
+
+def test_subject_fallback_expires_after_30_days(rt):
+    first, _ = ingest(rt, make_email())
+    with rt.db.session() as session:
+        inquiry = session.get(Inquiry, first.inquiry_id)
+        inquiry.last_message_at = inquiry.last_message_at - dt.timedelta(days=31)
+    later, _ = ingest(rt, make_email(subject="Re: How do I apply?", message_id="<late@example.org>"))
+    assert later.status == "new"
+
+
+def test_ticket_token_in_subject_joins_for_the_contact(rt):
+    first, _ = ingest(rt, make_email())
+    token = make_email(subject=f"Totally new words [#{first.inquiry_id}]", message_id="<t1@example.org>")
+    second, _ = ingest(rt, token)
+    assert second.status == "follow-up"
+    assert second.inquiry_id == first.inquiry_id
+
+
+def test_follow_up_reopens_a_closed_inquiry(rt):
+    first, _ = ingest(rt, make_email())
+    with rt.db.session() as session:
+        inquiries.close(session, first.inquiry_id, "U1")
+    ingest(rt, make_email(subject="Re: How do I apply?", message_id="<m3@example.org>"))
+    with rt.db.session() as session:
+        inquiry = session.get(Inquiry, first.inquiry_id)
+        assert inquiry.status == "open"
+        assert inquiry.closed_at is None
+        kinds = [e.kind for e in inquiry.events]
+        assert kinds[-2:] == ["reopened", "follow_up"]
+
+
+def test_unparseable_message_is_kept_and_listed(rt):
+    # Declares a header block but is binary junk after a plausible first line.
+    raw = b"Subject: hi\r\nContent-Type: multipart/mixed\r\n\r\n" + bytes(range(256)) * 4
+    result, stored = ingest(rt, raw)
+    assert result.status in ("new", "unparseable")
+    with rt.db.session() as session:
+        listed = inquiries.list_inquiries(session)
+        assert [i.id for i in listed] == [result.inquiry_id]
+        message = session.get(Message, stored.message_id)
+        assert message.raw == raw
+
+
+def test_processing_twice_is_idempotent(rt):
+    result, stored = ingest(rt, make_email())
+    with rt.db.session() as session:
+        again = inquiries.process_message(session, rt, stored.message_id)
+    assert (again.status, again.inquiry_id) == ("new", result.inquiry_id)
+    with rt.db.session() as session:
+        assert session.scalar(select(func.count(Inquiry.id))) == 1
+        assert session.scalar(select(func.count(Classification.id))) == 1
+
+
+def test_new_inquiry_is_classified_with_reasons_and_language(rt):
+    result, _ = ingest(rt, (REPO / "examples" / "02-city-partnership.eml").read_bytes())
+    with rt.db.session() as session:
+        inquiry = session.get(Inquiry, result.inquiry_id)
+        assert inquiry.category == "partnership"
+        assert inquiry.language == "en"
+        label = inquiry.classifications[0]
+        assert label.source in ("model", "rule")
+        assert label.reasons
+
+
+def test_automated_mail_is_closed_quietly(rt):
+    result, _ = ingest(rt, (REPO / "examples" / "04-out-of-office.eml").read_bytes())
+    with rt.db.session() as session:
+        inquiry = session.get(Inquiry, result.inquiry_id)
+        assert inquiry.category == "automated"
+        assert inquiry.status == "closed"
+
+
+def test_staff_lifecycle_records_events_and_labels(rt):
+    result, _ = ingest(rt, make_email())
+    inquiry_id = result.inquiry_id
+    with rt.db.session() as session:
+        assert inquiries.claim(session, inquiry_id, "U_ANA").kind == "claimed"
+        inquiries.assign(session, inquiry_id, "U_BO", "U_ANA")
+        inquiries.reclassify(session, inquiry_id, "press", "U_BO", categories=rt.settings.category_names)
+        inquiries.add_note(session, inquiry_id, "Called her back; she will write again.", "U_BO")
+        inquiries.mark_spam(session, inquiry_id, "U_BO")
+        inquiries.mark_not_spam(session, inquiry_id, "U_BO")
+        inquiries.close(session, inquiry_id, "U_BO")
+        inquiries.reopen(session, inquiry_id, "U_ANA")
+    with rt.db.session() as session:
+        inquiry = session.get(Inquiry, inquiry_id)
+        assert inquiry.assignee == "U_BO"
+        assert inquiry.status == "open"
+        assert inquiry.category == "press"  # not-spam restores the last real label
+        kinds = [e.kind for e in inquiry.events]
+        assert kinds == ["received", "claimed", "assigned", "reclassified", "note", "marked_spam",
+                         "marked_not_spam", "closed", "reopened"]
+        assert {e.actor for e in inquiry.events[1:]} == {"U_ANA", "U_BO"}
+        staff = [c for c in inquiry.classifications if c.source == "staff"]
+        assert [c.category for c in staff] == ["press", "spam", "press"]
+        assert all(c.actor == "U_BO" for c in staff)
+        note = [m for m in inquiry.messages if m.kind == "note"][0]
+        assert note.direction == "internal" and note.author == "U_BO"
+
+
+def test_reclassify_refuses_an_unknown_category(rt):
+    result, _ = ingest(rt, make_email())
+    with rt.db.session() as session, pytest.raises(inquiries.InvalidAction):
+        inquiries.reclassify(session, result.inquiry_id, "nonsense", "U1", categories=rt.settings.category_names)
+
+
+def test_synthesized_message_cannot_inject_headers(rt):
+    raw = inquiries.synthesize_message(
+        subject="Hello\r\nBcc: victim@example.com",
+        body="Logged from a phone call",
+        sender_address="caller@example.org\r\nX-Evil: 1",
+        sender_name="Caller\nX-Injected: yes",
+    )
+    header_block = raw.split(b"\r\n\r\n", 1)[0]
+    names = [line.split(b":", 1)[0].lower() for line in header_block.split(b"\r\n") if line and not line[:1].isspace()]
+    assert b"bcc" not in names and b"x-evil" not in names and b"x-injected" not in names
+    result, _ = ingest(rt, raw)
+    assert result.status == "new"
+
+
+def test_search_finds_by_words_in_body_and_subject(rt):
+    ingest(rt, make_email())
+    ingest(rt, make_email(sender="x@press.example", subject="Podcast", message_id="<p@x>", body="We run a civic podcast."))
+    with rt.db.session() as session:
+        found = inquiries.search_inquiries(session, "CIVIC podcast")
+        assert [i.subject for i in found] == ["Podcast"]
