@@ -74,19 +74,11 @@ def run(kind: str, count: int, classify: bool) -> None:
             db.create_all()
             rt = Runtime(settings, db)
             if not classify:
-                # Measure parse + thread + store alone: a fixed verdict instead of the model.
-                from intake import classify as classify_module
+                # Measure parse + thread + store alone: a fixed verdict stands in for the model.
+                from intake.classify import Verdict
 
-                verdict = classify_module.Verdict("general", 0.5, "rule", ["bench"], None, False, False)
-
-                class Fixed:
-                    def classify(self, _doc):
-                        return verdict
-
-                rt.services["classifier"] = Fixed()
-                rt.services["classifier_fixed"] = True
-                classify_module_get = classify_module.get_classifier
-                classify_module.get_classifier = lambda _rt: Fixed()
+                verdict = Verdict("general", 0.5, "rule", ["bench"], None, False, False)
+                rt.services["classifier"] = type("Fixed", (), {"classify": lambda self, doc: verdict})()
             else:
                 from intake.classify import Document, get_classifier
 
@@ -99,8 +91,6 @@ def run(kind: str, count: int, classify: bool) -> None:
                 with db.session() as session:
                     inquiries.process_message(session, rt, stored.message_id)
             elapsed = time.perf_counter() - start
-            if not classify:
-                classify_module.get_classifier = classify_module_get
             label = "store+parse+thread+classify" if classify else "store+parse+thread"
             print(
                 f"{kind:<10} {label:<28} {count} messages ({total_bytes / 1e6:.1f} MB) in {elapsed:.1f} s: "

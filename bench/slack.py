@@ -101,10 +101,11 @@ class Schema:
             self.admin.dispose()
 
 
-def start_server(env: dict[str, str], port: int) -> subprocess.Popen:
+def start_server(env: dict[str, str], port: int, log_path: Path) -> subprocess.Popen:
+    log_file = open(log_path, "wb")  # a file, not a pipe: a full pipe would stall the server
     proc = subprocess.Popen(
         [str(REPO / ".venv" / "bin" / "intake"), "serve", "--port", str(port), "--workers", "2"],
-        env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env={**os.environ, **env}, stdout=log_file, stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     deadline = time.monotonic() + 60
@@ -115,7 +116,7 @@ def start_server(env: dict[str, str], port: int) -> subprocess.Popen:
         except requests.RequestException:
             pass
         if proc.poll() is not None:
-            raise SystemExit(f"intake serve exited: {proc.stderr.read().decode()[-2000:]}")
+            raise SystemExit(f"intake serve exited: {log_path.read_text(errors='replace')[-2000:]}")
         time.sleep(0.2)
     raise SystemExit("intake serve did not become healthy in 60 s")
 
@@ -221,7 +222,8 @@ def main() -> None:
             settings = Settings.from_env(env)
             rt = Runtime(settings, Database(schema.url))
             port = free_port()
-            proc = start_server(env, port)
+            server_log = Path(os.environ.get("BENCH_SERVER_LOG") or tmp / "server.log")
+            proc = start_server(env, port, server_log)
             base = f"http://127.0.0.1:{port}"
             print(f"intake serve (2 gunicorn workers + embedded consumer) on {args.database}; fake Slack at {fake.api_url}")
             acks = bench_acks(base, rt, fake, args.rounds, args.concurrency)

@@ -18,6 +18,7 @@ from email.utils import format_datetime, make_msgid
 from typing import TYPE_CHECKING, Any, Iterable
 
 from sqlalchemy import func, or_, select
+from sqlalchemy import insert as sa_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -88,63 +89,59 @@ def store_raw(
     """Keep the raw bytes and a receipt; a second delivery of the same message is a duplicate.
 
     Safe when two processes store the same message at once: the unique dedupe key makes one
-    insert win, and the other (inside a savepoint) turns into a ``duplicate`` receipt.
+    insert win, and the other turns into a ``duplicate`` receipt.
     """
     message_header_id = mail.peek_message_id(raw)
     key, digest = dedupe_key_for(raw, message_header_id)
-    existing = session.execute(
-        select(Message.id, Message.inquiry_id).where(Message.dedupe_key == key)
-    ).first()
-    if existing is None:
-        row = Message(
-            direction="inbound",
-            kind="email" if source == "email" else source,
-            source=source,
-            provider=provider,
-            dedupe_key=key,
-            message_id=message_header_id,
-            raw=raw,
-            sha256=digest,
-            size=len(raw),
-            meta=meta or None,
-            state="received",
-            parse_status="pending",
-        )
-        try:
-            with session.begin_nested():
-                session.add(row)
-                session.flush()
-        except IntegrityError as exc:
-            if not is_unique_violation(exc):
-                raise
-            existing = session.execute(
-                select(Message.id, Message.inquiry_id).where(Message.dedupe_key == key)
-            ).first()
-            if existing is None:  # pragma: no cover - the winner rolled back; let the caller retry
-                raise
-        else:
-            session.add(
-                Receipt(
-                    provider=provider,
-                    provider_event_id=provider_event_id,
-                    outcome="stored",
-                    message_id=row.id,
-                    size=len(raw),
-                )
-            )
-            session.flush()
-            return StoreResult(row.id, False, key)
-    session.add(
-        Receipt(
+    # One statement that either inserts or, when the key is taken, does nothing: the unique
+    # index decides between two concurrent deliveries without a savepoint or a retry loop.
+    values = dict(
+        direction="inbound",
+        kind="email" if source == "email" else source,
+        source=source,
+        provider=provider,
+        dedupe_key=key,
+        message_id=message_header_id,
+        raw=raw,
+        sha256=digest,
+        size=len(raw),
+        meta=meta or None,
+        state="received",
+        parse_status="pending",
+        attempts=0,
+        automated=False,
+        created_at=utcnow(),
+    )
+    insert = _dialect_insert(session)(Message).values(**values)
+    new_id = session.execute(
+        insert.on_conflict_do_nothing(index_elements=[Message.dedupe_key]).returning(Message.id)
+    ).scalar()
+    if new_id is not None:
+        outcome, message_id, inquiry_id = "stored", new_id, None
+    else:
+        existing = session.execute(
+            select(Message.id, Message.inquiry_id).where(Message.dedupe_key == key)
+        ).one()
+        outcome, message_id, inquiry_id = "duplicate", existing.id, existing.inquiry_id
+    session.execute(
+        sa_insert(Receipt).values(
             provider=provider,
             provider_event_id=provider_event_id,
-            outcome="duplicate",
-            message_id=existing.id,
+            outcome=outcome,
+            message_id=message_id,
             size=len(raw),
+            received_at=utcnow(),
         )
     )
-    session.flush()
-    return StoreResult(existing.id, True, key, existing.inquiry_id)
+    return StoreResult(message_id, outcome == "duplicate", key, inquiry_id)
+
+
+def _dialect_insert(session: Session):
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
 
 
 def record_receipt(
@@ -332,8 +329,7 @@ def _classify(rt: "Runtime", parsed: ParsedEmail, meta: dict[str, Any] | None):
 
 def _event(session: Session, inquiry: Inquiry | None, actor: str, kind: str, **detail: Any) -> Event:
     event = Event(inquiry=inquiry, actor=actor, kind=kind, detail=detail or None)
-    session.add(event)
-    session.flush()
+    session.add(event)  # flushed with the rest of the unit of work; its id is set by commit
     return event
 
 

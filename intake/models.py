@@ -153,8 +153,9 @@ class Message(Base):
     language: Mapped[str | None] = mapped_column(String(16))
     automated: Mapped[bool] = mapped_column(Boolean, default=False)
     automation_reasons: Mapped[list[Any] | None]
-    # Provider-side facts that are not in the MIME (spam scores of parsed-mode webhooks, SMTP
-    # envelope, Slack user who logged it): a small JSON object.
+    # Facts that are not in the MIME, as a small JSON object. Inbound: provider spam scores of
+    # parsed-mode webhooks, the Slack user who logged it. Outbound: delivery notes, the
+    # knowledge-base answer used (answer_key), the message acknowledged, the envelope sender.
     meta: Mapped[dict[str, Any] | None]
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
@@ -167,6 +168,8 @@ class Message(Base):
     author: Mapped[str | None] = mapped_column(String(64))  # Slack user who wrote an outbound/note
     slack_ts: Mapped[str | None] = mapped_column(String(32))  # its line in the card's thread
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Inbound: when processing finished. Outbound: when the current send attempt claimed the row
+    # (a lease, so a crashed sender's message is retried only after it expires).
     processed_at: Mapped[dt.datetime | None]
     sent_at: Mapped[dt.datetime | None]
 
@@ -218,7 +221,12 @@ class Classification(Base):
 
 
 class Event(Base):
-    """The audit trail: who (a Slack user ID or `system`), what, when."""
+    """The audit trail: who (a Slack user ID or `system`), what, when.
+
+    Kinds: received, follow_up, unparseable, reopened, claimed, assigned, reclassified, closed,
+    marked_spam, marked_not_spam, note; outbound: reply_sent, ack_sent, ack_suppressed, cap_hit,
+    smtp_delayed, send_failed.
+    """
 
     __tablename__ = "events"
 

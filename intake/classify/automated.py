@@ -151,4 +151,15 @@ def automated_reasons(doc: Document) -> list[str]:
     body = (doc.body or "")[:1500]
     if len(body) < 1500 and _AWAY.search(body) and _RETURN.search(body):
         reasons.append("text: out-of-office reply")
-    return reasons
+    return _unique(reasons)
+
+
+def _unique(reasons: list[str]) -> list[str]:
+    seen: set[str] = set()
+    out: list[str] = []
+    for reason in reasons:
+        key = reason.lower()
+        if key not in seen:
+            seen.add(key)
+            out.append(reason)
+    return out

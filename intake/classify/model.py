@@ -28,7 +28,7 @@ from typing import Any, Iterable, Sequence
 import joblib
 import numpy as np
 import sklearn
-from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
 
@@ -45,6 +45,8 @@ FREE_MAIL = frozenset(
     "live.com icloud.com me.com aol.com proton.me protonmail.com gmx.de gmx.net web.de naver.com "
     "daum.net hanmail.net uol.com.br bol.com.br terra.com.br orange.fr free.fr laposte.net".split()
 )
+# Words too common to explain anything to staff (they still count in the model).
+_NOT_REASONS = ENGLISH_STOP_WORDS | {"hi", "hello", "thanks", "thank", "dear", "regards", "best"}
 _QUOTED_LINE = re.compile(r"^\s*>.*$", re.MULTILINE)
 
 
@@ -62,6 +64,13 @@ class Example:
         return feature_text(self.subject, self.body, self.sender)
 
 
+# Look-alike domains of phishing: "paypal-account-verify.info", "g00gle-security-check.com".
+_LURE_DOMAIN = re.compile(
+    r"secure|verif|account|login|signin|alert|update|support-|-support|notice|portal|billing|"
+    r"-online|prize|winner|lotter|promo|deals|bonus|refund|quota|[a-z]0[a-z]|[a-z]1[a-z]",
+)
+
+
 def sender_tokens(address: str) -> str:
     """A few words about the sender: the kind of domain says a lot (.gov, a newsroom, gmail)."""
     domain = address.rpartition("@")[2].lower()
@@ -72,7 +81,8 @@ def sender_tokens(address: str) -> str:
     labels = [l for l in re.split(r"[.\-]", domain) if l]
     tld = labels[-1] if labels else ""
     words = " ".join(labels[:-1])
-    return f"sendertld{tld} {words}"
+    lure = " senderlure" if _LURE_DOMAIN.search(domain) or domain.count("-") >= 2 else ""
+    return f"sendertld{tld} {words}{lure}"
 
 
 # Separates the message from the derived tokens (sender kind, cue words): the word n-grams see
@@ -152,7 +162,7 @@ class ModelBundle:
             if contrib[i] <= 0 or len(out) >= limit:
                 break
             name = names[cols[i]]
-            if name.startswith(("sendertld", "cue_")) or name == "senderfreemail":
+            if name.startswith(("sendertld", "cue_")) or name == "senderfreemail" or name in _NOT_REASONS:
                 continue
             out.append(name)
         return out
