@@ -134,6 +134,7 @@ def bench_acks(base: str, rt: Runtime, fake: FakeSlack, rounds: int, concurrency
     """Latency of /slack/events for rounds of concurrent button clicks (first round is warm-up)."""
     ids = [make_inquiry(rt, subject=f"Click target {i}", sender=f"click{i}@example.org")
            for i in range(concurrency * (rounds + 1))]
+    give_cards(rt, fake, ids)
     session_local = threading.local()
 
     def click(inquiry_id: int) -> float:
@@ -157,6 +158,32 @@ def bench_acks(base: str, rt: Runtime, fake: FakeSlack, rounds: int, concurrency
                 latencies += results
             time.sleep(0.5)
     return latencies
+
+
+def give_cards(rt: Runtime, fake: FakeSlack, ids: list[int]) -> None:
+    """Click targets already have cards in the channel, as in real use (posting 200 cards at
+    Slack's one a second would take minutes and measure nothing new)."""
+    from sqlalchemy import update
+
+    from intake.models import Inquiry
+
+    with rt.db.session() as session:
+        for n, inquiry_id in enumerate(ids):
+            ts = f"1690000000.{n:06d}"
+            session.execute(update(Inquiry).where(Inquiry.id == inquiry_id)
+                            .values(slack_channel="C111", slack_ts=ts))
+            fake.messages[("C111", ts)] = {"channel": "C111", "ts": ts, "text": f"Inquiry #{inquiry_id}"}
+
+
+def wait_for_drain(fake: FakeSlack, quiet: float = 3.0, limit: float = 600.0) -> float:
+    """Wait until the background work of the clicks is done (no Slack call for ``quiet`` s)."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        last = fake.calls[-1].at if fake.calls else 0.0
+        if time.monotonic() - last >= quiet:
+            break
+        time.sleep(0.5)
+    return time.monotonic() - started
 
 
 def email(subject: str, sender: str) -> bytes:
@@ -228,7 +255,11 @@ def main() -> None:
             print(f"intake serve (2 gunicorn workers + embedded consumer) on {args.database}; fake Slack at {fake.api_url}")
             acks = bench_acks(base, rt, fake, args.rounds, args.concurrency)
             print(summary(f"/slack/events ack, {args.concurrency} concurrent clicks", acks))
-            time.sleep(2)
+            drained = wait_for_drain(fake)
+            lines = [c for c in fake.calls_to("chat.postMessage", ok_only=True) if c.params.get("thread_ts")]
+            print(f"  background: {len(fake.calls_to('chat.update', ok_only=True))} card updates and "
+                  f"{len(lines)} thread lines, drained {drained:.0f} s after the last click "
+                  "(thread lines are paced at one a second a channel)")
             cards = bench_cards(base, fake, args.emails, args.spacing)
             if cards:
                 print(summary("webhook -> card posted", cards))

@@ -148,49 +148,55 @@ def _error(status: int, message: str) -> tuple[Response, int]:
 
 
 def handle_inbound(rt: Runtime, provider: str, receiver: Receiver) -> tuple[Response, int]:
+    """Verify, store + commit, answer; enqueue the processing job once the message is durable."""
     settings = rt.settings
-    limit = settings.max_message_bytes if provider == "mime" else envelope_limit(settings)
-    declared = request.content_length
-    if declared is not None and declared > limit:
-        return _refuse(rt, provider, TooLarge(f"the request is {declared} bytes; the limit is {limit}"), declared)
+    body: bytes | None = None
     try:
-        body = request.get_data(cache=False)
-    except RequestEntityTooLarge:
-        body = None
-    # A chunked body (no Content-Length) is cut off at MAX_CONTENT_LENGTH without an error, so a
-    # body that reaches the cap is treated as over it rather than stored truncated.
-    if body is None or (declared is None and len(body) >= envelope_limit(settings)):
-        return _refuse(rt, provider, TooLarge(f"the request is over the limit of {limit} bytes"), None)
-    inbound = InboundRequest(
-        body=body,
-        headers=request.headers,
-        content_type=request.content_type or "",
-        mimetype=request.mimetype or "",
-        authorization=parse_basic_auth(request.headers.get("Authorization")),
-    )
-    try:
-        result = receiver(inbound)
+        body = _read_body(settings, provider)
+        result = receiver(_inbound_request(body))
         if isinstance(result, Delivery) and len(result.raw) > settings.max_message_bytes:
-            raise TooLarge(
-                f"the message is {len(result.raw)} bytes; the limit is {settings.max_message_bytes}"
-            )
-    except InboundError as exc:
-        return _refuse(rt, provider, exc, len(body))
-    if isinstance(result, Acknowledged):
-        return jsonify(status="ok", detail=result.detail), 200
-    try:
+            raise TooLarge(f"the message is {len(result.raw)} bytes; the limit is {settings.max_message_bytes}")
+        if isinstance(result, Acknowledged):
+            return jsonify(status="ok", detail=result.detail), 200
         message_id, duplicate = store_delivery(rt, provider, result)
+    except InboundError as exc:
+        return _refuse(rt, provider, exc, len(body) if body is not None else request.content_length)
     except DatabaseUnavailable as exc:
         log.error("database unavailable while storing a %s delivery: %s", provider, exc)
         return _error(503, "the database is unavailable; retry later")
-    except Unauthorized as exc:  # a replayed single-use token
-        return _refuse(rt, provider, exc, len(body))
     if not duplicate:
         try:
             rt.enqueue("pipeline.process_message", message_id)
         except Exception:  # noqa: BLE001 - stored and committed: the sweeper will enqueue it
             log.exception("enqueue of message %s failed; the sweeper will pick it up", message_id)
     return jsonify(status="duplicate" if duplicate else "stored", message_id=message_id), 200
+
+
+def _read_body(settings: Settings, provider: str) -> bytes:
+    """The request body, or ``TooLarge`` (checked on Content-Length before anything is read)."""
+    limit = settings.max_message_bytes if provider == "mime" else envelope_limit(settings)
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise TooLarge(f"the request is {declared} bytes; the limit is {limit}")
+    try:
+        body = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        raise TooLarge(f"the request is over the limit of {limit} bytes") from None
+    # A chunked body (no Content-Length) is cut off at MAX_CONTENT_LENGTH without an error, so a
+    # body that reaches the cap is treated as over it rather than stored truncated.
+    if declared is None and len(body) >= envelope_limit(settings):
+        raise TooLarge(f"the request is over the limit of {limit} bytes")
+    return body
+
+
+def _inbound_request(body: bytes) -> InboundRequest:
+    return InboundRequest(
+        body=body,
+        headers=request.headers,
+        content_type=request.content_type or "",
+        mimetype=request.mimetype or "",
+        authorization=parse_basic_auth(request.headers.get("Authorization")),
+    )
 
 
 def _is_connection_failure(exc: BaseException) -> bool:

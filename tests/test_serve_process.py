@@ -349,3 +349,12 @@ def test_serve_with_redis_runs_no_embedded_worker(db_url, tmp_path):
         client = redis_client.Redis.from_url(REDIS_URL)
         for key in client.scan_iter(f"*{name}*"):
             client.delete(key)
+
+
+def test_embedded_consumer_exits_when_serve_is_killed(db_url, tmp_path):
+    """SIGKILL on the gunicorn master leaves no orphaned consumer behind."""
+    with serve(db_url, tmp_path) as server:
+        [consumer] = server.consumer_pids()
+        server.proc.send_signal(signal.SIGKILL)
+        server.proc.wait(10)
+        h.wait_for(lambda: _state(consumer) in ("gone", "zombie"), timeout=20, what="the orphaned consumer to exit")

@@ -576,3 +576,49 @@ def test_shared_sample_payloads_reach_our_listeners(web, slack_rt, fake_slack):
     assert fake_slack.calls_to("views.publish")
     verification = json.loads((samples / "event_url_verification.json").read_text())
     assert post_event(web, verification).get_json()["challenge"] == verification["challenge"]
+
+
+def test_global_shortcut_and_home_refresh(web, slack_rt, fake_slack):
+    shortcut = {"type": "shortcut", "token": "t", "action_ts": "1.1", "team": {"id": "T111", "domain": "d"},
+                "user": {"id": "U100", "username": "ana", "team_id": "T111"}, "callback_id": "new_inquiry",
+                "trigger_id": "111.111.xxxxxx"}
+    post_interactive(web, shortcut)
+    assert fake_slack.calls_to("views.open")[0].params["view"]["callback_id"] == B.V_NEW
+    payload = button_payload(B.A_HOME_REFRESH, "refresh", block_id="home")
+    payload["container"] = {"type": "view", "view_id": "VHOME"}
+    make_inquiry(slack_rt, subject="Fresh one")
+    post_interactive(web, payload)
+    assert "Fresh one" in json.dumps(fake_slack.calls_to("views.publish")[0].params["view"])
+
+
+def test_forwarded_email_end_to_end_card_then_follow_up_in_thread(fake_slack, db_url, slack_config):
+    """Through the real pipeline (parse, thread, classify): a forwarded email gets a card, and
+    the applicant's follow-up lands in that card's thread."""
+    from intake.config import Settings
+    from intake.db import Database
+    from intake.runtime import Runtime
+    from tests.fakeslack import RecordingQueue, slack_env
+
+    settings = Settings.from_env(slack_env(fake_slack, db_url, slack_config))
+    rt = Runtime(settings, Database.from_settings(settings), RecordingQueue(("slack.", "pipeline.")))
+    flask_app = Flask("t")
+    register_flask(flask_app, rt, bolt_app=build_bolt_app(rt, process_before_response=True))
+    client = flask_app.test_client()
+    first = load_fixture("event_file_share_email.json")
+    assert post_event(client, first).status_code == 200
+    cards = fake_slack.top_level(TRIAGE_CHANNEL)
+    assert len(cards) == 1
+    texts = json.dumps(cards[0]["blocks"])
+    assert "<!channel>" not in cards[0]["text"] and "application deadline" in texts
+    assert "<http://evil.example|bank.com>" not in texts
+    follow = load_fixture("event_file_share_email.json")
+    follow["event_id"] = "Ev0EMAIL9"
+    file = follow["event"]["files"][0]
+    file.update(id="F0EMAIL9", subject="Re: How do I apply?", plain_text="Also: is there a stipend?")
+    file["headers"] = {**file["headers"], "message_id": "<CAF-followup-9@mail.example.org>",
+                       "in_reply_to": "<CAF-forwarded-123@mail.example.org>"}
+    post_event(client, follow)
+    assert len(fake_slack.top_level(TRIAGE_CHANNEL)) == 1
+    thread = fake_slack.thread(TRIAGE_CHANNEL, cards[0]["ts"])
+    assert any("is there a stipend?" in json.dumps(m["blocks"]) for m in thread)
+    rt.db.dispose()

@@ -158,7 +158,9 @@ def test_without_credentials_jobs_log_and_succeed(db_url, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="intake.slack.jobs"):
         assert run_job(rt, "slack.sync_card", inquiry_id) == "logged"
         with rt.db.session() as session:
-            event_id = inquiries.claim(session, inquiry_id, "U100").id
+            event = inquiries.claim(session, inquiry_id, "U100")
+            session.flush()
+            event_id = event.id
         assert run_job(rt, "slack.post_event", event_id) == "logged"
         make_inquiry(rt, subject="junk", category="spam", status="spam", sender="s@spam.example")
         assert run_job(rt, "slack.digest") == "logged"
@@ -210,7 +212,9 @@ def test_a_burst_from_one_sender_is_folded_into_one_card(slack_rt, fake_slack):
     assert "<!here>" not in mrkdwn_texts(cards[0]["blocks"])
     # An action on a folded inquiry updates the shared card, and its thread line names it.
     with slack_rt.db.session() as session:
-        event_id = inquiries.close(session, second, "U100").id
+        event = inquiries.close(session, second, "U100")
+        session.flush()
+        event_id = event.id
     run_job(slack_rt, "slack.sync_card", second)
     run_job(slack_rt, "slack.post_event", event_id)
     assert len(fake_slack.top_level(TRIAGE_CHANNEL)) == 1
@@ -256,7 +260,9 @@ def test_event_line_is_posted_once(slack_rt, fake_slack):
     inquiry_id = make_inquiry(slack_rt)
     run_job(slack_rt, "slack.sync_card", inquiry_id)
     with slack_rt.db.session() as session:
-        event_id = inquiries.add_note(session, inquiry_id, "Call her back <!channel>", "U100").id
+        event = inquiries.add_note(session, inquiry_id, "Call her back <!channel>", "U100")
+        session.flush()
+        event_id = event.id
     assert run_job(slack_rt, "slack.post_event", event_id) == "posted"
     assert run_job(slack_rt, "slack.post_event", event_id) == "skipped"
     thread = fake_slack.thread(TRIAGE_CHANNEL, inquiry(slack_rt, inquiry_id).slack_ts)
@@ -264,14 +270,30 @@ def test_event_line_is_posted_once(slack_rt, fake_slack):
     assert "Call her back &lt;!channel&gt;" in mrkdwn_texts(thread[0]["blocks"])
 
 
-def test_event_before_its_card_is_retried_later(slack_rt, fake_slack):
+def test_event_before_its_card_posts_the_card_first(slack_rt, fake_slack):
     inquiry_id = make_inquiry(slack_rt)
     with slack_rt.db.session() as session:
-        event_id = inquiries.claim(session, inquiry_id, "U100").id
-    with pytest.raises(slack_jobs.CardNotPostedYet):
-        run_job(slack_rt, "slack.post_event", event_id)
-    run_job(slack_rt, "slack.sync_card", inquiry_id)
+        event = inquiries.claim(session, inquiry_id, "U100")
+        session.flush()
+        event_id = event.id
     assert run_job(slack_rt, "slack.post_event", event_id) == "posted"
+    card_ts = inquiry(slack_rt, inquiry_id).slack_ts
+    assert [m["text"] for m in fake_slack.thread(TRIAGE_CHANNEL, card_ts)] == ["<@U100> claimed it"]
+    assert run_job(slack_rt, "slack.sync_card", inquiry_id) == "updated"  # the queued job, later
+    assert len(fake_slack.top_level(TRIAGE_CHANNEL)) == 1
+
+
+def test_no_card_possible_means_retry_later(slack_rt, fake_slack):
+    inquiry_id = make_inquiry(slack_rt)
+    with slack_rt.db.session() as session:
+        event = inquiries.claim(session, inquiry_id, "U100")
+        session.flush()
+        event_id = event.id
+    fake_slack.error("chat.postMessage", "channel_not_found")
+    with pytest.raises(SlackApiError):
+        run_job(slack_rt, "slack.post_event", event_id)
+    with slack_rt.db.session() as session:
+        assert session.get(Event, event_id).slack_ts is None
 
 
 def test_suggested_answer_appears_on_the_card(slack_rt, fake_slack):
@@ -286,3 +308,46 @@ def test_suggested_answer_appears_on_the_card(slack_rt, fake_slack):
     ids = [e["action_id"] for b in blocks if b["type"] == "actions" for e in b["elements"]]
     assert "inq_suggest_send" in ids and "inq_suggest_edit" in ids
     assert "Suggested answer" in mrkdwn_texts(blocks)
+
+
+def test_acknowledgments_show_on_the_card_not_as_thread_lines(slack_rt, fake_slack):
+    inquiry_id = make_inquiry(slack_rt)
+    run_job(slack_rt, "slack.sync_card", inquiry_id)
+    with slack_rt.db.session() as session:
+        event = Event(inquiry_id=inquiry_id, actor="system", kind="ack_sent", detail={"to": "ann@example.org"})
+        session.add(event)
+        session.flush()
+        event_id = event.id
+    assert run_job(slack_rt, "slack.post_event", event_id) == "quiet"
+    card = fake_slack.top_level(TRIAGE_CHANNEL)[0]
+    assert "acknowledged by email" in mrkdwn_texts(card["blocks"])
+    assert fake_slack.thread(TRIAGE_CHANNEL, card["ts"]) == []
+
+
+def test_channel_throttle_allows_a_short_burst_then_paces():
+    from intake.slack.client import ChannelThrottle
+
+    throttle = ChannelThrottle(0.1, burst=2)
+    started = time.monotonic()
+    stamps = []
+    for _ in range(4):
+        throttle.wait("C1")
+        stamps.append(time.monotonic() - started)
+    throttle.wait("C2")  # another channel has its own bucket
+    assert stamps[1] < 0.05 and stamps[2] >= 0.09 and stamps[3] >= 0.19
+    assert time.monotonic() - started - stamps[3] < 0.05
+
+
+def test_client_has_rate_limit_and_error_retry_handlers(slack_rt):
+    from slack_sdk.http_retry.builtin_handlers import (
+        ConnectionErrorRetryHandler,
+        RateLimitErrorRetryHandler,
+        ServerErrorRetryHandler,
+    )
+
+    from intake.slack.client import slack_client
+
+    client = slack_client(slack_rt)
+    kinds = {type(h) for h in client.retry_handlers}
+    assert {RateLimitErrorRetryHandler, ServerErrorRetryHandler, ConnectionErrorRetryHandler} <= kinds
+    assert client.base_url.endswith("/api/")

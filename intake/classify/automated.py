@@ -93,9 +93,26 @@ _SELF_DESCRIBED = re.compile(
     r"ceci est (?:une réponse|un message|un courriel) automatique|"
     r"este es un (?:mensaje|correo|aviso) autom[áa]tico|esta [ée] uma (?:resposta|mensagem) autom[áa]tica|"
     r"diese nachricht wurde automatisch|automatisch generierte nachricht|"
-    r"invitation from google calendar",
+    r"invitation from google calendar|"
+    r"manage (?:your )?notification (?:settings|preferences)|"
+    r"(?:view|see) (?:it|this|the [a-z ]{1,30}) (?:in|on) your dashboard|"
+    r"you(?:'re| are) receiving this (?:e-?mail|notification|message) because|"
+    r"to stop receiving (?:these|this type of) (?:e-?mails|notifications)",
     re.IGNORECASE,
 )
+
+
+_QUOTE_START = re.compile(
+    r"^(?:>|-{2,}\s*(?:forwarded|original) message|begin forwarded message|"
+    r"-----original message-----|on .{0,200} wrote:\s*$|from: .+$)",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def own_words(body: str) -> str:
+    """The body up to the first quoted or forwarded line."""
+    match = _QUOTE_START.search(body)
+    return body[: match.start()] if match else body
 
 
 def _header_reasons(doc: Document) -> list[str]:
@@ -141,14 +158,14 @@ def automated_reasons(doc: Document) -> list[str]:
         reasons.append(f"subject: {subject[:60]}")
     elif _CALENDAR_SUBJECT.search(subject):
         reasons.append("subject: calendar notice")
-    # The latest reply only: a person forwarding a bounce ("my mail to you bounced, see below")
-    # has the report in the quoted part, not in what they wrote.
-    head = (doc.body or "")[:6000]
-    if _BOUNCE_TEXT.search(head):
+    # What the sender wrote, not what they quote or forward: a person forwarding a bounce ("my
+    # mail to you bounced, see below") has the report below their own words.
+    own = own_words(doc.body or "")
+    if _BOUNCE_TEXT.search(own[:6000]):
         reasons.append("text: delivery status report")
-    if _SELF_DESCRIBED.search((doc.body or "")[:3000]):
+    if _SELF_DESCRIBED.search(own[:3000]):
         reasons.append("text: says it was sent automatically")
-    body = (doc.body or "")[:1500]
+    body = own[:1500]
     if len(body) < 1500 and _AWAY.search(body) and _RETURN.search(body):
         reasons.append("text: out-of-office reply")
     return _unique(reasons)

@@ -20,8 +20,9 @@ import numpy as np
 from sqlalchemy import select
 
 from intake.classify.automated import automated_reasons
+from intake.classify.cues import spam_signs
 from intake.classify.document import Document, Verdict
-from intake.classify.model import ModelBundle, document_text, seed_model
+from intake.classify.model import ModelBundle, document_text, is_lure_sender, seed_model
 from intake.classify.rules import Rule, first_match, parse_rules
 from intake.classify.spam import spam_evidence
 
@@ -41,7 +42,10 @@ GENERAL = "general"
 class ClassifierOptions:
     review_threshold: float = 0.5
     # A message is called spam only when the (evidence-adjusted) probability reaches this.
-    spam_threshold: float = 0.5
+    spam_threshold: float = 0.8
+    # Automated mail that no header or phrase gave away needs this probability from the model
+    # (such a message is never acknowledged, so a person must not land there lightly).
+    automated_threshold: float = 0.8
     # How much a provider's spam verdict multiplies the odds of spam.
     provider_spam_odds: float = 6.0
     reload_seconds: float = 30.0
@@ -53,6 +57,7 @@ class ClassifierOptions:
         return cls(
             review_threshold=float(section.get("review_threshold", defaults.review_threshold)),
             spam_threshold=float(section.get("spam_threshold", defaults.spam_threshold)),
+            automated_threshold=float(section.get("automated_threshold", defaults.automated_threshold)),
             provider_spam_odds=float(section.get("provider_spam_odds", defaults.provider_spam_odds)),
             reload_seconds=float(section.get("reload_seconds", defaults.reload_seconds)),
         )
@@ -176,12 +181,26 @@ class Classifier:
                 scores = _boost(scores, SPAM, self.options.provider_spam_odds)
         ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
         category, confidence = ranked[0]
-        if category == SPAM and confidence < self.options.spam_threshold:
-            # Not sure enough to bury it: the runner-up, or general, flagged for review.
+        if category == SPAM:
+            signs = spam_signs(doc.subject + "\n" + doc.body, sure=confidence >= 0.9)
+            if is_lure_sender(doc.sender_address):
+                signs.append("look-alike sender domain")
+            if confidence >= self.options.spam_threshold and (signs or reasons):
+                if signs:
+                    reasons.append("spam signs: " + ", ".join(signs))
+            else:
+                # Not sure enough to bury it: the runner-up, or general, flagged for review.
+                # A spam verdict needs a high probability AND something spam-like that can be
+                # named (cue words, a look-alike sender domain, a provider's verdict).
+                runner_up = ranked[1][0] if len(ranked) > 1 else self._fallback()
+                category = runner_up if runner_up != AUTOMATED else self._fallback()
+                confidence = min(scores.get(category, 0.0), self.options.review_threshold - 0.01)
+                reasons.append(f"maybe spam ({ranked[0][1]:.2f}); left for a person to decide")
+        elif category == AUTOMATED and confidence < self.options.automated_threshold:
             runner_up = ranked[1][0] if len(ranked) > 1 else self._fallback()
-            category = runner_up if runner_up != AUTOMATED else self._fallback()
+            category = runner_up if runner_up != SPAM else self._fallback()
             confidence = min(scores.get(category, 0.0), self.options.review_threshold - 0.01)
-            reasons.append(f"spam?: {ranked[0][1]:.2f} is below the spam threshold")
+            reasons.append(f"maybe automated ({ranked[0][1]:.2f}); left for a person to decide")
         class_index = bundle.classes.index(category) if category in bundle.classes else None
         if class_index is not None:
             words = bundle.top_words(features, class_index)

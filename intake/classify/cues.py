@@ -91,9 +91,16 @@ _CUES: dict[str, list[str]] = {
         r"click (?:here|below|the link)", r"verify", r"suspend\w*", r"password", r"winner",
         r"won", r"lottery", r"prize", r"beneficiary", r"bitcoin", r"crypto", r"wire transfer",
         r"gift cards?", r"urgent\w*", r"bank (?:details|account)", r"seo", r"backlinks?",
-        r"viagra", r"casino", r"loan", r"confidential\w*", r"million", r"inheritance", r"claim",
+        r"viagra", r"casino", r"loan", r"confidential\w*", r"million", r"inheritance", r"claim (?:your|the|it|now)",
         r"expire\w*", r"24 hours", r"within \d+ hours", r"credentials", r"locked", r"sign in",
         r"premio", r"sorteo", r"bloquead[ao]", r"gagn[ée]", r"colis", r"sorteado", r"pr[êe]mio",
+        r"invest\w*", r"earn(?:ings?)?", r"profits?", r"guarantee[ds]?", r"risk.free", r"whatsapp",
+        r"rewards?", r"act now", r"limited (?:time|offer|stock)", r"offer ends", r"dear friend",
+        r"kindly", r"100%", r"no experience (?:needed|required)", r"work from home", r"passport",
+        r"compensation", r"atm card", r"next of kin", r"western union", r"moneygram", r"reviews?",
+        r"followers", r"free (?:trial|spins|iphone|gift)", r"weight", r"pills?", r"ganhe",
+        r"dinheiro", r"gesperrt", r"konto", r"cr[ée]dit", r"gratuit", r"herencia", r"cuenta",
+        r"contrase[ñn]a", r"mot de passe", r"senha", r"당첨", r"무료",
     ],
     "automated": [
         r"out of (?:the )?office", r"auto(?:matic|mated)?[- ]?(?:reply|response|message)",
@@ -150,3 +157,17 @@ def cue_tokens(text: str) -> str:
         if pattern.search(normalized):
             out.append(f"cue_{name}")
     return " ".join(out)
+
+
+def spam_signs(text: str, *, sure: bool = False) -> list[str]:
+    """What makes the text look like spam, for the spam gate and for staff: two or more spam
+    cue words (one when the model is `sure`), a large sum, or a link with a cue word.
+    [] when nothing that strong (a worried claimant writing "urgent" is not spam)."""
+    normalized = unicodedata.normalize("NFC", text)
+    words = sorted({m.group(0).lower() for m in _PATTERNS["spam"].finditer(_fold(normalized))})
+    signs = words[:4] if len(words) >= (1 if sure else 2) else []
+    if _STYLE["bigmoney"].search(normalized):
+        signs.append("large sum")
+    if words and not signs and _STYLE["link"].search(normalized):
+        signs = words[:4] + ["link"]
+    return signs

@@ -71,18 +71,35 @@ _LURE_DOMAIN = re.compile(
 )
 
 
+# Role mailboxes say what kind of sender wrote: press@, grants@, sales@, alerts@, receipts@.
+_ROLE_MAILBOX = re.compile(
+    r"^(?:alerts?|notifications?|notify|receipts?|reports?|orders?|billing|invoices?|service|"
+    r"support|help|info|news|newsletter|marketing|sales|hello|hi|contact|team|press|media|"
+    r"newsroom|events?|grants?|giving|donations?|partnerships?|programs?|jobs|careers|hr|"
+    r"recruiting|talent|admin|office|webmaster|security|accounts?)$"
+)
+
+
 def sender_tokens(address: str) -> str:
     """A few words about the sender: the kind of domain says a lot (.gov, a newsroom, gmail)."""
-    domain = address.rpartition("@")[2].lower()
+    local, _, domain = address.lower().rpartition("@")
     if not domain:
         return ""
+    local = local.split("+", 1)[0]
+    role = f"senderrole{re.sub(r'[^a-z]', '', local)}" if _ROLE_MAILBOX.match(local) else "senderperson"
     if domain in FREE_MAIL:
-        return "senderfreemail"
+        return f"senderfreemail {role}"
     labels = [l for l in re.split(r"[.\-]", domain) if l]
     tld = labels[-1] if labels else ""
-    words = " ".join(labels[:-1])
-    lure = " senderlure" if _LURE_DOMAIN.search(domain) or domain.count("-") >= 2 else ""
-    return f"sendertld{tld} {words}{lure}"
+    lure = " senderlure" if is_lure_sender(address) else ""
+    return f"sendertld{tld} {role}{lure}"
+
+
+def is_lure_sender(address: str) -> bool:
+    domain = address.rpartition("@")[2].lower()
+    if not domain or domain in FREE_MAIL:
+        return False
+    return bool(_LURE_DOMAIN.search(domain)) or domain.count("-") >= 2
 
 
 # Separates the message from the derived tokens (sender kind, cue words): the word n-grams see
@@ -133,6 +150,9 @@ class ModelBundle:
     classes: list[str]
     trained_on: int
     metrics: dict[str, Any] | None = None
+    # Logits are multiplied by this before the softmax (temperature scaling, fitted on
+    # out-of-fold predictions) so that "0.8" means right about 8 times in 10.
+    temperature: float = 1.0
 
     @property
     def n_word_features(self) -> int:
@@ -141,8 +161,8 @@ class ModelBundle:
     def predict(self, texts: Sequence[str]) -> tuple[np.ndarray, Any]:
         """Probabilities (rows: texts, columns: `classes`) and the feature matrix for reasons."""
         features = self.pipeline.named_steps["features"].transform(texts)
-        probs = self.pipeline.named_steps["clf"].predict_proba(features)
-        return probs, features
+        logits = self.pipeline.named_steps["clf"].decision_function(features)
+        return softmax(logits * self.temperature), features
 
     def top_words(self, features_row: Any, class_index: int, limit: int = 3) -> list[str]:
         """The words of this message that pushed hardest towards the class: the "why" for staff."""
@@ -162,7 +182,7 @@ class ModelBundle:
             if contrib[i] <= 0 or len(out) >= limit:
                 break
             name = names[cols[i]]
-            if name.startswith(("sendertld", "cue_")) or name == "senderfreemail" or name in _NOT_REASONS:
+            if name.startswith(("sender", "cue_")) or name in _NOT_REASONS:
                 continue
             out.append(name)
         return out
@@ -185,6 +205,7 @@ class ModelBundle:
             "classes": self.classes,
             "trained_on": self.trained_on,
             "metrics": self.metrics,
+            "temperature": self.temperature,
         }
         joblib.dump(payload, buffer, compress=3)
         return buffer.getvalue()
@@ -205,14 +226,55 @@ class ModelBundle:
             classes=[str(c) for c in payload["classes"]],
             trained_on=int(payload.get("trained_on", 0)),
             metrics=payload.get("metrics"),
+            temperature=float(payload.get("temperature", 1.0)),
         )
 
 
-def fit_bundle(examples: Sequence[Example], version: str, c: float = 10.0) -> ModelBundle:
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(logits: np.ndarray, truth: np.ndarray) -> float:
+    """The logit scale that minimises the log loss of held-out predictions (a 1-D search)."""
+    best, best_loss = 1.0, float("inf")
+    for t in np.arange(0.5, 8.01, 0.1):
+        p = softmax(logits * t)[np.arange(len(truth)), truth]
+        loss = float(-np.log(np.clip(p, 1e-12, None)).mean())
+        if loss < best_loss:
+            best, best_loss = float(t), loss
+    return round(best, 2)
+
+
+def fit_bundle(examples: Sequence[Example], version: str, c: float = 10.0,
+               temperature: float | None = None) -> ModelBundle:
+    """Fit on the examples; without a given temperature, fit one on out-of-fold predictions
+    (three more fits: a caller training several models on similar data passes the first's)."""
+    texts = [e.text() for e in examples]
+    labels = [e.category for e in examples]
     pipeline = build_pipeline(c)
-    pipeline.fit([e.text() for e in examples], [e.category for e in examples])
+    pipeline.fit(texts, labels)
     classes = [str(c) for c in pipeline.named_steps["clf"].classes_]
-    return ModelBundle(pipeline=pipeline, version=version, classes=classes, trained_on=len(examples))
+    if temperature is None:
+        temperature = _out_of_fold_temperature(texts, labels, classes, c)
+    return ModelBundle(pipeline=pipeline, version=version, classes=classes,
+                       trained_on=len(examples), temperature=temperature)
+
+
+def _out_of_fold_temperature(texts: list[str], labels: list[str], classes: list[str], c: float) -> float:
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    counts = {label: labels.count(label) for label in set(labels)}
+    folds = min(3, min(counts.values()))
+    if folds < 2 or len(classes) < 3:
+        return 1.0
+    logits = cross_val_predict(
+        build_pipeline(c), texts, labels, method="decision_function",
+        cv=StratifiedKFold(folds, shuffle=True, random_state=0),
+    )
+    truth = np.array([classes.index(label) for label in labels])
+    return fit_temperature(np.asarray(logits), truth)
 
 
 # --- the seed set -------------------------------------------------------------------------------

@@ -145,7 +145,8 @@ def evaluate_examples(classifier: Any, examples: Sequence[Example]) -> tuple[Sco
     predicted = [v.category for v in classifier.classify_many(docs)]
     truth = [e.category for e in examples]
     scores = score(truth, predicted, labels=sorted(set(truth) | set(predicted)))
-    legit_as_spam = sum(1 for t, p in zip(truth, predicted) if p == "spam" and t not in ("spam",))
+    # A "legitimate inquiry" is anything a person wrote: not spam, not automated mail.
+    legit_as_spam = sum(1 for t, p in zip(truth, predicted) if p == "spam" and t not in ("spam", "automated"))
     automated_missed = sum(1 for t, p in zip(truth, predicted) if t == "automated" and p != "automated")
     scores.extra.update(legit_as_spam=legit_as_spam, automated_missed=automated_missed)
     return scores, predicted
@@ -198,7 +199,8 @@ def train(rt: Any, *, force: bool = False, margin: float | None = None,
     if previous_f1 is None:
         # No stored model yet: the bar is the seed-only model on the same held-out split.
         seed_train = [e for e in train_set if e.origin == "seed"]
-        previous_f1 = heldout_scores(fit_bundle(seed_train, "seed-baseline"), test_set, settings).macro_f1
+        baseline = fit_bundle(seed_train, "seed-baseline", temperature=candidate.temperature)
+        previous_f1 = heldout_scores(baseline, test_set, settings).macro_f1
         previous_version = previous_version or "seed"
     if scores.macro_f1 < previous_f1 - margin and not force:
         return TrainResult(
@@ -210,7 +212,7 @@ def train(rt: Any, *, force: bool = False, margin: float | None = None,
     everything = dedupe(examples)
     digest = hashlib.sha256("\n".join(sorted(e.category + "|" + e.text() for e in everything)).encode())
     version = f"v{dt.datetime.now(dt.timezone.utc):%Y%m%d%H%M%S}-{digest.hexdigest()[:8]}"
-    final = fit_bundle(everything, version)
+    final = fit_bundle(everything, version, temperature=candidate.temperature)
     metrics = {**scores.as_dict(), "heldout": len(test_set), "staff_labels": len(staff),
                "previous_version": previous_version, "previous_macro_f1": previous_f1}
     final.metrics = metrics

@@ -261,9 +261,10 @@ def register(app: App, deps: SlackDeps) -> None:
         view = body.get("view") or {}
         meta = json.loads(view.get("private_metadata") or "{}")
         inquiry_id = int_or_none(meta.get("inquiry_id"))
-        index = int_or_none(int((action.get("selected_option") or {}).get("value", -1)) + 1)
-        if inquiry_id is None or index is None:
+        raw_index = str((action.get("selected_option") or {}).get("value", ""))
+        if inquiry_id is None or not raw_index.isdigit():
             return
+        index = int(raw_index) + 1
         with deps.rt.db.session() as session:
             card = Q.card_data(session, inquiry_id, with_folded=False)
         templates = templates_for(deps, card.category if card else None)

@@ -116,6 +116,7 @@ class CardData:
     message_count: int = 1
     suggestion: SuggestionData | None = None
     folded: Sequence[FoldedItem] = ()
+    acknowledged: bool = False  # the applicant got the automatic acknowledgment
 
     @property
     def organization(self) -> str | None:
@@ -428,6 +429,7 @@ def triage_card(card: CardData, categories: Sequence[str]) -> Message:
     blocks.append(context(
         f"Inquiry #{card.inquiry_id} · {card.message_count} message"
         f"{'s' if card.message_count != 1 else ''}"
+        + (" · acknowledged by email" if card.acknowledged else "")
     ))
     subject = escape_trim(card.subject or "(no subject)", 150)
     return Message(text=f"Inquiry #{card.inquiry_id}: {subject}", blocks=fit_message(blocks))

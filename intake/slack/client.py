@@ -52,15 +52,18 @@ def slack_client(rt: "Runtime") -> WebClient:
 
 
 class ChannelThrottle:
-    """Spaces posts to one channel (Slack allows about one message per second per channel).
+    """Paces posts to one channel: Slack allows about one message a second a channel, "with short
+    bursts of more than one allowed". A token bucket per channel (``burst`` posts at once, then
+    one every ``interval`` seconds) keeps a new card from waiting behind the thread line that was
+    posted a moment before, while a flood is still paced at Slack's rate.
 
-    Per process only; a second worker relies on Slack's 429 and the retry handler. Cheaper than
-    collecting 429s, and keeps a burst of new inquiries from being throttled for minutes.
+    Per process only; a second worker relies on Slack's 429 and the retry handler.
     """
 
-    def __init__(self, interval: float) -> None:
+    def __init__(self, interval: float, burst: int = 3) -> None:
         self.interval = interval
-        self._next: dict[str, float] = {}
+        self.burst = max(1, burst)
+        self._next: dict[str, float] = {}  # when the bucket would be full again, per channel
         self._lock = threading.Lock()
 
     def wait(self, channel: str) -> None:
@@ -68,12 +71,17 @@ class ChannelThrottle:
             return
         with self._lock:
             now = time.monotonic()
-            slot = max(now, self._next.get(channel, 0.0))
-            self._next[channel] = slot + self.interval
+            # The bucket is modelled as the time its last reserved token frees up ("theoretical
+            # arrival time"): a post may go when that lies no more than burst-1 intervals ahead.
+            tat = max(now, self._next.get(channel, now))
+            slot = max(now, tat - (self.burst - 1) * self.interval)
+            self._next[channel] = tat + self.interval
         if slot > now:
             time.sleep(slot - now)
 
 
 def channel_throttle(rt: "Runtime") -> ChannelThrottle:
-    interval = float(rt.settings.section("slack").get("post_interval_seconds", 1.0))
-    return rt.service("slack.throttle", lambda r: ChannelThrottle(interval))
+    section = rt.settings.section("slack")
+    interval = float(section.get("post_interval_seconds", 1.0))
+    burst = int(section.get("post_burst", 3))
+    return rt.service("slack.throttle", lambda r: ChannelThrottle(interval, burst))

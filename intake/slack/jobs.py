@@ -39,6 +39,9 @@ DIGEST_KIND = "slack_digest"
 CAP_EVENT_KINDS = ("cap_hit",)
 # Events whose thread line quotes the text of the message they point at (staff-written text).
 TEXT_EVENT_KINDS = ("note", "reply_sent")
+# System events shown on the card rather than as a thread line of their own: one post fewer per
+# new inquiry in a channel Slack paces at one message a second. ``[slack] quiet_events``.
+DEFAULT_QUIET_EVENTS = ("ack_sent", "ack_suppressed")
 # Slack errors meaning "that card is gone": post a fresh one instead of failing forever.
 GONE_ERRORS = ("message_not_found", "cant_update_message", "channel_not_found", "is_archived")
 
@@ -229,6 +232,18 @@ def _record_message_ts(rt: "Runtime", message_id: int, ts: str) -> bool:
         return result.rowcount == 1
 
 
+def _card_first(rt: "Runtime", inquiry_id: int) -> tuple[str, str]:
+    """A thread line whose card is not posted yet (its sync_card job is still queued or running
+    on another worker): post the card now. sync_card's guard keeps it to one card either way."""
+    sync_card(rt, inquiry_id)
+    with rt.db.session() as session:
+        inquiry = session.get(Inquiry, inquiry_id)
+        channel, ts = (inquiry.slack_channel, inquiry.slack_ts) if inquiry else (None, None)
+    if not channel or not ts:
+        raise CardNotPostedYet(f"inquiry #{inquiry_id} has no card yet; retrying later")
+    return channel, ts
+
+
 @job("slack.post_followup")
 def post_followup(rt: "Runtime", message_id: int) -> str:
     """Post a follow-up email (or a reply staff sent) in its card's thread, once.
@@ -275,7 +290,7 @@ def post_followup(rt: "Runtime", message_id: int) -> str:
         log.info("Slack is off; would post in the thread of inquiry #%s: %s", inquiry_id, line.text)
         return "logged"
     if not ts or not channel:
-        raise CardNotPostedYet(f"inquiry #{inquiry_id} has no card yet; retrying later")
+        channel, ts = _card_first(rt, inquiry_id)
     client = slack_client(rt)
     channel_throttle(rt).wait(channel)
     resp = client.chat_postMessage(channel=channel, thread_ts=ts, **POST_OPTIONS, **line.as_kwargs())
@@ -315,13 +330,18 @@ def post_event(rt: "Runtime", event_id: int) -> str:
             linked = session.get(Message, int(linked_id))
             text = (linked.text_body or linked.latest_reply) if linked is not None else None
         line = B.event_line(event.kind, event.actor, event.detail, inquiry.id, text=text, show_id=show_id)
+        inquiry_id = inquiry.id
+        kind = event.kind
     if filtered:
         return "filtered"
+    quiet = rt.settings.section("slack").get("quiet_events", DEFAULT_QUIET_EVENTS)
+    if kind in quiet:
+        return "quiet" if sync_card(rt, inquiry_id) != "skipped" else "skipped"
     if not rt.settings.slack_enabled:
-        log.info("Slack is off; would post in the thread of inquiry #%s: %s", event.inquiry_id, line.text)
+        log.info("Slack is off; would post in the thread of inquiry #%s: %s", inquiry_id, line.text)
         return "logged"
     if not ts or not channel:
-        raise CardNotPostedYet(f"inquiry #{event.inquiry_id} has no card yet; retrying later")
+        channel, ts = _card_first(rt, inquiry_id)
     client = slack_client(rt)
     channel_throttle(rt).wait(channel)
     resp = client.chat_postMessage(channel=channel, thread_ts=ts, **POST_OPTIONS, **line.as_kwargs())

@@ -123,6 +123,9 @@ def card_data(session: Session, inquiry_id: int, *, with_folded: bool = True) ->
         latest_reply=message_text(latest),
         message_count=count,
         folded=folded,
+        acknowledged=session.scalar(
+            select(Event.id).where(Event.inquiry_id == inquiry_id, Event.kind == "ack_sent").limit(1)
+        ) is not None,
     )
 
 
@@ -289,7 +292,13 @@ def detail(session: Session, inquiry_id: int) -> tuple[CardData, list[tuple[str,
 
 def filtered_since(session: Session, after_id: int, through_id: int | None = None) -> list[Inquiry]:
     """Spam / automated inquiries with ids in (after_id, through_id] that have no card."""
-    stmt = select(Inquiry).where(Inquiry.id > after_id, Inquiry.slack_ts.is_(None)).order_by(Inquiry.id)
+    stmt = (
+        select(Inquiry)
+        .where(Inquiry.id > after_id, Inquiry.slack_ts.is_(None),
+               or_(Inquiry.status == "spam", Inquiry.automated.is_(True),
+                   Inquiry.category.in_(FILTERED_CATEGORIES)))
+        .order_by(Inquiry.id)
+    )
     if through_id is not None:
         stmt = stmt.where(Inquiry.id <= through_id)
     return [i for i in session.scalars(stmt) if is_filtered(session, i)]
