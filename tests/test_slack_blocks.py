@@ -240,3 +240,41 @@ def test_home_view_and_lists():
     assert len(listing.blocks) <= B.MAX_MESSAGE_BLOCKS and "and 80 more" in json.dumps(listing.blocks)
     empty = B.inquiry_list("Open", [], empty="Nothing <!here>")
     assert "&lt;!here&gt;" in json.dumps(empty.blocks)
+
+
+# ---- property: no untrusted text ever yields mrkdwn markup -----------------------------------
+
+import re  # noqa: E402
+
+from hypothesis import given, settings as hsettings, strategies as st  # noqa: E402
+
+_OUR_DATE_TOKEN = re.compile(r"<!date\^\d+\^\{date_short_pretty\} \{time\}\|[0-9: -]+UTC>")
+_ENTITY = re.compile(r"&(amp|lt|gt);")
+hostile_text = st.lists(st.sampled_from(list("<>&|@!#^*_`~ \n:/abcU1") + ["<!channel>", "<@U1>", "&amp;", "é"]),
+                        max_size=200).map("".join)
+
+
+def _markup_free(texts: list[str]) -> bool:
+    for text in texts:
+        stripped = _ENTITY.sub("", _OUR_DATE_TOKEN.sub("", text))
+        if "<" in stripped or ">" in stripped or "&" in stripped:
+            return False
+    return True
+
+
+@hsettings(max_examples=150, deadline=None)
+@given(subject=hostile_text, body=hostile_text, name=hostile_text, address=hostile_text, reason=hostile_text,
+       note=hostile_text)
+def test_untrusted_text_never_becomes_markup(subject, body, name, address, reason, note):
+    message = B.triage_card(card(subject=subject, latest_reply=body, sender_name=name, sender_address=address,
+                                 reasons=(reason,), language=reason[:10],
+                                 folded=[B.FoldedItem(7, subject, "new")],
+                                 suggestion=B.SuggestionData(subject, body, 0.5)), CATEGORIES)
+    assert _markup_free(all_mrkdwn(message.blocks) + [message.text])
+    line = B.followup_line(inquiry_id=1, direction="inbound", sender=escape(name), subject=subject, body=body)
+    assert _markup_free(all_mrkdwn(line.blocks) + [line.text])
+    event = B.event_line("note", "system", {"to": address, "error": note}, 1, text=note)
+    assert _markup_free(all_mrkdwn(event.blocks))
+    row = B.InquiryRow(1, subject, name, "new", reason)
+    assert _markup_free(all_mrkdwn(B.inquiry_list(subject, [row]).blocks))
+    assert _markup_free(all_mrkdwn(B.digest_review_modal([row], after_id=0, through_id=1)["blocks"]))

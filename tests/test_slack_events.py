@@ -300,6 +300,8 @@ def test_note_button_and_modal(web, slack_rt, fake_slack):
 def test_full_text_button(web, slack_rt, fake_slack):
     body = "Dear team,\n" + ("A long paragraph & more. " * 300)
     inquiry_id = make_inquiry(slack_rt, body=body)
+    with slack_rt.db.session() as session:  # the card shows the latest reply; the modal all of it
+        session.scalars(select(Message)).one().latest_reply = "Dear team,"
     post_interactive(web, button_payload(B.A_FULL_TEXT, str(inquiry_id)))
     view = fake_slack.calls_to("views.open")[0].params["view"]
     sections = "".join(b["text"]["text"] for b in view["blocks"][2:] if b["type"] == "section")
@@ -622,3 +624,29 @@ def test_forwarded_email_end_to_end_card_then_follow_up_in_thread(fake_slack, db
     thread = fake_slack.thread(TRIAGE_CHANNEL, cards[0]["ts"])
     assert any("is there a stipend?" in json.dumps(m["blocks"]) for m in thread)
     rt.db.dispose()
+
+
+def test_forwarded_email_with_odd_fields_is_still_stored(web, slack_rt):
+    body = load_fixture("event_file_share_email.json")
+    file = body["event"]["files"][0]
+    file["headers"] = {"date": ["not", "a", "date"], "reply_to": [{"address": "x@y.z"}],
+                       "in_reply_to": 12, "message_id": None}
+    file["from"] = [{"address": "not an address"}, {"address": "real@example.org", "name": "Real\r\nBcc: x@y.z"}]
+    assert post_event(web, body).status_code == 200
+    with slack_rt.db.session() as session:
+        stored = session.scalars(select(Message)).one()
+        raw = stored.raw.decode()
+        assert "real@example.org" in raw and "\nBcc:" not in raw
+        assert "slack-file.F0EMAIL1@intake.invalid" in raw  # a stable Message-ID for redeliveries
+
+
+def test_a_reply_that_cannot_be_sent_keeps_the_modal_open(web, slack_rt):
+    inquiry_id = make_inquiry(slack_rt, sender="no-address-here")
+    response = post_interactive(web, view_submission(
+        B.V_REPLY, {"body_0": text_value("Hello"), "mode": radio_value(B.REPLY_SEND)},
+        {"inquiry_id": inquiry_id, "revision": 0}))
+    answer = response.get_json()
+    assert answer["response_action"] == "errors" and "no valid address" in answer["errors"]["mode"]
+    with slack_rt.db.session() as session:
+        assert session.scalar(select(func.count(Message.id)).where(Message.direction == "outbound")) == 0
+    assert "outbound.send" not in slack_rt.queue.names()

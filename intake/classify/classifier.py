@@ -22,7 +22,13 @@ from sqlalchemy import select
 from intake.classify.automated import automated_reasons
 from intake.classify.cues import spam_signs
 from intake.classify.document import Document, Verdict
-from intake.classify.model import ModelBundle, document_text, is_lure_sender, seed_model
+from intake.classify.model import (
+    ModelBundle,
+    document_text,
+    is_lure_sender,
+    seed_model,
+    taxonomy_labels,
+)
 from intake.classify.rules import Rule, first_match, parse_rules
 from intake.classify.spam import spam_evidence
 
@@ -88,7 +94,7 @@ class Classifier:
                 self._checked_at = now
                 self._refresh_from_db()
             if self._bundle is None:
-                self._bundle = seed_model(self.categories)
+                self._bundle = seed_model(taxonomy_labels(self.settings.categories))
             return self._bundle
 
     def _refresh_from_db(self) -> None:
@@ -144,8 +150,13 @@ class Classifier:
                 verdicts[i] = self._rule_verdict(rule, automated.get(i))
                 continue
             pending.append(i)
+        # Every verdict names the model version in force, also when a rule or the automated
+        # step decided: "which model was live" is what an audit of a misfiled inquiry asks.
+        bundle = self.model()
+        for verdict in verdicts:
+            if verdict is not None:
+                verdict.model_version = bundle.version
         if pending:
-            bundle = self.model()
             probs, features = bundle.predict([document_text(docs[i]) for i in pending])
             for row, i in enumerate(pending):
                 verdict = self._model_verdict(bundle, probs[row], features[row], docs[i])

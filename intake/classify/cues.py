@@ -77,6 +77,9 @@ _CUES: dict[str, list[str]] = {
         r"capabilities", r"proposal", r"rates?", r"clients?", r"15 minutes", r"quick call",
         r"propuesta comercial", r"servicios", r"consultora", r"proposition commerciale",
         r"devis", r"agence", r"proposta comercial", r"software house", r"servi[çc]os",
+        r"plataforma", r"plateforme", r"soluci[óo]n\w*", r"solu[çc][ãa]o", r"d[ée]monstra\w+",
+        r"demonstra[çc][ãa]o", r"tarif\w*", r"cotiza\w+", r"or[çc]amento", r"recrutement",
+        r"reclutamiento", r"recrutamento", r"headhunt\w*", r"angebot", r"dienstleist\w+",
     ],
     "feedback": [
         r"thank you", r"thanks", r"great", r"lov(?:e|ed)", r"awesome", r"inspiring", r"kudos",
@@ -85,7 +88,11 @@ _CUES: dict[str, list[str]] = {
         r"accessib\w+", r"screen reader", r"suggest\w*", r"fix", r"slow\w*", r"unreadable",
         r"merci", r"bravo", r"probl[èe]me", r"queja", r"sugerencia", r"p[áa]gina",
         r"no funciona", r"reclama[çc][ãa]o", r"sugest[ãa]o", r"parab[ée]ns", r"elogio",
-        r"kritik", r"오류",
+        r"kritik", r"오류", r"excellent", r"wonderful", r"fantastic", r"amazing", r"impress\w*",
+        r"appreciat\w+", r"rude", r"terrible", r"unacceptable", r"ironic", r"confusing",
+        r"misleading", r"contradict\w*", r"out of date", r"outdated", r"félicit\w+",
+        r"passionnant\w*", r"d[ée]cevant\w*", r"d[ée][çc]u\w*", r"gracias por", r"felicit\w+",
+        r"obrigad[ao] pel[ao]", r"danke", r"lob", r"toll", r"großartig", r"감사", r"불편",
     ],
     "spam": [
         r"click (?:here|below|the link)", r"verify", r"suspend\w*", r"password", r"winner",

@@ -20,10 +20,10 @@ import os
 import re
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import joblib
 import numpy as np
@@ -284,9 +284,29 @@ def _seed_files() -> list[Any]:
     return sorted((f for f in folder.iterdir() if f.name.endswith(".jsonl")), key=lambda f: f.name)
 
 
-def load_seed(categories: Iterable[str] | None = None) -> list[Example]:
-    """Every seed example, optionally only those whose category is in the taxonomy."""
-    allowed = set(categories) if categories is not None else None
+def taxonomy_labels(categories: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Seed label -> taxonomy name. An operator who renames a category keeps its seed examples
+    by listing the old name: `[[categories]] name = "media"  aliases = ["press"]`."""
+    labels: dict[str, str] = {}
+    for table in categories:
+        name = str(table.get("name", ""))
+        if not name:
+            continue
+        labels.setdefault(name, name)
+        for alias in table.get("aliases", []) or []:
+            labels[str(alias)] = name
+    return labels
+
+
+def load_seed(categories: Mapping[str, str] | Iterable[str] | None = None) -> list[Example]:
+    """Every seed example; given the taxonomy (names, or seed label -> name as from
+    `taxonomy_labels`), only those it has a category for, under the taxonomy's names."""
+    if categories is None:
+        rename: Mapping[str, str] | None = None
+    elif isinstance(categories, Mapping):
+        rename = categories
+    else:
+        rename = {c: c for c in categories}
     examples: list[Example] = []
     for f in _seed_files():
         for lineno, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
@@ -300,8 +320,10 @@ def load_seed(categories: Iterable[str] | None = None) -> list[Example]:
                 )
             except (ValueError, KeyError) as exc:
                 raise ValueError(f"seed file {f.name} line {lineno}: {exc}") from None
-            if allowed is None or example.category in allowed:
+            if rename is None:
                 examples.append(example)
+            elif example.category in rename:
+                examples.append(replace(example, category=rename[example.category]))
     return examples
 
 
@@ -336,19 +358,20 @@ def _cache_dir() -> Path:
     return Path(base) / "intake" if base else Path.home() / ".cache" / "intake"
 
 
-def seed_model(categories: Sequence[str]) -> ModelBundle:
+def seed_model(categories: Mapping[str, str] | Sequence[str]) -> ModelBundle:
     """The default model for this taxonomy: in memory, else the disk cache, else fitted now."""
-    key = tuple(sorted(categories))
+    labels = dict(categories) if isinstance(categories, Mapping) else {c: c for c in categories}
+    key = tuple(sorted(labels.items()))
     with _seed_lock:
         bundle = _seed_models.get(key)
         if bundle is not None:
             return bundle
-        digest = hashlib.sha256((seed_hash() + "|" + ",".join(key)).encode()).hexdigest()
+        digest = hashlib.sha256((seed_hash() + "|" + repr(key)).encode()).hexdigest()
         version = f"seed-{digest[:10]}"
         path = _cache_dir() / f"{version}-sklearn{sklearn.__version__}.joblib"
         bundle = _load_cached(path)
         if bundle is None:
-            examples = dedupe(load_seed(key))
+            examples = dedupe(load_seed(labels))
             bundle = fit_bundle(examples, version)
             _store_cached(path, bundle)
         _seed_models[key] = bundle

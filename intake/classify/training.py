@@ -19,7 +19,14 @@ from sklearn.model_selection import train_test_split
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from intake.classify.model import Example, ModelBundle, dedupe, fit_bundle, load_seed
+from intake.classify.model import (
+    Example,
+    ModelBundle,
+    dedupe,
+    fit_bundle,
+    load_seed,
+    taxonomy_labels,
+)
 from intake.models import Classification, Inquiry, Message, ModelVersion
 
 log = logging.getLogger(__name__)
@@ -190,7 +197,7 @@ def train(rt: Any, *, force: bool = False, margin: float | None = None,
         )
         previous_f1 = _stored_f1(active)
         previous_version = active.version if active else None
-    examples = load_seed(categories) + staff
+    examples = load_seed(taxonomy_labels(settings.categories)) + staff
     train_set, test_set = split(examples, test_size)
     if not test_set:
         raise ValueError("not enough labelled examples to hold any out for evaluation")

@@ -124,9 +124,13 @@ def open_modal(deps: SlackDeps, client: WebClient, body: dict[str, Any], inquiry
     elif kind == "full":
         with deps.rt.db.session() as session:
             card = Q.card_data(session, inquiry_id, with_folded=False)
+            latest = Q.latest_inbound(session, inquiry_id)
+            # The whole message as received (the card shows only the latest reply, without
+            # the quoted history and signature).
+            full = (latest.text_body or latest.latest_reply) if latest is not None else None
         view = B.full_text_modal(inquiry_id=inquiry_id, subject=card.subject,
                                  sender=B.sender_text(card.sender_name, card.sender_address),
-                                 text=card.latest_reply) if card else None
+                                 text=full) if card else None
     elif kind == "edit_suggestion":
         suggestion = suggestion_for(deps, inquiry_id)
         view = reply_view(deps, inquiry_id, body=suggestion.answer if suggestion else None)

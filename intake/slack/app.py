@@ -26,6 +26,19 @@ log = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
 
 
+class _DropTokenSkippedWarning(logging.Filter):
+    """Bolt falls back to ``$SLACK_BOT_TOKEN`` and then warns that the client's token wins; we
+    build the client from that same variable on purpose, so the warning only confuses operators."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
+
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
+_TOKEN_FILTER = _DropTokenSkippedWarning()
+
+
 def register_listeners(app: App, deps: SlackDeps) -> None:
     """Every listener, in one place (bolt-python's starter-template layout)."""
     events.register(app, deps)  # first: its middleware drops Slack's event retries
@@ -49,6 +62,9 @@ def build_bolt_app(rt: "Runtime", *, process_before_response: bool = False,
     if not socket_mode and not settings.slack_signing_secret:
         return None
     client = slack_client(rt)
+    bolt_logger = logging.getLogger("slack_bolt.App")
+    if _TOKEN_FILTER not in bolt_logger.filters:
+        bolt_logger.addFilter(_TOKEN_FILTER)
     app = App(
         client=client,  # carries the bot token; Bolt reads it from the client
         signing_secret=settings.slack_signing_secret or "",

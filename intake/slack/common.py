@@ -102,7 +102,7 @@ def valid_address(address: str | None) -> str | None:
     """A plain ``local@domain`` address, or None. Slack form text never reaches a header unchecked."""
     from email.utils import parseaddr
 
-    if not address:
+    if not address or not isinstance(address, str):
         return None
     _, parsed = parseaddr(address.strip())
     if not parsed or parsed != address.strip() or "@" not in parsed or any(c.isspace() for c in parsed):

@@ -71,8 +71,8 @@ def _first_address(entries: Any) -> tuple[str | None, str | None]:
     return None, None
 
 
-def _header_date(value: str | None) -> dt.datetime | None:
-    if not value:
+def _header_date(value: object) -> dt.datetime | None:
+    if not value or not isinstance(value, str):
         return None
     try:
         return email.utils.parsedate_to_datetime(value)
@@ -80,7 +80,9 @@ def _header_date(value: str | None) -> dt.datetime | None:
         return None
 
 
-def _msgid(value: str | None) -> str | None:
+def _msgid(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
     cleaned = one_line(value, 900).strip().strip("<>").strip()
     return cleaned if cleaned and " " not in cleaned and "@" in cleaned else None
 

@@ -162,13 +162,17 @@ def sync_card(rt: "Runtime", inquiry_id: int) -> str:
         return "filtered"
     if plan.fold_into is not None:
         return _fold(rt, plan)
-    if plan.card is None or not plan.channel:
+    if plan.card is None:
+        return "skipped"
+    if not rt.settings.slack_enabled:
+        message = B.triage_card(plan.card, rt.settings.category_names)
+        log.info("Slack is off; would %s card in %s: %s", "update" if plan.ts else "post",
+                 plan.channel or "(no channel)", message.text)
+        return "logged"
+    if not plan.channel:
         log.warning("no Slack channel for inquiry #%s: set SLACK_TRIAGE_CHANNEL", inquiry_id)
         return "skipped"
     message = _render(rt, plan.card)
-    if not rt.settings.slack_enabled:
-        log.info("Slack is off; would %s card in %s: %s", "update" if plan.ts else "post", plan.channel, message.text)
-        return "logged"
     client = slack_client(rt)
     if plan.ts:
         try:
