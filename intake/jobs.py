@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -86,13 +87,13 @@ class InlineQueue:
     """Runs each job at once in the caller (CLI ingest, tests): same code path, no worker.
 
     Jobs enqueued by a running job are run after it finishes, in order, so the call stack stays
-    flat and a job never sees its caller's half-finished transaction.
+    flat and a job never sees its caller's half-finished transaction. The bookkeeping is per
+    thread: a web request and a Slack listener thread each run their own jobs.
     """
 
     def __init__(self) -> None:
         self.rt: "Runtime | None" = None
-        self._pending: list[tuple[str, tuple[Any, ...]]] = []
-        self._running = False
+        self._local = threading.local()
         self.errors: list[tuple[str, tuple[Any, ...], BaseException]] = []
         self.raise_errors = True
 
@@ -100,13 +101,16 @@ class InlineQueue:
         self.rt = rt
 
     def enqueue(self, name: str, *args: Any, delay: float | None = None) -> None:
-        self._pending.append((name, args))
-        if self._running:
+        local = self._local
+        if not hasattr(local, "pending"):
+            local.pending, local.running = [], False
+        local.pending.append((name, args))
+        if local.running:
             return
-        self._running = True
+        local.running = True
         try:
-            while self._pending:
-                job_name, job_args = self._pending.pop(0)
+            while local.pending:
+                job_name, job_args = local.pending.pop(0)
                 assert self.rt is not None, "InlineQueue used before bind()"
                 try:
                     run_job(self.rt, job_name, *job_args)
@@ -114,10 +118,10 @@ class InlineQueue:
                     self.errors.append((job_name, job_args, exc))
                     log.exception("job %s%r failed", job_name, job_args)
                     if self.raise_errors:
-                        self._pending.clear()
+                        local.pending.clear()
                         raise
         finally:
-            self._running = False
+            local.running = False
 
     def ping(self) -> None:
         return None

@@ -12,12 +12,13 @@ quoting right.
 from __future__ import annotations
 
 import re
+import secrets
 import unicodedata
 from dataclasses import dataclass, field
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import format_datetime, getaddresses, make_msgid
+from email.utils import format_datetime, getaddresses
 
 from intake.models import utcnow
 
@@ -106,7 +107,9 @@ def reply_subject(subject: str | None, inquiry_id: int) -> str:
 def new_message_id(from_address: str) -> str:
     """A fresh Message-ID (without brackets) in our own domain, fixed before the first send."""
     domain = from_address.rpartition("@")[2] or "localhost"
-    return make_msgid(idstring="intake", domain=domain).strip("<>")
+    # 128 random bits, short enough that "Message-ID: <...>" stays on one line (make_msgid's ids
+    # are folded onto a continuation line by the SMTP policy, which some clients mishandle).
+    return f"intake.{secrets.token_hex(16)}@{domain}"
 
 
 def references_chain(parent_references: list[str] | str | None, parent_id: str | None) -> list[str]:
