@@ -140,6 +140,11 @@ def inbound_blueprint(rt: Runtime, verifier: ses.SnsVerifier) -> Blueprint:
 
     for provider, receiver in receivers.items():
         bp.add_url_rule(f"/inbound/{provider}", view_func=make_view(provider, receiver), methods=["POST", "HEAD"])
+    # Mailgun sends the full MIME (`body-mime`) only to a route URL that ends in "mime".
+    bp.add_url_rule(
+        "/inbound/mailgun/mime", endpoint="inbound_mailgun_mime",
+        view_func=make_view("mailgun", receivers["mailgun"]), methods=["POST", "HEAD"],
+    )
     return bp
 
 

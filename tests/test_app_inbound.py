@@ -338,3 +338,14 @@ def test_slack_events_mounted_when_the_slack_layer_exists(client):
     assert ("/slack/events" in rules) == has_slack_app
     assert {"/inbound/sendgrid", "/inbound/mailgun", "/inbound/postmark", "/inbound/ses", "/inbound/mime", "/healthz"} <= rules
     assert "/bench/echo" not in rules  # reference endpoints only with INTAKE_BENCH_ENDPOINTS=1
+
+
+def test_mailgun_mime_route_alias_stores_the_message(client, huey_rt):
+    """Mailgun posts body-mime only to route URLs ending in "mime"; both URLs are served."""
+    raw = h.fixture_bytes("apply.eml")
+    body, ctype = h.multipart([*h.mailgun_signature(token="m" * 50), ("body-mime", raw)])
+    response = client.post("/inbound/mailgun/mime", data=body, content_type=ctype)
+    assert response.status_code == 200
+    with huey_rt.db.session() as session:
+        assert session.get(Message, response.get_json()["message_id"]).raw == raw
+    assert client.head("/inbound/mailgun/mime").status_code == 200

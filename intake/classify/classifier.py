@@ -184,37 +184,24 @@ class Classifier:
             return Verdict(self._fallback(), 0.0, "model", ["model: no known category"],
                            bundle.version, True, False)
         scores = {c: p / total for c, p in scores.items()}  # removed categories' mass shared out
-        reasons: list[str] = []
-        if SPAM in scores:
-            evidence = spam_evidence(doc)
-            if evidence:
-                reasons.extend(evidence)
-                scores = _boost(scores, SPAM, self.options.provider_spam_odds)
+        evidence = spam_evidence(doc) if SPAM in scores else []
+        if evidence:
+            scores = _boost(scores, SPAM, self.options.provider_spam_odds)
+        reasons = list(evidence)
         ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
         category, confidence = ranked[0]
         if category == SPAM:
-            signs = spam_signs(doc.subject + "\n" + doc.body, sure=confidence >= 0.9)
-            if is_lure_sender(doc.sender_address):
-                signs.append("look-alike sender domain")
-            if confidence >= self.options.spam_threshold and (signs or reasons):
-                if signs:
-                    reasons.append("spam signs: " + ", ".join(signs))
+            signs = self._spam_signs(doc, confidence)
+            if confidence >= self.options.spam_threshold and (signs or evidence):
+                reasons.extend(["spam signs: " + ", ".join(signs)] if signs else [])
             else:
-                # Not sure enough to bury it: the runner-up, or general, flagged for review.
-                # A spam verdict needs a high probability AND something spam-like that can be
-                # named (cue words, a look-alike sender domain, a provider's verdict).
-                runner_up = ranked[1][0] if len(ranked) > 1 else self._fallback()
-                category = runner_up if runner_up != AUTOMATED else self._fallback()
-                confidence = min(scores.get(category, 0.0), self.options.review_threshold - 0.01)
+                category, confidence = self._hand_to_a_person(ranked, scores, avoid=AUTOMATED)
                 reasons.append(f"maybe spam ({ranked[0][1]:.2f}); left for a person to decide")
         elif category == AUTOMATED and confidence < self.options.automated_threshold:
-            runner_up = ranked[1][0] if len(ranked) > 1 else self._fallback()
-            category = runner_up if runner_up != SPAM else self._fallback()
-            confidence = min(scores.get(category, 0.0), self.options.review_threshold - 0.01)
+            category, confidence = self._hand_to_a_person(ranked, scores, avoid=SPAM)
             reasons.append(f"maybe automated ({ranked[0][1]:.2f}); left for a person to decide")
-        class_index = bundle.classes.index(category) if category in bundle.classes else None
-        if class_index is not None:
-            words = bundle.top_words(features, class_index)
+        if category in bundle.classes:
+            words = bundle.top_words(features, bundle.classes.index(category))
             if words:
                 reasons.insert(0, "words: " + ", ".join(words))
         return Verdict(
@@ -226,6 +213,22 @@ class Classifier:
             needs_review=confidence < self.options.review_threshold,
             automated=category == AUTOMATED,
         )
+
+    @staticmethod
+    def _spam_signs(doc: Document, confidence: float) -> list[str]:
+        """Something spam-like a person can check: cue words, a large sum, a look-alike domain."""
+        signs = spam_signs(f"{doc.subject}\n{doc.body}", sure=confidence >= 0.9)
+        if is_lure_sender(doc.sender_address):
+            signs.append("look-alike sender domain")
+        return signs
+
+    def _hand_to_a_person(self, ranked: list[tuple[str, float]], scores: dict[str, float],
+                          avoid: str) -> tuple[str, float]:
+        """Not sure enough to bury the message in spam or automated: the runner-up (or general),
+        with a confidence under the review threshold so that someone looks at it."""
+        runner_up = ranked[1][0] if len(ranked) > 1 else self._fallback()
+        category = runner_up if runner_up != avoid else self._fallback()
+        return category, min(scores.get(category, 0.0), self.options.review_threshold - 0.01)
 
     def _fallback(self) -> str:
         """Where an unsure message goes: general, or the last non-special category."""
