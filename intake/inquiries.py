@@ -20,11 +20,9 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy import insert as sa_insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from intake import mail
-from intake.db import is_unique_violation
 from intake.mail.types import ParsedEmail, UnparseableMessage
 from intake.models import (
     Attachment,
@@ -145,6 +143,15 @@ class _StoreStatements:
     insert_receipt: Any
 
 
+def _dialect_insert(dialect: str):
+    """INSERT with ON CONFLICT support: both of our databases have it, spelled per dialect."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
 @functools.lru_cache(maxsize=None)
 def _store_statements(dialect: str) -> _StoreStatements:
     """Core statements for the webhook's hot path, built once per dialect.
@@ -152,10 +159,7 @@ def _store_statements(dialect: str) -> _StoreStatements:
     Plain table statements skip the ORM's per-call bookkeeping, which measured about half the
     cost of storing a message (docs/benchmarks.md).
     """
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    insert = _dialect_insert(dialect)
     messages, receipts = Message.__table__, Receipt.__table__
     return _StoreStatements(
         insert_message=insert(messages)
@@ -203,46 +207,66 @@ class ProcessResult:
     message_id: int
     # Jobs to enqueue once the caller has committed: (name, args).
     followups: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+    language: str | None = None
 
 
-def _get_or_create_contact(session: Session, address: str, name: str | None) -> Contact:
-    contact = session.scalars(select(Contact).where(Contact.address == address)).first()
-    if contact is not None:
-        if name and not contact.name:
-            contact.name = name[:320]
-        return contact
-    contact = Contact(address=address[:320], name=(name or None) and name[:320])
-    try:
-        with session.begin_nested():
-            session.add(contact)
-            session.flush()
-    except IntegrityError as exc:
-        if not is_unique_violation(exc):
-            raise
-        contact = session.scalars(select(Contact).where(Contact.address == address)).one()
-    return contact
+def _contact_id(session: Session, address: str, name: str | None) -> int:
+    """The contact for an address, created on first sight (safe when two jobs race)."""
+    address = address[:320]
+    found = session.execute(select(Contact.id, Contact.name).where(Contact.address == address)).first()
+    if found is not None:
+        if name and not found.name:
+            session.execute(
+                Contact.__table__.update().where(Contact.id == found.id).values(name=name[:320])
+            )
+        return found.id
+    insert = _dialect_insert(session.connection().dialect.name)
+    new_id = session.execute(
+        insert(Contact.__table__)
+        .values(address=address, name=(name or None) and name[:320], created_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["address"])
+        .returning(Contact.__table__.c.id)
+    ).scalar()
+    if new_id is None:  # another job created it a moment ago
+        new_id = session.scalar(select(Contact.id).where(Contact.address == address))
+    return new_id
 
 
-def _participants(session: Session, inquiry: Inquiry, own_address: str | None) -> set[str]:
-    """Addresses allowed to join this inquiry by reference: its contact and everyone on it."""
-    people: set[str] = set()
-    if inquiry.contact is not None:
-        people.add(inquiry.contact.address)
-    rows = session.execute(
-        select(Message.sender_address, Message.reply_to, Message.recipients, Message.to_address)
-        .where(Message.inquiry_id == inquiry.id)
-    ).all()
-    for sender, reply_to, recipients, to_address in rows:
-        for value in (sender, reply_to, to_address):
-            if value:
-                people.add(value)
-        for value in recipients or []:
-            if isinstance(value, str) and value:
-                people.add(value)
+def is_participant(session: Session, inquiry: Inquiry, addresses: set[str], own_address: str | None) -> bool:
+    """Whether any of these addresses already takes part in the inquiry: its contact, or the
+    sender, reply-to, recipient or cc of one of its messages (never our own address).
+
+    Asked with targeted queries, so a long conversation costs no more than a short one.
+    """
+    addresses = {a for a in addresses if a}
     if own_address:
-        people.discard(mail.normalize_address(own_address))
-    people.discard("")
-    return people
+        addresses.discard(mail.normalize_address(own_address))
+    if not addresses:
+        return False
+    if inquiry.contact is not None and inquiry.contact.address in addresses:
+        return True
+    direct = session.scalar(
+        select(Message.id)
+        .where(
+            Message.inquiry_id == inquiry.id,
+            or_(
+                Message.sender_address.in_(addresses),
+                Message.reply_to.in_(addresses),
+                Message.to_address.in_(addresses),
+            ),
+        )
+        .limit(1)
+    )
+    if direct is not None:
+        return True
+    # Recipients are a JSON list (portable across SQLite and PostgreSQL): read the latest few.
+    recent = session.scalars(
+        select(Message.recipients)
+        .where(Message.inquiry_id == inquiry.id, Message.recipients.is_not(None))
+        .order_by(Message.id.desc())
+        .limit(50)
+    )
+    return any(addresses.intersection(r for r in recipients or [] if isinstance(r, str)) for recipients in recent)
 
 
 def find_thread(
@@ -277,8 +301,7 @@ def find_thread(
             if inquiry is not None and inquiry not in candidates:
                 candidates.append(inquiry)
     for inquiry in candidates:
-        people = _participants(session, inquiry, own_address)
-        if sender in people or (reply_to and reply_to in people):
+        if is_participant(session, inquiry, {sender, reply_to}, own_address):
             return inquiry
     subject_key = mail.thread_subject(parsed.subject or "")
     if subject_key:
@@ -352,7 +375,8 @@ def _classify(rt: "Runtime", parsed: ParsedEmail, meta: dict[str, Any] | None):
 
 
 def _event(session: Session, inquiry: Inquiry | None, actor: str, kind: str, **detail: Any) -> Event:
-    event = Event(inquiry=inquiry, actor=actor, kind=kind, detail=detail or None)
+    # By key, not relationship: appending to inquiry.events would load the whole history.
+    event = Event(inquiry_id=inquiry.id if inquiry else None, actor=actor, kind=kind, detail=detail or None)
     session.add(event)  # flushed with the rest of the unit of work; its id is set by commit
     return event
 
@@ -377,16 +401,25 @@ def process_message(session: Session, rt: "Runtime", message_id: int) -> Process
         log.exception("parser crashed on message %s", message.id)
         return _file_unparseable(session, message, f"parser error: {exc.__class__.__name__}: {exc}")
 
+    with session.no_autoflush:  # the message row is written once, at the end
+        result = _thread_or_open(session, rt, message, parsed)
     _fill_message(message, parsed, settings.max_attachment_bytes)
-    sender = parsed.sender
-    contact = _get_or_create_contact(session, sender.address, sender.name) if sender and sender.address else None
+    message.inquiry_id = result.inquiry_id
+    message.language = result.language
+    message.state = "processed"
+    message.processed_at = utcnow()
+    session.flush()
+    return result
+
+
+def _thread_or_open(session: Session, rt: "Runtime", message: Message, parsed: ParsedEmail) -> ProcessResult:
+    """Join the inquiry this message continues, or open a new classified one."""
     now = utcnow()
-    inquiry = find_thread(session, parsed, own_address=settings.from_address, now=now)
-    result: ProcessResult
+    sender = parsed.sender
+    contact_id = _contact_id(session, sender.address, sender.name) if sender and sender.address else None
+    inquiry = find_thread(session, parsed, own_address=rt.settings.from_address, now=now)
     if inquiry is not None:
-        message.inquiry = inquiry
         inquiry.last_message_at = now
-        message.language = _language_only(rt, parsed)
         if not parsed.automation.automated and inquiry.status in ("closed", "waiting"):
             previous = inquiry.status
             inquiry.status = "open"
@@ -394,53 +427,50 @@ def process_message(session: Session, rt: "Runtime", message_id: int) -> Process
             if previous == "closed":
                 _event(session, inquiry, SYSTEM, "reopened", reason="follow-up email")
         _event(session, inquiry, SYSTEM, "follow_up", message_id=message.id)
-        result = ProcessResult("follow-up", inquiry.id, message.id, [("slack.post_followup", (message.id,))])
-    else:
-        verdict, language = _classify(rt, parsed, message.meta)
-        message.language = language
-        inquiry = Inquiry(
-            contact=contact,
-            subject=(parsed.subject or "")[:5000],
-            thread_subject=mail.thread_subject(parsed.subject or "")[:500],
-            status="new",
+        return ProcessResult(
+            "follow-up", inquiry.id, message.id, [("slack.post_followup", (message.id,))],
+            language=_language_only(rt, parsed),
+        )
+    verdict, language = _classify(rt, parsed, message.meta)
+    inquiry = Inquiry(
+        contact_id=contact_id,
+        subject=(parsed.subject or "")[:5000],
+        thread_subject=mail.thread_subject(parsed.subject or "")[:500],
+        status="new",
+        category=verdict.category,
+        confidence=verdict.confidence,
+        needs_review=verdict.needs_review,
+        automated=verdict.automated or parsed.automation.automated,
+        language=language,
+        received_at=message.created_at or now,
+        last_message_at=now,
+    )
+    if verdict.category == "spam":
+        inquiry.status = "spam"
+    elif inquiry.automated or verdict.category == "automated":
+        inquiry.status = "closed"
+        inquiry.closed_at = now
+    session.add(inquiry)
+    session.flush()  # the inquiry's id, for the rows below
+    session.add(
+        Classification(
+            inquiry_id=inquiry.id,
+            message_id=message.id,
             category=verdict.category,
             confidence=verdict.confidence,
-            needs_review=verdict.needs_review,
-            automated=verdict.automated or parsed.automation.automated,
-            language=language,
-            received_at=message.created_at or now,
-            last_message_at=now,
+            source=verdict.source,
+            model_version=verdict.model_version,
+            reasons=list(verdict.reasons),
         )
-        if verdict.category == "spam":
-            inquiry.status = "spam"
-        elif inquiry.automated or verdict.category == "automated":
-            inquiry.status = "closed"
-            inquiry.closed_at = now
-        session.add(inquiry)
-        message.inquiry = inquiry
-        session.flush()
-        session.add(
-            Classification(
-                inquiry=inquiry,
-                message_id=message.id,
-                category=verdict.category,
-                confidence=verdict.confidence,
-                source=verdict.source,
-                model_version=verdict.model_version,
-                reasons=list(verdict.reasons),
-            )
-        )
-        _event(session, inquiry, SYSTEM, "received", message_id=message.id, category=verdict.category)
-        result = ProcessResult(
-            "new",
-            inquiry.id,
-            message.id,
-            [("slack.sync_card", (inquiry.id,)), ("outbound.acknowledge", (message.id,))],
-        )
-    message.state = "processed"
-    message.processed_at = now
-    session.flush()
-    return result
+    )
+    _event(session, inquiry, SYSTEM, "received", message_id=message.id, category=verdict.category)
+    return ProcessResult(
+        "new",
+        inquiry.id,
+        message.id,
+        [("slack.sync_card", (inquiry.id,)), ("outbound.acknowledge", (message.id,))],
+        language=language,
+    )
 
 
 def _language_only(rt: "Runtime", parsed: ParsedEmail) -> str | None:
@@ -468,7 +498,8 @@ def _file_unparseable(session: Session, message: Message, error: str) -> Process
         last_message_at=now,
     )
     session.add(inquiry)
-    message.inquiry = inquiry
+    session.flush()
+    message.inquiry_id = inquiry.id
     message.state = "processed"
     message.processed_at = now
     session.flush()
@@ -567,7 +598,7 @@ def _staff_label(session: Session, inquiry: Inquiry, category: str, actor: str) 
     )
     session.add(
         Classification(
-            inquiry=inquiry,
+            inquiry_id=inquiry.id,
             message_id=first_message,
             category=category,
             confidence=1.0,

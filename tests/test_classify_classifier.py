@@ -213,3 +213,27 @@ def test_a_renamed_category_keeps_its_seed_examples_through_aliases(tmp_path):
         "fellowship and would like to interview your director before my Friday deadline."))
     assert verdict.category == "media"
     assert set(renamed.model().classes) == {"application", "media", "general", "spam"}
+
+
+def test_a_two_category_taxonomy_still_works(tmp_path):
+    toml = '[[categories]]\nname = "general"\ndescription = "x"\n\n[[categories]]\nname = "spam"\ndescription = "y"\n'
+    tiny = Classifier(settings_with(tmp_path, toml))
+    legit, phishing = tiny.classify_many([APPLICATION, PHISHING])
+    assert legit.category == "general" and 0 <= legit.confidence <= 1
+    assert phishing.category == "spam" and phishing.reasons[0].startswith("words: ")
+
+
+def test_a_model_made_with_other_features_is_refused_with_advice(classifier):
+    import io
+
+    import joblib
+
+    from intake.classify.model import ModelBundle
+
+    payload = joblib.load(io.BytesIO(classifier.model().dumps()))
+    assert ModelBundle.loads(classifier.model().dumps()).version == classifier.model().version
+    payload["features"] = -1
+    buffer = io.BytesIO()
+    joblib.dump(payload, buffer)
+    with pytest.raises(ValueError, match="intake train"):
+        ModelBundle.loads(buffer.getvalue())

@@ -51,3 +51,11 @@ def test_detection_is_limited_to_the_configured_languages(tmp_path):
     # Portuguese is not configured: the closest configured language is the answer, never "pt".
     assert detect_language("Obrigada pela resposta, até amanhã!", settings) in ("es", "en")
     assert detect_language("Hello, when is the deadline?", settings) == "en"
+
+
+def test_the_low_memory_detector_can_be_chosen(tmp_path):
+    config = tmp_path / "intake.toml"
+    config.write_text("[classifier]\nlanguage_low_memory = true\n", encoding="utf-8")
+    settings = Settings.from_env({"INTAKE_CONFIG": str(config)})
+    assert detect_language("Vielen Dank für die schnelle Antwort.", settings) == "de"
+    assert detect_language("지원 마감일이 언제인가요?", settings) == "ko"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -17,7 +16,7 @@ from intake.classify.model import seed_model
 from intake.classify.training import staff_examples, train
 from intake.config import Settings
 from intake.db import Database
-from intake.models import Classification, Inquiry, Message, ModelVersion
+from intake.models import Inquiry, Message, ModelVersion
 from intake.runtime import Runtime
 
 # The comms team decides that public-records requests are theirs ("press"); the seed set files

@@ -79,6 +79,9 @@ _RETURN = re.compile(
 )
 # Mailboxes no person writes from. (Phishing borrows these names too; it then lands in
 # `automated` rather than `spam`, which is equally unanswered and never buries a person.)
+# Read receipts (Outlook "Read: <subject>" / "Not read: ..." with the "was read on" sentence).
+_READ_RECEIPT_SUBJECT = re.compile(r"^\s*(?:not )?read:\s", re.IGNORECASE)
+_READ_RECEIPT_TEXT = re.compile(r"\bwas (?:read|deleted without being read) on\b", re.IGNORECASE)
 _SYSTEM_MAILBOX = re.compile(
     r"^(?:mailer-daemon|mail-daemon|postmaster|no[-_.]?reply|do[-_.]?not[-_.]?reply|"
     r"auto[-_.]?(?:reply|responder|response|confirm)|calendar-notification|bounces?)(?:[-+.][^@]*)?@",
@@ -158,6 +161,8 @@ def automated_reasons(doc: Document) -> list[str]:
         reasons.append(f"subject: {subject[:60]}")
     elif _CALENDAR_SUBJECT.search(subject):
         reasons.append("subject: calendar notice")
+    elif _READ_RECEIPT_SUBJECT.search(subject) and _READ_RECEIPT_TEXT.search((doc.body or "")[:2000]):
+        reasons.append("text: read receipt")
     # What the sender wrote, not what they quote or forward: a person forwarding a bounce ("my
     # mail to you bounced, see below") has the report below their own words.
     own = own_words(doc.body or "")

@@ -6,8 +6,10 @@ LogisticRegression because staff need a probability to trust or review, which Li
 not give (see DESIGN.md for the measurements behind this choice).
 
 The default model is fitted from the seed set shipped in ``intake/classify/seed/*.jsonl`` at first
-use (about a second) and cached on disk keyed by the seed's hash and the scikit-learn version,
-so a changed seed file or an upgraded library rebuilds it instead of loading a stale pickle.
+use (2-3 s) and cached on disk keyed by the seed's hash, the taxonomy and the scikit-learn
+version, so a changed seed file or an upgraded library rebuilds it instead of loading a stale
+pickle. Pickled models refer to `message_part` by its module path: moving it makes stored
+versions unloadable (they then fall back to the seed model, with a logged error).
 """
 
 from __future__ import annotations
@@ -32,12 +34,16 @@ from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
 
+from intake.classify.automated import own_words
 from intake.classify.cues import cue_tokens
 from intake.classify.document import Document
 
 log = logging.getLogger(__name__)
 
 BUNDLE_FORMAT = 1
+# Bump whenever feature_text, the tokens or the pipeline change: cached and stored models made
+# with other features are then refitted (cache) or refused and replaced by the seed model (DB).
+FEATURES_VERSION = 2
 # Long messages say what they are about early; the cap bounds the cost of char n-grams.
 MAX_FEATURE_CHARS = 3000
 FREE_MAIL = frozenset(
@@ -102,13 +108,20 @@ def is_lure_sender(address: str) -> bool:
     return bool(_LURE_DOMAIN.search(domain)) or domain.count("-") >= 2
 
 
+# Words of two or more characters with at least one letter: dates and times ("2025", "00") said
+# more about the seed's calendar notices than about anything a person asks.
+WORD_TOKEN = r"(?u)\b(?=\w*[^\W\d_])\w\w+\b"
+
 # Separates the message from the derived tokens (sender kind, cue words): the word n-grams see
 # both, the character n-grams only the message.
 META_MARK = "\x1e"
 
 
 def feature_text(subject: str, body: str, sender: str = "") -> str:
-    body = _QUOTED_LINE.sub("", body or "")
+    """What the model reads: the subject and the sender's own words (quoted and forwarded text
+    cut off, unless nothing else is left), then the derived tokens."""
+    own = own_words(body or "")
+    body = own if len(own.strip()) >= 15 else _QUOTED_LINE.sub("", body or "")
     text = f"{subject or ''}\n{body}"[:MAX_FEATURE_CHARS]
     return f"{text}\n{META_MARK} {sender_tokens(sender or '')} {cue_tokens(text)}"
 
@@ -124,12 +137,12 @@ def document_text(doc: Document) -> str:
 
 def build_pipeline(c: float = 10.0) -> Pipeline:
     """The settings measured best on the seed set (4-fold CV macro-F1, docs/benchmarks-classify.md):
-    word unigrams beat 1-2-grams (0.853 vs 0.838: with a few hundred examples bigrams memorise),
-    char_wb 1-4-grams capped at 30k features are as good as 2-5-grams at a fraction of the size,
-    and newton-cg converges in a handful of iterations where lbfgs needs dozens."""
+    word unigrams do as well as 1-2-grams at this data size, char_wb 1-4-grams capped at 30k
+    features as well as 2-5-grams at a fraction of the size, and newton-cg converges in a
+    handful of iterations where lbfgs needs dozens."""
     words = TfidfVectorizer(
         analyzer="word", ngram_range=(1, 1), sublinear_tf=True, lowercase=True,
-        strip_accents="unicode",
+        strip_accents="unicode", token_pattern=WORD_TOKEN,
     )
     chars = TfidfVectorizer(
         analyzer="char_wb", ngram_range=(1, 4), sublinear_tf=True, min_df=2,
@@ -161,7 +174,7 @@ class ModelBundle:
     def predict(self, texts: Sequence[str]) -> tuple[np.ndarray, Any]:
         """Probabilities (rows: texts, columns: `classes`) and the feature matrix for reasons."""
         features = self.pipeline.named_steps["features"].transform(texts)
-        logits = self.pipeline.named_steps["clf"].decision_function(features)
+        logits = as_logits(self.pipeline.named_steps["clf"].decision_function(features))
         return softmax(logits * self.temperature), features
 
     def top_words(self, features_row: Any, class_index: int, limit: int = 3) -> list[str]:
@@ -173,7 +186,9 @@ class ModelBundle:
         cols, vals = cols[mask], row.data[mask]
         if cols.size == 0:
             return []
-        coef = self.pipeline.named_steps["clf"].coef_[class_index]
+        all_coef = self.pipeline.named_steps["clf"].coef_
+        # Two classes: one row of coefficients, pointing towards the second class.
+        coef = all_coef[class_index] if all_coef.shape[0] > 1 else all_coef[0] * (1 if class_index else -1)
         contrib = vals * coef[cols]
         order = np.argsort(-contrib)
         names = self._word_names()
@@ -199,6 +214,7 @@ class ModelBundle:
         buffer = io.BytesIO()
         payload = {
             "format": BUNDLE_FORMAT,
+            "features": FEATURES_VERSION,
             "sklearn": sklearn.__version__,
             "pipeline": self.pipeline,
             "version": self.version,
@@ -217,6 +233,11 @@ class ModelBundle:
         payload = joblib.load(io.BytesIO(blob))
         if not isinstance(payload, dict) or payload.get("format") != BUNDLE_FORMAT:
             raise ValueError("not an intake model bundle")
+        if payload.get("features") != FEATURES_VERSION:
+            raise ValueError(
+                f"model uses features v{payload.get('features')}, this intake v{FEATURES_VERSION}: "
+                "run `intake train` to rebuild it"
+            )
         pipeline = payload["pipeline"]
         if not isinstance(pipeline, Pipeline):
             raise ValueError("model bundle holds no pipeline")
@@ -228,6 +249,14 @@ class ModelBundle:
             metrics=payload.get("metrics"),
             temperature=float(payload.get("temperature", 1.0)),
         )
+
+
+def as_logits(decision: np.ndarray) -> np.ndarray:
+    """One column per class; a two-class model gives one score z, i.e. logits (-z/2, z/2)."""
+    decision = np.asarray(decision)
+    if decision.ndim == 1:
+        return np.column_stack([-decision / 2, decision / 2])
+    return decision
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -263,18 +292,21 @@ def fit_bundle(examples: Sequence[Example], version: str, c: float = 10.0,
 
 
 def _out_of_fold_temperature(texts: list[str], labels: list[str], classes: list[str], c: float) -> float:
+    """Temperature from 3-fold predictions; categories with fewer than 3 examples (a brand-new
+    one with a couple of staff labels) are left out of this estimate."""
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     counts = {label: labels.count(label) for label in set(labels)}
-    folds = min(3, min(counts.values()))
-    if folds < 2 or len(classes) < 3:
+    keep = [i for i, label in enumerate(labels) if counts[label] >= 3]
+    kept_classes = sorted({labels[i] for i in keep})
+    if len(kept_classes) < 2:
         return 1.0
     logits = cross_val_predict(
-        build_pipeline(c), texts, labels, method="decision_function",
-        cv=StratifiedKFold(folds, shuffle=True, random_state=0),
+        build_pipeline(c), [texts[i] for i in keep], [labels[i] for i in keep],
+        method="decision_function", cv=StratifiedKFold(3, shuffle=True, random_state=0),
     )
-    truth = np.array([classes.index(label) for label in labels])
-    return fit_temperature(np.asarray(logits), truth)
+    truth = np.array([kept_classes.index(labels[i]) for i in keep])
+    return fit_temperature(as_logits(logits), truth)
 
 
 # --- the seed set -------------------------------------------------------------------------------
@@ -368,7 +400,7 @@ def seed_model(categories: Mapping[str, str] | Sequence[str]) -> ModelBundle:
             return bundle
         digest = hashlib.sha256((seed_hash() + "|" + repr(key)).encode()).hexdigest()
         version = f"seed-{digest[:10]}"
-        path = _cache_dir() / f"{version}-sklearn{sklearn.__version__}.joblib"
+        path = _cache_dir() / f"{version}-f{FEATURES_VERSION}-sklearn{sklearn.__version__}.joblib"
         bundle = _load_cached(path)
         if bundle is None:
             examples = dedupe(load_seed(labels))
