@@ -593,20 +593,10 @@ def assign(session: Session, inquiry_id: int, assignee: str | None, actor: str) 
 
 
 def _staff_label(session: Session, inquiry: Inquiry, category: str, actor: str) -> None:
-    first_message = session.scalar(
-        select(func.min(Message.id)).where(Message.inquiry_id == inquiry.id, Message.direction == "inbound")
-    )
-    session.add(
-        Classification(
-            inquiry_id=inquiry.id,
-            message_id=first_message,
-            category=category,
-            confidence=1.0,
-            source="staff",
-            reasons=["staff correction"],
-            actor=actor,
-        )
-    )
+    """A person's label: the labelled row `intake train` learns from, and the inquiry's category."""
+    from intake.classify import record_staff_label
+
+    record_staff_label(session, inquiry.id, category, actor)
     inquiry.category = category
     inquiry.confidence = 1.0
     inquiry.needs_review = False

@@ -36,6 +36,18 @@ BACKENDS = [
     b.strip() for b in os.environ.get("INTAKE_TEST_DATABASES", "sqlite,postgresql").split(",") if b.strip()
 ]
 
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_model_cache(tmp_path_factory):
+    """The seed model cache in a fresh folder per run (subprocesses inherit the variable)."""
+    previous = os.environ.get("INTAKE_CACHE_DIR")
+    os.environ["INTAKE_CACHE_DIR"] = str(tmp_path_factory.mktemp("model-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("INTAKE_CACHE_DIR", None)
+    else:
+        os.environ["INTAKE_CACHE_DIR"] = previous
+
+
 _pg_error: str | None = None
 _pg_checked = False
 

@@ -262,7 +262,7 @@ def test_staff_lifecycle_records_events_and_labels(rt):
         assert {e.actor for e in inquiry.events[1:]} == {"U_ANA", "U_BO"}
         staff = [c for c in inquiry.classifications if c.source == "staff"]
         assert [c.category for c in staff] == ["press", "spam", "press"]
-        assert all(c.actor == "U_BO" for c in staff)
+        assert all(c.actor == "U_BO" and c.confidence == 1.0 for c in staff)
         note = [m for m in inquiry.messages if m.kind == "note"][0]
         assert note.direction == "internal" and note.author == "U_BO"
 
