@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from intake.mail.types import AutomationSignals
+from intake.mail.types import AutomationSignals, first_header
 
 if TYPE_CHECKING:  # pragma: no cover
     from intake.mail.types import ParsedEmail
@@ -69,11 +69,7 @@ class Document:
         return self.sender_address.rpartition("@")[2].lower()
 
     def header(self, name: str) -> str | None:
-        lname = name.lower()
-        for key, value in self.headers:
-            if key.lower() == lname:
-                return value
-        return None
+        return first_header(self.headers, name)
 
 
 @dataclass

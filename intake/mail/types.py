@@ -20,6 +20,15 @@ class UnparseableMessage(ValueError):
         self.reason = reason
 
 
+def first_header(headers: list[tuple[str, str]], name: str) -> str | None:
+    """The first header of that name (case-insensitive), or None: one lookup rule everywhere."""
+    lname = name.lower()
+    for key, value in headers:
+        if key.lower() == lname:
+            return value
+    return None
+
+
 @dataclass(frozen=True)
 class Address:
     address: str  # normalized: trimmed, lower-cased; "" for the null return path <>
@@ -78,11 +87,7 @@ class ParsedEmail:
 
     def header(self, name: str) -> str | None:
         """The first header of that name (case-insensitive), or None."""
-        lname = name.lower()
-        for key, value in self.headers:
-            if key.lower() == lname:
-                return value
-        return None
+        return first_header(self.headers, name)
 
     def header_all(self, name: str) -> list[str]:
         lname = name.lower()

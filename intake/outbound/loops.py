@@ -27,6 +27,7 @@ from typing import Any, Iterable
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from intake.mail.types import first_header
 from intake.models import Message, utcnow
 from intake.outbound.options import Cap
 
@@ -60,11 +61,7 @@ class MailFacts:
     automation_reasons: list[str] = field(default_factory=list)  # from the mail layer
 
     def header(self, name: str) -> str | None:
-        lname = name.lower()
-        for key, value in self.headers:
-            if key.lower() == lname:
-                return value
-        return None
+        return first_header(self.headers, name)
 
     @property
     def reply_address(self) -> str | None:

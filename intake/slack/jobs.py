@@ -290,22 +290,33 @@ def post_followup(rt: "Runtime", message_id: int) -> str:
         rt.enqueue("slack.sync_card", inquiry_id)
     if filtered:
         return "filtered"
+    outcome, posted_ts = _post_in_thread(
+        rt, inquiry_id, channel, ts, line, lambda posted: _record_message_ts(rt, message_id, posted)
+    )
+    if outcome != "posted":
+        return outcome
+    if reopen_event_id is not None:
+        _record_event_ts(rt, reopen_event_id, posted_ts)
+    if not reopened:
+        rt.enqueue("slack.sync_card", inquiry_id)  # message count and latest text changed
+    return "posted"
+
+
+def _post_in_thread(rt: "Runtime", inquiry_id: int, channel: str | None, ts: str | None, line, record) -> tuple[str, str | None]:
+    """Post one line in the card's thread and record its ts; a line someone else recorded first
+    (a concurrent retry) is deleted again, so the thread shows it once."""
     if not rt.settings.slack_enabled:
         log.info("Slack is off; would post in the thread of inquiry #%s: %s", inquiry_id, line.text)
-        return "logged"
+        return "logged", None
     if not ts or not channel:
         channel, ts = _card_first(rt, inquiry_id)
     client = slack_client(rt)
     channel_throttle(rt).wait(channel)
     resp = client.chat_postMessage(channel=channel, thread_ts=ts, **POST_OPTIONS, **line.as_kwargs())
-    if not _record_message_ts(rt, message_id, resp["ts"]):
+    if not record(resp["ts"]):
         client.chat_delete(channel=channel, ts=resp["ts"])
-        return "skipped"
-    if reopen_event_id is not None:
-        _record_event_ts(rt, reopen_event_id, resp["ts"])
-    if not reopened:
-        rt.enqueue("slack.sync_card", inquiry_id)  # message count and latest text changed
-    return "posted"
+        return "skipped", None
+    return "posted", resp["ts"]
 
 
 def _record_event_ts(rt: "Runtime", event_id: int, ts: str) -> bool:
@@ -341,18 +352,10 @@ def post_event(rt: "Runtime", event_id: int) -> str:
     quiet = rt.settings.section("slack").get("quiet_events", DEFAULT_QUIET_EVENTS)
     if kind in quiet:
         return "quiet" if sync_card(rt, inquiry_id) != "skipped" else "skipped"
-    if not rt.settings.slack_enabled:
-        log.info("Slack is off; would post in the thread of inquiry #%s: %s", inquiry_id, line.text)
-        return "logged"
-    if not ts or not channel:
-        channel, ts = _card_first(rt, inquiry_id)
-    client = slack_client(rt)
-    channel_throttle(rt).wait(channel)
-    resp = client.chat_postMessage(channel=channel, thread_ts=ts, **POST_OPTIONS, **line.as_kwargs())
-    if not _record_event_ts(rt, event_id, resp["ts"]):
-        client.chat_delete(channel=channel, ts=resp["ts"])
-        return "skipped"
-    return "posted"
+    outcome, _ = _post_in_thread(
+        rt, inquiry_id, channel, ts, line, lambda posted: _record_event_ts(rt, event_id, posted)
+    )
+    return outcome
 
 
 def _digest_data(rt: "Runtime") -> B.DigestData | None:
