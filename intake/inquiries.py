@@ -320,7 +320,7 @@ def find_thread(
     return None
 
 
-def _fill_message(message: Message, parsed: ParsedEmail, max_attachment_bytes: int) -> None:
+def _fill_message(session: Session, message: Message, parsed: ParsedEmail, max_attachment_bytes: int) -> None:
     message.message_id = message.message_id or parsed.message_id
     message.in_reply_to = parsed.in_reply_to
     message.references = " ".join(parsed.references) or None
@@ -337,9 +337,11 @@ def _fill_message(message: Message, parsed: ParsedEmail, max_attachment_bytes: i
     message.parse_status = "parsed"
     message.parse_error = "; ".join(parsed.defects)[:2000] or None
     for part in parsed.attachments:
-        keep = part.content is not None and part.size <= max_attachment_bytes
-        message.attachments.append(
+        keep = not part.content_omitted and part.size <= max_attachment_bytes
+        # Added by key rather than appended to message.attachments, which would load them first.
+        session.add(
             Attachment(
+                message_id=message.id,
                 filename=part.filename,
                 content_type=(part.content_type or "application/octet-stream")[:255],
                 size=part.size,
@@ -403,7 +405,7 @@ def process_message(session: Session, rt: "Runtime", message_id: int) -> Process
 
     with session.no_autoflush:  # the message row is written once, at the end
         result = _thread_or_open(session, rt, message, parsed)
-    _fill_message(message, parsed, settings.max_attachment_bytes)
+    _fill_message(session, message, parsed, settings.max_attachment_bytes)
     message.inquiry_id = result.inquiry_id
     message.language = result.language
     message.state = "processed"

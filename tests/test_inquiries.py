@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from intake import inquiries
 from intake.models import Classification, Event, Inquiry, Message, Receipt
+from intake.runtime import Runtime
 
 from tests.conftest import REPO
 
@@ -293,3 +294,36 @@ def test_search_finds_by_words_in_body_and_subject(rt):
     with rt.db.session() as session:
         found = inquiries.search_inquiries(session, "CIVIC podcast")
         assert [i.subject for i in found] == ["Podcast"]
+
+
+def test_attachments_are_stored_with_their_digest_and_capped_content(rt, settings):
+    from intake.models import Attachment
+    from tests.conftest import FIXTURES
+
+    raw = (FIXTURES / "mail" / "attachment-rfc2231.eml").read_bytes()
+    result, stored = ingest(rt, raw)
+    with rt.db.session() as session:
+        rows = session.scalars(select(Attachment).where(Attachment.message_id == stored.message_id)).all()
+        assert rows, "the fixture has attachments"
+        for row in rows:
+            assert len(row.sha256) == 64 and row.size >= 0
+            if row.content is not None:
+                assert hashlib.sha256(row.content).hexdigest() == row.sha256
+        names = {row.filename for row in rows}
+        assert "Lebenslauf Jürgen – 2026.pdf" in names  # RFC 2231, decoded
+        assert not any(name and "/" in name for name in names)  # no path survives into a name
+
+    # Over the configured limit: the digest and size stay, the content lives only in the raw bytes.
+    from dataclasses import replace
+
+    small = Runtime(replace(settings, max_attachment_bytes=1), rt.db)
+    again = raw.replace(b"Message-ID: <", b"Message-ID: <second-", 1)
+    if again == raw:
+        again = b"Message-ID: <second-copy@example.org>\r\n" + raw
+    with small.db.session() as session:
+        second = inquiries.store_raw(session, again, provider="test")
+    with small.db.session() as session:
+        inquiries.process_message(session, small, second.message_id)
+    with small.db.session() as session:
+        capped = session.scalars(select(Attachment).where(Attachment.message_id == second.message_id)).all()
+        assert capped and all(row.content is None for row in capped if row.size > 1)
