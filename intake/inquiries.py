@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import json
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from email import policy as email_policy
 from email.utils import format_datetime, make_msgid
 from typing import TYPE_CHECKING, Any, Iterable
 
-from sqlalchemy import bindparam, func, or_, select
+from sqlalchemy import bindparam, func, or_, select, text
 from sqlalchemy import insert as sa_insert
 from sqlalchemy.orm import Session
 
@@ -92,46 +93,50 @@ def store_raw(
     """
     message_header_id = mail.peek_message_id(raw)
     key, digest = dedupe_key_for(raw, message_header_id)
-    # One statement that either inserts or, when the key is taken, does nothing: the unique
-    # index decides between two concurrent deliveries without a savepoint or a retry loop.
     now = utcnow()
     connection = session.connection()
     statements = _store_statements(connection.dialect.name)
-    new_id = connection.execute(
-        statements.insert_message,
-        dict(
-            direction="inbound",
-            kind="email" if source == "email" else source,
-            source=source,
-            provider=provider,
-            dedupe_key=key,
-            message_id=message_header_id,
-            raw=raw,
-            sha256=digest,
-            size=len(raw),
-            meta=meta or None,
-            state="received",
-            parse_status="pending",
-            attempts=0,
-            automated=False,
-            created_at=now,
-        ),
-    ).scalar()
+    message_row = dict(
+        direction="inbound",
+        kind="email" if source == "email" else source,
+        source=source,
+        provider=provider,
+        dedupe_key=key,
+        message_id=message_header_id,
+        raw=raw,
+        sha256=digest,
+        size=len(raw),
+        meta=meta or None,
+        state="received",
+        parse_status="pending",
+        attempts=0,
+        automated=False,
+        created_at=now,
+    )
+    receipt_row = dict(
+        provider=provider, provider_event_id=provider_event_id, size=len(raw), received_at=now
+    )
+    if statements.store_with_receipt is not None:
+        # PostgreSQL: message and receipt in one round trip (the webhook's hot path).
+        found = connection.execute(
+            statements.store_with_receipt,
+            {**message_row, "meta": json.dumps(meta) if meta else None,
+             **{f"r_{k}": v for k, v in receipt_row.items()}},
+        ).first()
+        if found is not None:
+            duplicate = not found.inserted
+            return StoreResult(found.id, duplicate, key, found.inquiry_id)
+        # The row that beat us committed after this statement's snapshot: record it plainly.
+    # One statement that either inserts or, when the key is taken, does nothing: the unique
+    # index decides between two concurrent deliveries without a savepoint or a retry loop.
+    new_id = connection.execute(statements.insert_message, message_row).scalar()
     if new_id is not None:
         outcome, message_id, inquiry_id = "stored", new_id, None
     else:
         existing = connection.execute(statements.find_message, {"key": key}).one()
         outcome, message_id, inquiry_id = "duplicate", existing.id, existing.inquiry_id
     connection.execute(
-        statements.insert_receipt,
-        dict(
-            provider=provider,
-            provider_event_id=provider_event_id,
-            outcome=outcome,
-            message_id=message_id,
-            size=len(raw),
-            received_at=now,
-        ),
+        statements.insert_receipt, {**receipt_row, "outcome": outcome, "message_id": message_id}
     )
     return StoreResult(message_id, outcome == "duplicate", key, inquiry_id)
 
@@ -141,6 +146,34 @@ class _StoreStatements:
     insert_message: Any
     find_message: Any
     insert_receipt: Any
+    store_with_receipt: Any = None
+
+
+# The same work as insert_message + find_message + insert_receipt in one PostgreSQL statement.
+# A key whose winning row committed after this statement began yields no row (its snapshot
+# cannot see it); store_raw then falls back to the separate statements.
+_PG_STORE_WITH_RECEIPT = """
+WITH inserted AS (
+    INSERT INTO messages (direction, kind, source, provider, dedupe_key, message_id, raw, sha256,
+                          size, meta, state, parse_status, attempts, automated, created_at)
+    VALUES (:direction, :kind, :source, :provider, :dedupe_key, :message_id, :raw, :sha256,
+            :size, CAST(:meta AS JSON), :state, :parse_status, :attempts, :automated, :created_at)
+    ON CONFLICT (dedupe_key) DO NOTHING
+    RETURNING id, inquiry_id
+), found AS (
+    SELECT id, inquiry_id, true AS inserted FROM inserted
+    UNION ALL
+    SELECT id, inquiry_id, false AS inserted FROM messages
+    WHERE dedupe_key = :dedupe_key AND NOT EXISTS (SELECT 1 FROM inserted)
+), receipt AS (
+    INSERT INTO receipts (provider, provider_event_id, outcome, message_id, size, received_at)
+    SELECT :r_provider, :r_provider_event_id,
+           CASE WHEN found.inserted THEN 'stored' ELSE 'duplicate' END,
+           found.id, :r_size, :r_received_at
+    FROM found
+)
+SELECT id, inquiry_id, inserted FROM found
+"""
 
 
 def _dialect_insert(dialect: str):
@@ -169,6 +202,7 @@ def _store_statements(dialect: str) -> _StoreStatements:
             messages.c.dedupe_key == bindparam("key")
         ),
         insert_receipt=sa_insert(receipts),
+        store_with_receipt=text(_PG_STORE_WITH_RECEIPT) if dialect == "postgresql" else None,
     )
 
 
