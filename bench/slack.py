@@ -18,7 +18,7 @@ HTTP), and measures:
    receives the card's chat.postMessage. Includes the queue hop, parsing, classification and
    the per-channel pacing (one post a second a channel, as Slack asks).
 
-Prints p50/p95/p99 and writes nothing else; copy the figures into docs/benchmarks-slack.md.
+Prints p50/p95/p99 and writes nothing else; copy the figures into docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ def test_automated_mail_is_caught(heldout):
     automated = [(e.subject, p) for e, p in zip(test, predicted) if e.category == "automated"]
     caught = sum(1 for _, p in automated if p == "automated")
     # Text-only notifications (a shop's order confirmation with no headers) are the hard case;
-    # real ones also carry headers that the automated step reads. See docs/benchmarks-classify.md.
+    # real ones also carry headers that the automated step reads. See docs/benchmarks.md.
     assert caught / len(automated) >= 0.9, automated
 
 

@@ -136,7 +136,7 @@ def document_text(doc: Document) -> str:
 
 
 def build_pipeline(c: float = 10.0) -> Pipeline:
-    """The settings measured best on the seed set (4-fold CV macro-F1, docs/benchmarks-classify.md):
+    """The settings measured best on the seed set (4-fold CV macro-F1, docs/benchmarks.md):
     word unigrams do as well as 1-2-grams at this data size, char_wb 1-4-grams capped at 30k
     features as well as 2-5-grams at a fraction of the size, and newton-cg converges in a
     handful of iterations where lbfgs needs dozens."""
