@@ -75,7 +75,12 @@ class ConsumerSupervisor:
             proc = self.process
             if proc is None or proc.poll() is None:
                 continue
-            log.error("embedded job consumer exited with %s; restarting in %.0fs", proc.returncode, delay)
+            # Exit code 0 is a clean stop, usually the shutdown signal of a deploy reaching the
+            # whole process group just before the server's own: not worth an error.
+            log.log(
+                logging.WARNING if proc.returncode == 0 else logging.ERROR,
+                "embedded job consumer exited with %s; restarting in %.0fs", proc.returncode, delay,
+            )
             if self._stopping.wait(delay):
                 return
             self.restarts += 1
