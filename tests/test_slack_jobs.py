@@ -351,3 +351,19 @@ def test_client_has_rate_limit_and_error_retry_handlers(slack_rt):
     kinds = {type(h) for h in client.retry_handlers}
     assert {RateLimitErrorRetryHandler, ServerErrorRetryHandler, ConnectionErrorRetryHandler} <= kinds
     assert client.base_url.endswith("/api/")
+
+
+def test_digest_shows_mail_held_back_by_the_caps(slack_rt, fake_slack):
+    """Issue 6: hitting a cap is shown in the digest, even when nothing was filtered."""
+    inquiry_id = make_inquiry(slack_rt, sender="busy@example.org")
+    with slack_rt.db.session() as session:
+        session.add_all([
+            Event(inquiry_id=inquiry_id, actor="system", kind="cap_hit", detail={"to": "busy@example.org", "cap": "10 in 10 minutes"}),
+            Event(inquiry_id=inquiry_id, actor="system", kind="ack_suppressed", detail={"reasons": ["per-sender"], "cap": "per_sender"}),
+            Event(inquiry_id=inquiry_id, actor="system", kind="ack_suppressed", detail={"reasons": ["auto-submitted"]}),
+        ])
+    assert run_job(slack_rt, "slack.digest") == "posted"
+    texts = mrkdwn_texts(fake_slack.top_level(TRIAGE_CHANNEL)[-1]["blocks"])
+    assert "1 emails held back by the limit on mail to one address" in texts
+    assert "1 acknowledgments skipped: the sender already had one recently" in texts
+    assert run_job(slack_rt, "slack.digest") == "empty"  # counted once

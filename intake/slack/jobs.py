@@ -358,6 +358,27 @@ def post_event(rt: "Runtime", event_id: int) -> str:
     return outcome
 
 
+def _cap_notes(session, since) -> list[str]:
+    """Mail the outbound caps held back since the last digest: the ceiling on all mail to one
+    address (``cap_hit``) and the one-acknowledgment-per-sender limit (``ack_suppressed`` with a
+    ``cap``)."""
+    stmt = select(Event.kind, Event.detail).where(Event.kind.in_((*CAP_EVENT_KINDS, "ack_suppressed")))
+    if since is not None:
+        stmt = stmt.where(Event.created_at > since)
+    ceiling = per_sender = 0
+    for kind, detail in session.execute(stmt):
+        if kind in CAP_EVENT_KINDS:
+            ceiling += 1
+        elif (detail or {}).get("cap"):
+            per_sender += 1
+    notes = []
+    if ceiling:
+        notes.append(f"{ceiling} emails held back by the limit on mail to one address")
+    if per_sender:
+        notes.append(f"{per_sender} acknowledgments skipped: the sender already had one recently")
+    return notes
+
+
 def _digest_data(rt: "Runtime") -> B.DigestData | None:
     with rt.db.session() as session:
         last = session.scalar(
@@ -366,21 +387,17 @@ def _digest_data(rt: "Runtime") -> B.DigestData | None:
         after_id = int((last.detail or {}).get("through_id", 0)) if last else 0
         since = Q.aware(last.created_at) if last else None
         items = Q.filtered_since(session, after_id)
-        if not items:
+        notes = _cap_notes(session, since)
+        if not items and not notes:
             return None
         counts: dict[str, int] = {}
         for inquiry in items:
             key = "spam" if inquiry.status == "spam" else (inquiry.category or "automated")
             counts[key] = counts.get(key, 0) + 1
-        capped_stmt = select(Event.id).where(Event.kind.in_(CAP_EVENT_KINDS))
-        if since is not None:
-            capped_stmt = capped_stmt.where(Event.created_at > since)
-        capped = len(session.scalars(capped_stmt).all())
-        notes = [f"{capped} acknowledgments held back by the per-sender caps"] if capped else []
         return B.DigestData(
             counts=sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])),
             after_id=after_id,
-            through_id=max(i.id for i in items),
+            through_id=max((i.id for i in items), default=after_id),
             samples=Q.rows_for(items[:5]),
             notes=notes,
         )
