@@ -33,6 +33,16 @@ MAX_LINE = 1000
 
 # A sign-off block longer than this is more likely a wrong match than a signature.
 MAX_SIGNATURE_LINES = 8
+# Words of the attribution and forward lines quotequail recognizes (en, de, fr, es, pt, nl, sv,
+# da, no, fi, pl, ru, it, tr, ko, zh) and the header-block openers of quoted Outlook messages.
+_MAYBE_QUOTE_START = re.compile(
+    r"wrote|schrieb|écrit|escribió|escreveu|schreef|skrev|kirjoitti|napisał|написал|scrisse|"
+    r"yazdı|작성|寫道|写道|original message|forwarded message|"
+    r"^\s*\*?(from|von|de|da|van|från|fra|od|от)\s*\*?\s*:",
+    re.IGNORECASE | re.MULTILINE,
+)
+# How far down quotequail looks for the start of a quote.
+QUOTE_SEARCH_LINES = 80
 
 _PARSER = EmailReplyParser(languages=REPLY_LANGUAGES)
 
@@ -138,8 +148,16 @@ def _top_reply(text: str) -> str:
     except Exception:  # regex engine limits on hostile input
         reply = text
     try:
-        parts = quotequail.quote(reply)
-        reply = parts[0][1] if parts and parts[0][0] else reply
+        # quotequail tries every pattern at every line (quadratic in the lines it is given);
+        # an attribution line ("On ... wrote:") sits near the top of what is left, so it
+        # searches the first lines only and the cut applies to the whole reply.
+        head = "\n".join(reply.split("\n")[:QUOTE_SEARCH_LINES])
+        # It costs about as much as the rest of the parse, so it runs only when a line looks
+        # like the start of a quote in one of the languages it knows.
+        if _MAYBE_QUOTE_START.search(head):
+            parts = quotequail.quote(head)
+            if parts and parts[0][0] and len(parts) > 1:
+                reply = parts[0][1]
     except Exception:
         pass
     cut = _CUT_MARKERS.search(reply)
