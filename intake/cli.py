@@ -33,13 +33,19 @@ def _settings() -> Settings:
 
 def build_runtime(settings: Settings | None = None):
     """A runtime for a command: its database, migrated if it is the embedded SQLite default."""
-    from intake.migrate import ensure_schema
+    from intake.migrate import current_revision, ensure_schema, head_revision
     from intake.runtime import Runtime
 
     settings = settings or _settings()
     rt = Runtime(settings)
     try:
-        ensure_schema(settings.database_url, rt.db.engine)
+        if not ensure_schema(settings.database_url, rt.db.engine) and not rt.db.is_sqlite:
+            current = current_revision(rt.db.engine)
+            if current != head_revision(settings.database_url):
+                raise click.ClickException(
+                    f"the database at {_safe_url(settings.database_url)} is at schema revision "
+                    f"{current or '(none)'}, not the current one: run `intake db upgrade` first"
+                )
     except OperationalError as exc:
         raise click.ClickException(
             f"cannot open the database at {_safe_url(settings.database_url)}: {exc.orig}"

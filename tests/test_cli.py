@@ -186,3 +186,20 @@ def test_db_upgrade_command(empty_db_url):
     result = CliRunner().invoke(main, ["db", "upgrade"], env={"DATABASE_URL": empty_db_url})
     assert result.exit_code == 0, result.output
     assert "head" in result.output
+
+
+def test_server_database_without_schema_asks_for_db_upgrade(empty_db_url):
+    if empty_db_url.startswith("sqlite"):
+        result = CliRunner().invoke(main, ["list", "--json"], env={"DATABASE_URL": empty_db_url})
+        assert result.exit_code == 0 and json.loads(result.output) == []  # SQLite migrates itself
+        return
+    result = CliRunner().invoke(main, ["list"], env={"DATABASE_URL": empty_db_url})
+    assert result.exit_code != 0
+    assert "run `intake db upgrade` first" in result.output
+
+
+def test_unreachable_database_is_a_clear_error(tmp_path):
+    url = "postgresql://postgres@127.0.0.1:1/nothing"
+    result = CliRunner().invoke(main, ["list"], env={"DATABASE_URL": url})
+    assert result.exit_code != 0
+    assert "cannot open the database at postgresql+psycopg://postgres@127.0.0.1:1/nothing" in result.output
