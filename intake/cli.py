@@ -36,8 +36,14 @@ def build_runtime(settings: Settings | None = None):
     from intake.migrate import current_revision, ensure_schema, head_revision
     from intake.runtime import Runtime
 
+    from intake.jobs import InlineQueue
+
     settings = settings or _settings()
-    rt = Runtime(settings)
+    # Jobs run inline; one that fails (Slack or SMTP down) is logged and the command goes on:
+    # the message is already stored and processed, and the server's sweeper retries the rest.
+    queue = InlineQueue()
+    queue.raise_errors = False
+    rt = Runtime(settings, queue=queue)
     try:
         if not ensure_schema(settings.database_url, rt.db.engine) and not rt.db.is_sqlite:
             current = current_revision(rt.db.engine)

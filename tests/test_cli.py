@@ -203,3 +203,16 @@ def test_unreachable_database_is_a_clear_error(tmp_path):
     result = CliRunner().invoke(main, ["list"], env={"DATABASE_URL": url})
     assert result.exit_code != 0
     assert "cannot open the database at postgresql+psycopg://postgres@127.0.0.1:1/nothing" in result.output
+
+
+def test_ingest_goes_on_when_slack_is_down(db_url, tmp_path):
+    """Slack unreachable: the messages are still stored, processed and reported, and the
+    unposted card is left for the server's sweeper."""
+    env = {"DATABASE_URL": db_url, "SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": "s",
+           "SLACK_TRIAGE_CHANNEL": "C1", "SLACK_API_URL": "http://127.0.0.1:1/api/"}
+    files = [str(EXAMPLES / "02-city-partnership.eml"), str(EXAMPLES / "05-spam.eml")]
+    result = CliRunner().invoke(main, ["ingest", "--json", *files], env=env)
+    assert result.exit_code == 0, result.output[-2000:]
+    assert [r["status"] for r in json_lines(result.output)] == ["new", "new"]
+    listed = json.loads(CliRunner().invoke(main, ["list", "--json"], env=env).output)
+    assert len(listed) == 2
