@@ -30,14 +30,6 @@ PHISHING = Document(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _seed_cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("INTAKE_CACHE_DIR", str(tmp_path_factory.mktemp("model-cache")))
-    yield
-    mp.undo()
-
-
 def settings_with(tmp_path: Path, toml: str) -> Settings:
     path = tmp_path / "intake.toml"
     path.write_text(toml, encoding="utf-8")

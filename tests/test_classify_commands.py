@@ -21,14 +21,6 @@ MESSAGES = FIXTURES / "messages"
 NO_DATABASE = {"DATABASE_URL": "sqlite:///does/not/exist/intake.db", "INTAKE_CONFIG": ""}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _seed_cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("INTAKE_CACHE_DIR", str(tmp_path_factory.mktemp("model-cache")))
-    yield
-    mp.undo()
-
-
 def cli() -> click.Group:
     group = click.Group("intake")
     for command in (classify_command, train_command, eval_command):

@@ -38,14 +38,6 @@ PROBE = Document(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _seed_cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("INTAKE_CACHE_DIR", str(tmp_path_factory.mktemp("model-cache")))
-    yield
-    mp.undo()
-
-
 @pytest.fixture
 def live_rt(db_url, tmp_path) -> Runtime:
     """A runtime whose classifier checks for a new model on every call (reload_seconds = 0)."""
