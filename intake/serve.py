@@ -30,6 +30,11 @@ from intake.config import ConfigError, Settings
 log = logging.getLogger(__name__)
 
 RESTART_BACKOFF_MAX = 30.0
+# How long an orphaned consumer gets for each step of stopping (jobs are idempotent and a
+# stranded one is re-enqueued by the sweeper, so a hard stop loses nothing).
+ORPHAN_GRACE_SECONDS = 5.0
+# The supervisor's pid, handed to the consumer it starts (see _exit_with_parent).
+PARENT_PID_ENV = "INTAKE_SUPERVISOR_PID"
 STOP_TIMEOUT = 10.0
 
 
@@ -66,7 +71,10 @@ class ConsumerSupervisor:
         self._thread.start()
 
     def _spawn(self) -> None:
-        self.process = subprocess.Popen(self.command)
+        # The child is told who its parent is: read in the child, os.getppid() may already be
+        # init if this process died while the child was still importing.
+        env = {**os.environ, PARENT_PID_ENV: str(os.getpid())}
+        self.process = subprocess.Popen(self.command, env=env)
         log.info("embedded job consumer started (pid %s)", self.process.pid)
 
     def _watch(self) -> None:
@@ -177,13 +185,20 @@ def worker_command(workers: int, exit_with_parent: bool) -> None:
 
 def _exit_with_parent() -> None:
     """Interrupt this process (huey stops gracefully on SIGINT) once the parent is gone."""
-    parent = os.getppid()
+    parent = int(os.environ.get(PARENT_PID_ENV) or os.getppid())
 
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(0.5)
         log.warning("parent process %s is gone; stopping the embedded consumer", parent)
+        # SIGINT lets running jobs finish. A signal that lands while the consumer is still
+        # starting can be lost, and a job can hang: escalate rather than linger as an orphan.
         os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(ORPHAN_GRACE_SECONDS)
+        log.warning("embedded consumer still running %ss after its parent left; terminating", ORPHAN_GRACE_SECONDS)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(ORPHAN_GRACE_SECONDS)
+        os._exit(1)
 
     threading.Thread(target=watch, name="intake-parent-watch", daemon=True).start()
 
