@@ -1,8 +1,8 @@
 """The `intake` command (see ../shared/DESIGN.md for the contract).
 
 Errors go to stderr with a non-zero exit and a sentence a person can act on. Subcommands owned
-by other layers (serve, worker, classify, train, eval, slack) are attached here from their
-modules so each layer keeps its own command code.
+by other layers (serve, worker, classify, train, eval, slack) stay in their modules and are
+imported when invoked (``LayeredGroup``).
 """
 
 from __future__ import annotations
@@ -69,7 +69,35 @@ def _safe_url(url: str) -> str:
         return "(unreadable DATABASE_URL)"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LayeredGroup(click.Group):
+    """Commands that live beside the layer they drive, imported only when invoked.
+
+    `intake classify` needs scikit-learn and `intake serve` gunicorn: importing them up front
+    cost every other command (`intake list`) over a second of start-up.
+    """
+
+    LAZY = {
+        "serve": ("intake.serve", "serve_command"),
+        "worker": ("intake.serve", "worker_command"),
+        "classify": ("intake.classify.commands", "classify_command"),
+        "train": ("intake.classify.commands", "train_command"),
+        "eval": ("intake.classify.commands", "eval_command"),
+        "slack": ("intake.slack.socket", "slack_command"),
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.LAZY})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.LAZY and name not in self.commands:
+            import importlib
+
+            module_name, attr = self.LAZY[name]
+            self.add_command(getattr(importlib.import_module(module_name), attr), name)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LayeredGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Log what happens (to stderr).")
 def main(verbose: bool) -> None:
     """intake: every message that reaches the inquiry address, kept, classified and triaged."""
@@ -339,29 +367,3 @@ def show(inquiry_id: int, as_json: bool) -> None:
         click.echo("")
         for e in detail["events"]:
             click.echo(f"  {e['at']}  {e['actor']:<12} {e['kind']}")
-
-
-def _attach_optional_commands() -> None:
-    """Commands that live beside the layer they drive."""
-    import importlib
-
-    for module_name, attr, name in (
-        ("intake.serve", "serve_command", "serve"),
-        ("intake.serve", "worker_command", "worker"),
-        ("intake.classify.commands", "classify_command", "classify"),
-        ("intake.classify.commands", "train_command", "train"),
-        ("intake.classify.commands", "eval_command", "eval"),
-        ("intake.slack.socket", "slack_command", "slack"),
-    ):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        command = getattr(module, attr, None)
-        if command is not None:
-            main.add_command(command, name)
-
-
-_attach_optional_commands()

@@ -109,6 +109,7 @@ class Settings:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     max_attachment_bytes: int = 5 * 1024 * 1024
     queue_path: str | None = None
+    queue_name: str = "intake"  # several deployments (or test runs) may share one Redis
 
     @property
     def slack_enabled(self) -> bool:
@@ -156,6 +157,7 @@ class Settings:
             max_message_bytes=_int_env(env, "INTAKE_MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES),
             max_attachment_bytes=_int_env(env, "INTAKE_MAX_ATTACHMENT_BYTES", 5 * 1024 * 1024),
             queue_path=env.get("INTAKE_QUEUE_PATH") or None,
+            queue_name=env.get("INTAKE_QUEUE_NAME") or "intake",
         )
         if not values["slack_api_url"].endswith("/"):
             # slack_sdk joins method names onto the base URL; without the slash it drops "api".

@@ -241,7 +241,6 @@ class ProcessResult:
     message_id: int
     # Jobs to enqueue once the caller has committed: (name, args).
     followups: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
-    language: str | None = None
 
 
 def _contact_id(session: Session, address: str, name: str | None) -> int:
@@ -386,19 +385,14 @@ def _fill_message(session: Session, message: Message, parsed: ParsedEmail, max_a
 
 
 def _classify(rt: "Runtime", parsed: ParsedEmail, meta: dict[str, Any] | None):
-    """The classifier's verdict and the language; a classifier failure never loses a message."""
+    """The classifier's verdict; a classifier failure never loses a message."""
     from intake import classify
 
-    language = None
     try:
-        language = classify.detect_language(parsed.latest_reply or parsed.text or "", rt.settings)
-    except Exception:  # pragma: no cover - logged, the message still lands
-        log.exception("language detection failed")
-    try:
-        verdict = classify.get_classifier(rt).classify(classify.Document.from_parsed(parsed, meta))
+        return classify.get_classifier(rt).classify(classify.Document.from_parsed(parsed, meta))
     except Exception as exc:
         log.exception("classification failed; filing as general for review")
-        verdict = classify.Verdict(
+        return classify.Verdict(
             category="general" if "general" in rt.settings.category_names else rt.settings.category_names[0],
             confidence=0.0,
             source="rule",
@@ -407,7 +401,6 @@ def _classify(rt: "Runtime", parsed: ParsedEmail, meta: dict[str, Any] | None):
             needs_review=True,
             automated=False,
         )
-    return verdict, language
 
 
 def _event(session: Session, inquiry: Inquiry | None, actor: str, kind: str, **detail: Any) -> Event:
@@ -437,18 +430,21 @@ def process_message(session: Session, rt: "Runtime", message_id: int) -> Process
         log.exception("parser crashed on message %s", message.id)
         return _file_unparseable(session, message, f"parser error: {exc.__class__.__name__}: {exc}")
 
+    language = _language(rt, parsed)
     with session.no_autoflush:  # the message row is written once, at the end
-        result = _thread_or_open(session, rt, message, parsed)
+        result = _thread_or_open(session, rt, message, parsed, language)
     _fill_message(session, message, parsed, settings.max_attachment_bytes)
     message.inquiry_id = result.inquiry_id
-    message.language = result.language
+    message.language = language
     message.state = "processed"
     message.processed_at = utcnow()
     session.flush()
     return result
 
 
-def _thread_or_open(session: Session, rt: "Runtime", message: Message, parsed: ParsedEmail) -> ProcessResult:
+def _thread_or_open(
+    session: Session, rt: "Runtime", message: Message, parsed: ParsedEmail, language: str | None
+) -> ProcessResult:
     """Join the inquiry this message continues, or open a new classified one."""
     now = utcnow()
     sender = parsed.sender
@@ -463,11 +459,8 @@ def _thread_or_open(session: Session, rt: "Runtime", message: Message, parsed: P
             if previous == "closed":
                 _event(session, inquiry, SYSTEM, "reopened", reason="follow-up email")
         _event(session, inquiry, SYSTEM, "follow_up", message_id=message.id)
-        return ProcessResult(
-            "follow-up", inquiry.id, message.id, [("slack.post_followup", (message.id,))],
-            language=_language_only(rt, parsed),
-        )
-    verdict, language = _classify(rt, parsed, message.meta)
+        return ProcessResult("follow-up", inquiry.id, message.id, [("slack.post_followup", (message.id,))])
+    verdict = _classify(rt, parsed, message.meta)
     inquiry = Inquiry(
         contact_id=contact_id,
         subject=(parsed.subject or "")[:5000],
@@ -505,11 +498,11 @@ def _thread_or_open(session: Session, rt: "Runtime", message: Message, parsed: P
         inquiry.id,
         message.id,
         [("slack.sync_card", (inquiry.id,)), ("outbound.acknowledge", (message.id,))],
-        language=language,
     )
 
 
-def _language_only(rt: "Runtime", parsed: ParsedEmail) -> str | None:
+def _language(rt: "Runtime", parsed: ParsedEmail) -> str | None:
+    """The language of the latest reply; a detector failure never loses a message."""
     from intake import classify
 
     try:

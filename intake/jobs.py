@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 JobFn = Callable[..., Any]
 
-# Modules that register jobs. A module listed here that does not exist yet is skipped.
+# Modules that register jobs.
 JOB_MODULES = (
     "intake.pipeline",
     "intake.slack.jobs",
@@ -66,11 +66,7 @@ def periodic(name: str, *, every_seconds: float) -> Callable[[JobFn], JobFn]:
 
 def load_jobs() -> dict[str, JobSpec]:
     for module in JOB_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+        importlib.import_module(module)
     return REGISTRY
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, select
 
 from intake import inquiries
-from intake.jobs import REGISTRY, job, load_jobs, periodic
+from intake.jobs import job, periodic
 from intake.models import Inquiry, Message, SeenNonce, utcnow
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,11 +31,9 @@ NONCE_TTL = dt.timedelta(days=2)
 
 
 def enqueue_followups(rt: "Runtime", followups: list[tuple[str, tuple[Any, ...]]]) -> None:
-    """Hand the next steps to the queue; a layer that is not installed is simply skipped."""
-    load_jobs()
+    """Hand the next steps (Slack card, acknowledgment) to the queue."""
     for name, args in followups:
-        if name in REGISTRY:
-            rt.enqueue(name, *args)
+        rt.enqueue(name, *args)
 
 
 def process_stored(rt: "Runtime", message_id: int) -> inquiries.ProcessResult:
@@ -92,15 +90,12 @@ def find_stuck(rt: "Runtime", *, older_than: dt.timedelta = STUCK_AFTER, now: dt
 def sweep(rt: "Runtime") -> dict[str, int]:
     """Re-enqueue whatever a crash stranded, and forget replay nonces nobody can reuse."""
     inbound, outbound, unposted = find_stuck(rt)
-    load_jobs()
     for message_id in inbound:
         rt.enqueue("pipeline.process_message", message_id)
-    if "outbound.send" in REGISTRY:
-        for message_id in outbound:
-            rt.enqueue("outbound.send", message_id)
-    if "slack.sync_card" in REGISTRY:
-        for inquiry_id in unposted:
-            rt.enqueue("slack.sync_card", inquiry_id)
+    for message_id in outbound:
+        rt.enqueue("outbound.send", message_id)
+    for inquiry_id in unposted:
+        rt.enqueue("slack.sync_card", inquiry_id)
     with rt.db.session() as session:
         session.execute(delete(SeenNonce).where(SeenNonce.seen_at < utcnow() - NONCE_TTL))
     if inbound or outbound or unposted:

@@ -32,7 +32,6 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 DEFAULT_QUEUE_PATH = "intake-queue.db"
-DEFAULT_QUEUE_NAME = "intake"
 # Each retry waits this many times longer than the one before (JobSpec.retry_delay first).
 RETRY_BACKOFF = 2.0
 # The embedded queue polls SQLite; keep the longest sleep short so a job starts within ~0.5 s.
@@ -41,13 +40,8 @@ POLL_MAX_DELAY = 0.5
 POLL_BACKOFF = 1.15
 
 
-def queue_name() -> str:
-    """``INTAKE_QUEUE_NAME`` lets several deployments (or test runs) share one Redis."""
-    return os.environ.get("INTAKE_QUEUE_NAME") or DEFAULT_QUEUE_NAME
-
-
 def make_huey(settings: Settings, name: str | None = None) -> Huey:
-    name = name or queue_name()
+    name = name or settings.queue_name
     if settings.redis_url:
         # Results are never read (jobs report through the database), so none are stored.
         return RedisHuey(name, url=settings.redis_url, results=False)
