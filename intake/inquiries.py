@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email import policy as email_policy
 from email.utils import format_datetime, make_msgid
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from sqlalchemy import bindparam, func, or_, select, text
 from sqlalchemy import insert as sa_insert
@@ -807,17 +807,28 @@ def inquiry_detail(session: Session, inquiry_id: int) -> dict[str, Any]:
     return detail
 
 
-def search_inquiries(session: Session, words: str, *, limit: int = 20) -> list[Inquiry]:
-    """Inquiries whose subject, sender or text contain every word (case-insensitive)."""
+def search_inquiries(session: Session, words: str | Sequence[str], *, limit: int = 20) -> list[Inquiry]:
+    """Inquiries whose subject, sender or message text contain every word (case-insensitive).
+
+    Portable LIKE matching rather than full-text search: it runs the same on SQLite and
+    PostgreSQL, and the desk holds thousands of inquiries, not millions.
+    """
+    if isinstance(words, str):
+        words = words.split()
     query = select(Inquiry).outerjoin(Contact, Inquiry.contact_id == Contact.id)
-    for word in words.split()[:8]:
-        pattern = f"%{word.lower()}%"
-        in_text = select(Message.inquiry_id).where(func.lower(Message.text_body).like(pattern))
+    for word in list(words)[:8]:
+        w = word.lower()
+        in_messages = select(Message.inquiry_id).where(
+            or_(func.lower(Message.text_body).contains(w, autoescape=True),
+                func.lower(Message.subject).contains(w, autoescape=True))
+        )
         query = query.where(
             or_(
-                func.lower(Inquiry.subject).like(pattern),
-                func.lower(Contact.address).like(pattern),
-                Inquiry.id.in_(in_text),
+                func.lower(Inquiry.subject).contains(w, autoescape=True),
+                func.lower(Contact.address).contains(w, autoescape=True),
+                func.lower(func.coalesce(Contact.name, "")).contains(w, autoescape=True),
+                Inquiry.id.in_(in_messages),
             )
         )
-    return list(session.scalars(query.order_by(Inquiry.received_at.desc()).limit(limit)))
+    query = query.order_by(Inquiry.received_at.desc(), Inquiry.id.desc()).limit(limit)
+    return list(session.scalars(query))

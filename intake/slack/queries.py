@@ -10,10 +10,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Sequence
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from intake.models import Contact, Event, Inquiry, Message, utcnow
+from intake import inquiries
+from intake.models import Event, Inquiry, Message, utcnow
 from intake.slack.blocks import CardData, FoldedItem, HomeData, InquiryRow, Stats
 
 OPEN_STATUSES = ("new", "open", "waiting")
@@ -203,29 +204,7 @@ def unassigned_rows(session: Session, limit: int = LIST_LIMIT) -> list[InquiryRo
 
 
 def search_rows(session: Session, words: Sequence[str], limit: int = LIST_LIMIT) -> list[InquiryRow]:
-    """Inquiries whose subject, sender or message text contain every word (case-insensitive).
-
-    Portable LIKE matching rather than full-text search: it runs the same on SQLite and
-    PostgreSQL, and the desk holds thousands of inquiries, not millions.
-    """
-    conditions = []
-    for word in words[:8]:
-        w = word.lower()
-        in_messages = select(Message.inquiry_id).where(
-            or_(func.lower(Message.text_body).contains(w, autoescape=True),
-                func.lower(Message.subject).contains(w, autoescape=True))
-        )
-        conditions.append(or_(
-            func.lower(Inquiry.subject).contains(w, autoescape=True),
-            func.lower(Contact.address).contains(w, autoescape=True),
-            func.lower(func.coalesce(Contact.name, "")).contains(w, autoescape=True),
-            Inquiry.id.in_(in_messages),
-        ))
-    stmt = (
-        select(Inquiry).outerjoin(Contact, Inquiry.contact_id == Contact.id)
-        .where(and_(*conditions)).order_by(Inquiry.received_at.desc(), Inquiry.id.desc()).limit(limit)
-    )
-    return [_row(i) for i in session.scalars(stmt)]
+    return [_row(i) for i in inquiries.search_inquiries(session, words, limit=limit)]
 
 
 def _age_bucket(received: dt.datetime | None, now: dt.datetime) -> str:
