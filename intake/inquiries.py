@@ -14,8 +14,6 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass, field
-from email.message import EmailMessage
-from email import policy as email_policy
 from email.utils import format_datetime, make_msgid
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
@@ -553,8 +551,18 @@ def _result_for_processed(session: Session, message: Message) -> ProcessResult:
 # Inquiries that arrive through Slack (email forwarding, "Log as inquiry", phone calls).
 
 
-def _header_safe(value: str) -> str:
-    return " ".join((value or "").split())
+def _from_header(address: str, name: str) -> str:
+    """`Name <address>`, quoted as needed; an address the email package rejects is replaced."""
+    from email.headerregistry import Address
+
+    local, at, domain = address.rpartition("@")
+    try:
+        if not (local and at and domain) or any(ch.isspace() for ch in address):
+            raise ValueError(address)
+        # username/domain rather than addr_spec: an internationalized local part stays valid.
+        return str(Address(display_name=name, username=local, domain=domain))
+    except Exception:  # malformed or empty address: keep the name, mark the sender unknown
+        return str(Address(display_name=name, addr_spec="unknown@invalid"))
 
 
 def synthesize_message(
@@ -569,27 +577,21 @@ def synthesize_message(
 ) -> bytes:
     """RFC 822 bytes for an inquiry that did not arrive as email, so it takes the same path.
 
-    Every value is untrusted: folding whitespace is collapsed so no CR/LF reaches a header.
+    Built by the same synthesizer as providers' parsed-mode deliveries: every value is untrusted
+    and no CR/LF reaches a header.
     """
-    msg = EmailMessage(policy=email_policy.SMTP)
-    address = _header_safe(sender_address) or "unknown@invalid"
-    name = _header_safe(sender_name or "")
-    try:
-        from email.headerregistry import Address
+    from intake.mail.synthesize import header_value, synthesize
 
-        local, _, domain = address.partition("@")
-        msg["From"] = Address(display_name=name, username=local, domain=domain or "invalid")
-    except Exception:
-        msg["From"] = "unknown@invalid"
-    msg["Subject"] = _header_safe(subject)[:900]
-    msg["Date"] = format_datetime(date or utcnow())
-    msg["Message-ID"] = message_id or make_msgid(domain="intake.invalid")
-    for key, value in headers or ():
-        key = "".join(ch for ch in key if ch.isalnum() or ch == "-")
-        if key and key.lower() not in {"from", "subject", "date", "message-id"}:
-            msg[key] = _header_safe(value)[:900]
-    msg.set_content(body or "")
-    return msg.as_bytes()
+    ours = [
+        ("From", _from_header(header_value(sender_address or ""), header_value(sender_name or ""))),
+        ("Subject", header_value(subject or "")[:900]),
+        ("Date", format_datetime(date or utcnow())),
+        ("Message-ID", message_id or make_msgid(domain="intake.invalid")),
+    ]
+    taken = {name.lower() for name, _ in ours}
+    extra = [(k, str(v)[:900]) for k, v in headers or () if (k or "").strip().lower() not in taken]
+    raw, _dropped = synthesize([*ours, *extra], text=body or "")
+    return raw
 
 
 # --------------------------------------------------------------------------------------------
