@@ -29,6 +29,8 @@ JOB_MODULES = (
     "intake.pipeline",
     "intake.slack.jobs",
     "intake.outbound",
+    "intake.grouping.jobs",  # issue 16: groups.refresh
+    "intake.slack.group_jobs",  # issue 16: slack.sync_group_card
 )
 
 

@@ -51,6 +51,8 @@ class Options:
     threshold: float = 0.45  # similarity (0..1) that makes two inquiries the same question
     topic_weight: float = 0.5  # share of the similarity that comes from topic tokens
     min_size: int = 2  # smallest group worth naming
+    # A leader's neighbours must be about as similar to one another as its neighbours' own are.
+    leader_cohesion: float = 0.7
 
 
 @dataclass(frozen=True)
@@ -98,11 +100,36 @@ def _neighbours(x: sparse.csr_matrix, threshold: float) -> sparse.csr_matrix:
     return adjacency.astype(bool)
 
 
-def _butina(adjacency: sparse.csr_matrix) -> list[list[int]]:
-    """Leaders by descending neighbour count, each taking its free neighbours."""
+def _cohesion(x: sparse.csr_matrix, adjacency: sparse.csr_matrix) -> np.ndarray:
+    """Mean similarity between the neighbours of each inquiry (1 when it has fewer than two).
+
+    From one sparse product: the squared norm of the sum of the neighbours' vectors is the sum
+    of all their pairwise similarities (plus their own squared norms, subtracted).
+    """
+    a = adjacency.astype(np.float32)
+    degree = np.asarray(adjacency.sum(axis=1)).ravel().astype(np.float64)
+    sums = a @ x
+    total = np.asarray(sums.multiply(sums).sum(axis=1)).ravel()
+    own = a @ np.asarray(x.multiply(x).sum(axis=1)).ravel()
+    pairs = degree * (degree - 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(pairs > 0, (total - own) / pairs, 1.0)
+
+
+def _butina(x: sparse.csr_matrix, adjacency: sparse.csr_matrix, leader_cohesion: float) -> list[list[int]]:
+    """Leaders by descending neighbour count, each taking its free neighbours.
+
+    An inquiry whose neighbours are much less similar to one another than theirs are (one email
+    asking two questions, close to both groups) leads only after the others: it joins the first
+    group that takes it instead of fusing two.
+    """
     degree = np.asarray(adjacency.sum(axis=1)).ravel()
-    # Ties broken by position (the older inquiry leads), so the result is deterministic.
-    order = np.lexsort((np.arange(len(degree)), -degree))
+    cohesion = _cohesion(x, adjacency)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        around = np.where(degree > 0, (adjacency.astype(np.float64) @ cohesion) / degree, 0.0)
+    incoherent = cohesion < leader_cohesion * around
+    # Coherent leaders first, most neighbours first; ties go to the older inquiry.
+    order = np.lexsort((np.arange(len(degree)), -degree, incoherent))
     free = np.ones(len(degree), dtype=bool)
     groups = []
     for leader in order:
@@ -110,6 +137,8 @@ def _butina(adjacency: sparse.csr_matrix) -> list[list[int]]:
             continue
         members = adjacency.indices[adjacency.indptr[leader]:adjacency.indptr[leader + 1]]
         members = members[free[members]]
+        if len(members) == 0:
+            continue
         free[leader] = False
         free[members] = False
         groups.append([int(leader), *(int(m) for m in members)])
@@ -166,7 +195,8 @@ def cluster(candidates: Sequence[Candidate], options: Options = Options()) -> li
             continue
         block = [candidates[i] for i in indexes]
         x, topic_lists = vectorize(block, options)
-        groups = _refine(x, _butina(_neighbours(x, options.threshold)), options.threshold)
+        adjacency = _neighbours(x, options.threshold)
+        groups = _refine(x, _butina(x, adjacency, options.leader_cohesion), options.threshold)
         for rows in groups:
             if len(rows) >= options.min_size:
                 out.append(Cluster(category, tuple(block[r].id for r in rows), _shared_topics(rows, topic_lists)))
