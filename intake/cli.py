@@ -309,13 +309,22 @@ def ingest(paths: tuple[str, ...], as_json: bool) -> None:
 @click.option("--category")
 @click.option("--limit", type=int, default=None)
 @click.option("--json", "as_json", is_flag=True)
-def list_command(status: str | None, category: str | None, limit: int | None, as_json: bool) -> None:
+@click.option("--query", "-q", default=None, help='The search language, e.g. "category:press since:7d visa".')
+def list_command(status: str | None, category: str | None, limit: int | None, as_json: bool, query: str | None) -> None:
     """Inquiries, newest first."""
-    from intake import inquiries
+    from intake import inquiries, search
 
     rt = build_runtime()
     with rt.db.session() as session:
-        rows = [inquiries.inquiry_summary(i) for i in inquiries.list_inquiries(session, status=status, category=category, limit=limit)]
+        if query is not None:  # issue 16: the search language (intake/search.py)
+            try:
+                parsed = search.parse(query, categories=rt.settings.category_names)
+            except search.QueryError as exc:
+                raise click.ClickException(f"--query {exc}") from None
+            found = search.search(session, search.with_filters(parsed, status=status, category=category), limit=limit)
+        else:
+            found = inquiries.list_inquiries(session, status=status, category=category, limit=limit)
+        rows = [inquiries.inquiry_summary(i) for i in found]
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False))
         return
