@@ -481,6 +481,7 @@ EVENT_VERBS = {
     "cap_hit": ":warning: held back an email to {to}: more than {cap}",
     "send_failed": ":warning: could not send the email to {to}: {error}",
     "smtp_delayed": ":warning: the email to {to} is delayed (attempt {attempts}); still retrying",
+    "split_from_group": "took it out of group {group} (it asks something else)",
 }
 # The verbs of the domain's older spelling, so a renamed event kind still reads well.
 EVENT_VERBS.update({
