@@ -133,6 +133,15 @@ def _sender(token: str, value: str) -> str:
     return value
 
 
+def _choices(token: str, values: list[str], allowed: Sequence[str] | None, what: str) -> list[str]:
+    """Lower-cased values, each one of ``allowed`` (anything when None)."""
+    values = [v.lower() for v in values]
+    unknown = [v for v in values if allowed is not None and v not in allowed]
+    if unknown:
+        raise QueryError(token, f"unknown {what} {unknown[0]!r} (known: {', '.join(allowed or ())})")
+    return values
+
+
 def _key_values(builder: _Builder, token: str, key: str, raw: str, *, categories: Sequence[str] | None,
                 user: str | None, now: dt.datetime) -> None:
     key = key.lower()
@@ -142,17 +151,9 @@ def _key_values(builder: _Builder, token: str, key: str, raw: str, *, categories
     if not values or any(not v for v in values):
         raise QueryError(token, f"{key}: needs a value")
     if key == "category":
-        values = [v.lower() for v in values]
-        unknown = [v for v in values if categories is not None and v not in categories]
-        if unknown:
-            raise QueryError(token, f"unknown category {unknown[0]!r} (known: {', '.join(categories or ())})")
-        builder.add("categories", values)
+        builder.add("categories", _choices(token, values, categories, "category"))
     elif key == "status":
-        values = [v.lower() for v in values]
-        unknown = [v for v in values if v not in INQUIRY_STATUSES]
-        if unknown:
-            raise QueryError(token, f"unknown status {unknown[0]!r} (known: {', '.join(INQUIRY_STATUSES)})")
-        builder.add("statuses", values)
+        builder.add("statuses", _choices(token, values, INQUIRY_STATUSES, "status"))
     elif key == "from":
         builder.add("senders", [_sender(token, v) for v in values])
     elif key == "assignee":
@@ -164,17 +165,11 @@ def _key_values(builder: _Builder, token: str, key: str, raw: str, *, categories
             raise QueryError(token, f"{key}: given twice")
         builder.values[key] = [_moment(token, values[0], now)]
     elif key == "lang":
-        values = [v.lower() for v in values]
-        bad = [v for v in values if not _LANG.match(v)]
-        if bad:
+        if not all(_LANG.match(v.lower()) for v in values):
             raise QueryError(token, "give a two-letter language code such as es, fr, pt")
-        builder.add("languages", values)
+        builder.add("languages", [v.lower() for v in values])
     elif key == "has":
-        values = [v.lower() for v in values]
-        bad = [v for v in values if v not in HAS_VALUES]
-        if bad:
-            raise QueryError(token, f"has: takes {', '.join(HAS_VALUES)}")
-        builder.add("has", values)
+        builder.add("has", _choices(token, values, HAS_VALUES, "has: value"))
     elif key == "group":
         if not all(v.lstrip("#").isdigit() and len(v) < 10 for v in values):
             raise QueryError(token, "group: takes a group number (see `intake groups`)")
