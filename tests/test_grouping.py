@@ -16,7 +16,7 @@ from intake.grouping import evaluate, store
 from intake.grouping.answer import GroupGone, answer_group
 from intake.grouping.cluster import Candidate, Options, cluster
 from intake.grouping.features import fold, tokens, topics_of
-from intake.models import Event, GroupMember, InquiryGroup, Message
+from intake.models import GroupMember, InquiryGroup, Message
 from tests.fakeslack import make_inquiry
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "grouping"

@@ -22,7 +22,6 @@ from intake.slack import blocks as B
 from intake.slack import group_blocks as G
 from intake.slack.app import build_bolt_app, register_flask
 from tests.fakeslack import (  # noqa: F401  (fixtures)
-    SIGNING_SECRET,
     TRIAGE_CHANNEL,
     button_payload,
     command_body,
