@@ -15,8 +15,6 @@ from flask import Flask
 from sqlalchemy import select
 
 from intake.grouping import store
-from intake.grouping.jobs import show_changes
-from intake.jobs import run_job
 from intake.models import Event, GroupMember, Inquiry, InquiryGroup, Message
 from intake.slack import blocks as B
 from intake.slack import group_blocks as G
@@ -29,6 +27,8 @@ from tests.fakeslack import (  # noqa: F401  (fixtures)
     interactive_body,
     load_fixture,
     make_inquiry,
+    owed,
+    post_card,
     signed,
     slack_config,
     slack_rt,
@@ -66,8 +66,8 @@ def grouped(rt, fake, n=3, *, post_cards=True) -> tuple[int, list[int]]:
     for i, (subject, body) in enumerate(QUESTIONS[:n]):
         ids.append(make_inquiry(rt, subject=subject, body=body, sender=f"p{i}@example.org"))
         if post_cards:
-            run_job(rt, "slack.sync_card", ids[-1])
-    show_changes(rt, store.refresh(rt))
+            post_card(rt, ids[-1])
+    store.refresh(rt)
     with rt.db.session() as session:
         group_id = session.scalar(select(GroupMember.group_id).where(GroupMember.inquiry_id == ids[0]))
     return group_id, ids
@@ -84,8 +84,8 @@ def test_group_card_is_posted_at_card_size_with_member_links_and_member_cards_sa
     with slack_rt.db.session() as session:
         assert session.get(InquiryGroup, group_id).slack_ts is None  # 2 people: no card yet
     third = make_inquiry(slack_rt, subject=QUESTIONS[2][0], body=QUESTIONS[2][1], sender="p2@example.org")
-    run_job(slack_rt, "slack.sync_card", third)
-    show_changes(slack_rt, store.refresh(slack_rt))
+    post_card(slack_rt, third)
+    store.refresh(slack_rt)
     card = group_card_message(slack_rt, fake_slack, group_id)
     blob = json.dumps(card["blocks"])
     assert card["blocks"][0]["text"]["text"].startswith("3 people ask:")
@@ -101,7 +101,7 @@ def test_group_card_is_posted_at_card_size_with_member_links_and_member_cards_sa
     assert answer_button[0]["action_id"] == G.A_GROUP_ANSWER and answer_button[0]["value"] == str(group_id)
     # A second refresh with nothing new posts nothing more.
     before = len(fake_slack.calls_to("chat.postMessage"))
-    show_changes(slack_rt, store.refresh(slack_rt, force=True))
+    store.refresh(slack_rt, force=True)
     assert len(fake_slack.calls_to("chat.postMessage")) == before
 
 
@@ -123,18 +123,22 @@ def test_answer_all_opens_a_prefilled_modal_and_queues_one_reply_per_person_once
         assert sorted(m.inquiry_id for m in out) == sorted(ids)
         assert all(m.author == "U100" and m.kind == "reply" for m in out)
         assert len({m.to_address for m in out}) == 3
-    sends = [args for name, args in slack_rt.queue.enqueued if name == "outbound.send"]
-    assert sorted(a[0] for a in sends) == sorted(m.id for m in out)
-    synced = {args[0] for name, args in slack_rt.queue.enqueued[-10:] if name == "slack.sync_card"}
-    assert synced >= set(ids)  # each card shows its own reply
-    assert "Answer queued for 3 people" in fake_slack.calls_to("chat.postMessage")[-1].params["text"]
+    assert sorted(a["message_id"] for a in owed(slack_rt, "email.send")) == sorted(m.id for m in out)
+    # Delivered by the outbox (SMTP_URL unset: logged and marked sent): each person's own card
+    # thread says the reply went out, and each inquiry now waits for its applicant.
+    for inquiry_id in ids:
+        with slack_rt.db.session() as session:
+            row = session.get(Inquiry, inquiry_id)
+        assert row.status == "waiting"
+        assert any("sent the email reply" in m["text"] for m in fake_slack.thread(row.slack_channel, row.slack_ts))
+    assert any("Answer queued for 3 people" in c.params.get("text", "") for c in fake_slack.calls_to("chat.postMessage"))
     with slack_rt.db.session() as session:
         assert session.get(InquiryGroup, group_id).answered_by == "U100"
     # The same submission again (a retry): nothing new is queued or sent.
     post_interactive(web, submission)
     with slack_rt.db.session() as session:
         assert len(session.scalars(select(Message).where(Message.direction == "outbound")).all()) == 3
-    assert len([n for n in slack_rt.queue.names() if n == "outbound.send"]) == 3
+    assert len(owed(slack_rt, "email.send")) == 3
 
 
 def test_answer_all_refuses_outsiders_and_empty_text(web, slack_rt, fake_slack):
@@ -170,7 +174,7 @@ def test_split_from_the_group_card(web, slack_rt, fake_slack):
     assert card["blocks"][0]["text"]["text"].startswith("2 people ask:")
     thread = [m["text"] for m in fake_slack.thread(row.slack_channel, row.slack_ts)]
     assert any(f"took it out of group {group_id}" in t for t in thread)
-    show_changes(slack_rt, store.refresh(slack_rt))
+    store.refresh(slack_rt)
     with slack_rt.db.session() as session:
         assert ids[1] not in store.groups(session)[0].inquiries  # remembered
 

@@ -1,10 +1,11 @@
 """Answer all: one staff text sent as one individual reply to every member of a group.
 
-Each reply is an ordinary staff reply (``outbound.queue_reply``): addressed to that person
-alone, threaded onto their own conversation (their subject, In-Reply-To, References), sent by
-the outbound job, counted by the per-address caps at send time and recorded on their own card
-as ``reply_sent``. All the replies are queued in one transaction, so a crash queues all of them
-or none; a per-request key makes a repeated submission queue nothing new.
+Each reply is an ordinary staff reply (``outbound.queue_reply`` and its ``reply_queued`` event,
+which owes the email and the card update): addressed to that person alone, threaded onto their
+own conversation (their subject, In-Reply-To, References), sent by the outbox, counted by the
+per-address caps at send time and recorded on their own card. All the replies are queued in one
+transaction, so a crash queues all of them or none; a per-request key makes a repeated
+submission queue nothing new.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from intake.grouping.store import groups
+from intake.events import record_event
+from intake.grouping.store import groups, owe_group_card
+from intake.inquiries.lifecycle import touch_for_reply
 from intake.models import InquiryGroup, Message, utcnow
 from intake.outbound import ReplyError, queue_reply
 
@@ -34,8 +37,8 @@ class GroupAnswer:
 
 def answer_group(session: Session, group_id: int, body: str, author: str, *, request_key: str,
                  settings) -> GroupAnswer:
-    """Queue one reply per current member of the group (the caller commits, then enqueues
-    ``outbound.send`` for each queued message)."""
+    """Queue one reply per current member of the group, owing each email and card (the caller
+    commits)."""
     found = groups(session, ids=[group_id])
     if not found:
         raise GroupGone(f"group {group_id} no longer exists: its inquiries were answered or closed")
@@ -49,11 +52,14 @@ def answer_group(session: Session, group_id: int, body: str, author: str, *, req
     for inquiry_id, key in keys.items():
         try:
             with session.begin_nested():  # one unusable address must not stop the others
+                touch_for_reply(session, inquiry_id, None)
                 message = queue_reply(session, inquiry_id, body, author, settings=settings, dedupe_key=key)
+                record_event(session, inquiry_id, author, "reply_queued", message_id=message.id)
                 result.queued.append((inquiry_id, message.id))
         except (ReplyError, IntegrityError) as exc:
             result.refused.append((inquiry_id, str(exc.orig if isinstance(exc, IntegrityError) else exc)))
     group = session.get(InquiryGroup, group_id)
     if group is not None and result.queued:
         group.answered_by, group.answered_at = author, utcnow()
+        owe_group_card(session, group_id)
     return result

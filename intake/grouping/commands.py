@@ -17,10 +17,9 @@ def groups_command(as_json: bool) -> None:
     """Open inquiries that ask the same question, largest group first."""
     from intake.cli import build_runtime
     from intake.grouping import store
-    from intake.grouping.jobs import show_changes
 
     rt = build_runtime()
-    show_changes(rt, store.refresh(rt))
+    store.refresh(rt)
     with rt.db.read_session() as session:
         found = store.groups(session)
     if as_json:

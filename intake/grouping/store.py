@@ -9,8 +9,9 @@ Which inquiries are grouped: status ``new`` or ``open`` (waiting for an answer; 
 ``waiting``, leaves its group), a category that is not spam or automated, not flagged automated,
 and not split out by staff.
 
-No Slack here: ``refresh`` reports which group cards and which triage cards changed, and the job
-(``grouping/jobs.py``) asks the Slack layer to show them.
+No Slack here, but what the outside owes: in the transaction that changes a group, ``apply``
+and ``split`` owe the group's card (``slack.group_card``, delivered by the outbox) and the triage
+cards whose "in group G" line changed (``owe_card``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ from sqlalchemy.orm import Session
 
 from intake.grouping.cluster import Candidate, Cluster, cluster
 from intake.grouping.config import GroupingConfig
+from intake.events import record_event
+from intake.inquiries import get_inquiry
 from intake.models import Event, GroupMember, Inquiry, InquiryGroup, Message, utcnow
+from intake.outbox import owe, owe_card
 
 if TYPE_CHECKING:  # pragma: no cover
     from intake.runtime import Runtime
@@ -36,6 +40,12 @@ NEVER_GROUPED_CATEGORIES = ("spam", "automated")
 # serializes writers).
 REFRESH_LOCK = 0x16_6709
 LABEL_WORDS = 12
+GROUP_CARD = "slack.group_card"  # the outbox delivery that draws a group's card
+
+
+def owe_group_card(session: Session, group_id: int) -> None:
+    """The group's card must show its current state (coalesced: owed twice, drawn once more)."""
+    owe(session, GROUP_CARD, key=f"group_card:{group_id}", args={"group_id": group_id}, coalesce=True)
 
 
 class NotInGroup(ValueError):
@@ -48,7 +58,7 @@ class RefreshResult:
     created: int = 0
     dissolved: int = 0
     skipped: bool = False  # nothing had changed since the last refresh in this process
-    changed_groups: set[int] = field(default_factory=set)  # whose card must be posted or updated
+    changed_groups: set[int] = field(default_factory=set)  # whose card was owed an update
     changed_cards: set[int] = field(default_factory=set)  # inquiries whose "in group G" changed
 
 
@@ -201,6 +211,10 @@ def apply(session: Session, clusters: Sequence[Cluster], by_id: dict[int, Candid
     }
     shown_before, shown_after = _shown(before, config.card_size), _shown(after, config.card_size)
     result.changed_cards = {i for i in set(shown_before) | set(shown_after) if shown_before.get(i) != shown_after.get(i)}
+    for group_id in sorted(result.changed_groups):
+        owe_group_card(session, group_id)
+    for inquiry_id in sorted(result.changed_cards):
+        owe_card(session, inquiry_id)
     return result
 
 
@@ -252,9 +266,7 @@ def refresh(rt: "Runtime", *, force: bool = False) -> RefreshResult:
 
 def split(session: Session, inquiry_id: int, actor: str) -> Event:
     """Take an inquiry out of its group for good (staff know it asks something else)."""
-    from intake.inquiries import _event, get_inquiry  # the domain's one way to record an Event
-
-    inquiry = get_inquiry(session, inquiry_id)
+    get_inquiry(session, inquiry_id)
     member = session.get(GroupMember, inquiry_id)
     if member is None or member.split_at is not None:
         raise NotInGroup(f"inquiry #{inquiry_id} is not in a group")
@@ -265,10 +277,17 @@ def split(session: Session, inquiry_id: int, actor: str) -> Event:
     group.updated_at = utcnow()
     if group.size < 2:
         dissolve(session, group)
-    return _event(session, inquiry, actor, "split_from_group", group=group.id)
+    owe_group_card(session, group.id)
+    return record_event(session, inquiry_id, actor, "split_from_group", group=group.id)
 
 
 def dissolve(session: Session, group: InquiryGroup) -> None:
+    """Fewer than two left: the group ends, and its members' cards stop naming it."""
+    members = session.scalars(select(GroupMember.inquiry_id).where(
+        GroupMember.group_id == group.id, GroupMember.split_at.is_(None))).all()
+    if group.slack_ts:
+        for inquiry_id in members:
+            owe_card(session, inquiry_id)
     session.execute(delete(GroupMember).where(GroupMember.group_id == group.id, GroupMember.split_at.is_(None)))
     group.size, group.dissolved_at, group.updated_at = 0, utcnow(), utcnow()
 

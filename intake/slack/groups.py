@@ -1,7 +1,7 @@
 """Listeners for group cards: Answer all (button, then modal) and Split out of this group.
 
 Thin, like the others: acknowledge, check the user may act, call the domain
-(``intake.grouping``) in one short transaction, then ask for the cards that changed.
+(``intake.grouping``) in one short transaction; what that owes (emails, cards) commits with it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from intake.models import InquiryGroup
 from intake.slack import group_blocks as G
 from intake.slack.authz import REFUSAL
 from intake.slack.common import ActionRefused, SlackDeps, int_or_none, refuse, run_action, tell
-from intake.slack.jobs import _suggest
+from intake.slack.deliveries import suggestion_for_card
 
 log = logging.getLogger(__name__)
 
@@ -35,24 +35,18 @@ def answer_view(deps: SlackDeps, group_id: int) -> dict[str, Any] | None:
         if group is None or not view:
             return None
         label, category, count = group.label, group.category, view[0].size
-    suggestion = _suggest(deps.rt, label, category)
+    suggestion = suggestion_for_card(deps.rt, label, category)
     return G.answer_all_modal(group_id=group_id, label=label, count=count,
                               body=suggestion.answer if suggestion else None,
                               suggestion_title=suggestion.title if suggestion else None)
 
 
 def send_answer(deps: SlackDeps, group_id: int, text: str, author: str, request_key: str) -> answer.GroupAnswer:
-    """Queue the replies in one transaction, then hand each to the outbound job and refresh the
-    cards (to become outbox deliveries owed in that transaction once intake.outbox lands)."""
+    """Queue the replies in one transaction; the emails and card updates they owe commit with
+    them and the outbox delivers them."""
     rt = deps.rt
     with rt.db.session() as session:
-        result = answer.answer_group(session, group_id, text, author, request_key=request_key, settings=rt.settings)
-    if not result.repeated:
-        for inquiry_id, message_id in result.queued:
-            rt.enqueue("outbound.send", message_id)
-            rt.enqueue("slack.sync_card", inquiry_id)
-        rt.enqueue("slack.sync_group_card", group_id)
-    return result
+        return answer.answer_group(session, group_id, text, author, request_key=request_key, settings=rt.settings)
 
 
 def register(app: App, deps: SlackDeps) -> None:
@@ -113,5 +107,3 @@ def register(app: App, deps: SlackDeps) -> None:
             run_action(deps, inquiry_id, store.split, actor=_user(body))
         except ActionRefused as exc:
             tell(client, body, f"Could not split #{inquiry_id}: {exc}")
-            return
-        deps.rt.enqueue("slack.sync_group_card", group_id)

@@ -15,7 +15,7 @@ from slack_sdk import WebClient
 from intake.slack import queries as Q
 from intake.slack.authz import REFUSAL
 from intake.slack.common import SlackDeps
-from intake.slack.jobs import POST_OPTIONS
+from intake.slack.deliveries import POST_OPTIONS
 
 
 def register(app: App, deps: SlackDeps) -> None:

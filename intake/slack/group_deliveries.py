@@ -1,10 +1,12 @@
-"""The group card in the triage channel: posted once a group is big enough, updated after.
+"""How the outbox delivers a group card: posted once a group is big enough, updated after.
 
-Same shape as ``slack/jobs.py``: read in one short session, talk to Slack with no transaction
-open, record the card's ts with a guarded UPDATE (``... WHERE slack_ts IS NULL``) so that of
-two concurrent runs one keeps its post and the other deletes its copy. Idempotent: a retry
-updates the card it finds. Once the transactional outbox lands this becomes a deliverer and
-``groups.refresh`` owes it in the refresh's own transaction.
+The delivery ``slack.group_card`` (key ``group_card:<id>``, coalescing: a group that changes
+twice while Slack is slow is drawn once more, not forgotten) is owed by ``intake.grouping`` in
+the transaction that changed the group. The deliverer follows the shape of
+``slack/deliveries.py``: read in one short session, call Slack with no transaction open, then
+record the card's ts with a guarded UPDATE (``... WHERE slack_ts IS NULL``); the card carries
+message metadata, so an attempt after an ambiguous failure finds it instead of posting twice.
+Recording the ts also owes the members' triage cards, which then say "in group G".
 """
 
 from __future__ import annotations
@@ -16,17 +18,19 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import select, update
 
 from intake.grouping.config import GroupingConfig
-from intake.grouping.store import groups
-from intake.jobs import job
+from intake.grouping.store import GROUP_CARD, groups
 from intake.models import Contact, Inquiry, InquiryGroup
+from intake.outbox import Ticket, deliverer, owe_card
 from intake.slack import group_blocks as G
-from intake.slack.client import channel_throttle, slack_client
-from intake.slack.jobs import GONE_ERRORS, POST_OPTIONS, _suggest, channel_for
+from intake.slack.client import slack_client
+from intake.slack.deliveries import GONE_ERRORS, channel_for, post_once, suggestion_for_card
 
 if TYPE_CHECKING:  # pragma: no cover
     from intake.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+GROUP_METADATA = "intake_group"
 
 
 def workspace_url(rt: "Runtime") -> str | None:
@@ -43,7 +47,7 @@ def workspace_url(rt: "Runtime") -> str | None:
 
 def group_card_data(rt: "Runtime", group_id: int) -> tuple[G.GroupCardData, str | None, str | None] | None:
     """The card's data and where the card is (channel, ts), or None for an unknown group."""
-    with rt.db.session() as session:
+    with rt.db.read_session() as session:
         group = session.get(InquiryGroup, group_id)
         if group is None:
             return None
@@ -60,37 +64,41 @@ def group_card_data(rt: "Runtime", group_id: int) -> tuple[G.GroupCardData, str 
     base = workspace_url(rt) if rt.settings.slack_enabled else None
     members = [G.GroupMemberRow(r.id, f"{r.name} ({r.address})" if r.name else r.address, r.subject or "",
                                 G.card_link(base, r.slack_channel, r.slack_ts)) for r in rows]
-    suggestion = _suggest(rt, label, category) if members else None
+    suggestion = suggestion_for_card(rt, label, category) if members else None
     data = G.GroupCardData(group_id, label, category, topics, members, suggestion, answered_by, dissolved)
     return data, channel, ts
 
 
-def _record(rt: "Runtime", group_id: int, channel: str, ts: str) -> bool:
+def _record(rt: "Runtime", group_id: int, channel: str, ts: str, members: list[int]) -> bool:
+    """Store where the group card lives and owe the members' cards, in one transaction."""
     with rt.db.session() as session:
-        return session.execute(
+        recorded = session.execute(
             update(InquiryGroup).where(InquiryGroup.id == group_id, InquiryGroup.slack_ts.is_(None))
-            .values(slack_channel=channel, slack_ts=ts)
+            .values(slack_channel=channel, slack_ts=ts).execution_options(synchronize_session=False)
         ).rowcount == 1
+        if recorded:
+            for inquiry_id in members:
+                owe_card(session, inquiry_id)
+        return recorded
 
 
-@job("slack.sync_group_card")
-def sync_group_card(rt: "Runtime", group_id: int) -> str:
+@deliverer(GROUP_CARD, channel="slack", coalesce=True)
+def deliver_group_card(rt: "Runtime", ticket: Ticket) -> str:
     """Post the group's card once it has ``[groups] card_size`` people, or update it."""
+    group_id = int(ticket.args["group_id"])
     found = group_card_data(rt, group_id)
     if found is None:
         return "skipped"
     data, channel, ts = found
-    config = GroupingConfig.from_settings(rt.settings)
-    if not ts and (data.dissolved or len(data.members) < config.card_size):
+    if not ts and (data.dissolved or len(data.members) < GroupingConfig.from_settings(rt.settings).card_size):
         return "skipped"  # too small for a card, and none to update
     message = G.group_card(data)
     if not rt.settings.slack_enabled:
         log.info("Slack is off; would %s the card of group %s: %s", "update" if ts else "post", group_id, message.text)
         return "logged"
-    client = slack_client(rt)
     if ts and channel:
         try:
-            client.chat_update(channel=channel, ts=ts, parse="none", **message.as_kwargs())
+            slack_client(rt).chat_update(channel=channel, ts=ts, parse="none", **message.as_kwargs())
             return "updated"
         except SlackApiError as exc:
             if exc.response.get("error") not in GONE_ERRORS:
@@ -100,12 +108,8 @@ def sync_group_card(rt: "Runtime", group_id: int) -> str:
     if not channel:
         log.warning("no Slack channel for group %s: set SLACK_TRIAGE_CHANNEL", group_id)
         return "skipped"
-    channel_throttle(rt).wait(channel)
-    resp = client.chat_postMessage(channel=channel, **POST_OPTIONS, **message.as_kwargs())
-    if not _record(rt, group_id, resp["channel"], resp["ts"]):
-        client.chat_delete(channel=resp["channel"], ts=resp["ts"])
-        return sync_group_card(rt, group_id)
-    # The members' cards now have a group card to point at ("in group G").
-    for member in data.members:
-        rt.enqueue("slack.sync_card", member.inquiry_id)
+    metadata = {"event_type": GROUP_METADATA, "event_payload": {"key": ticket.key, "group_id": group_id}}
+    channel, ts = post_once(rt, ticket, channel, message, metadata)
+    if not _record(rt, group_id, channel, ts, [m.inquiry_id for m in data.members]):
+        log.error("group %s already had a card when %s was recorded", group_id, ts)
     return "posted"
