@@ -23,6 +23,8 @@ from sqlalchemy.orm import Session
 
 from intake import mail
 from intake.mail.types import ParsedEmail, UnparseableMessage
+# Looking an inquiry up lives with the reading side (intake.reading); re-exported here.
+from intake.reading import InquiryNotFound, get_inquiry  # noqa: F401
 from intake.models import (
     Attachment,
     Classification,
@@ -43,10 +45,6 @@ SYSTEM = "system"
 FALLBACK_THREAD_WINDOW = dt.timedelta(days=30)
 # Categories whose inquiries are not worked one by one (the Slack digest counts them instead).
 QUIET_CATEGORIES = ("spam", "automated")
-
-
-class InquiryNotFound(LookupError):
-    pass
 
 
 class InvalidAction(ValueError):
@@ -598,13 +596,6 @@ def synthesize_message(
 # Staff actions. Each records an audited Event with the actor's Slack user ID.
 
 
-def get_inquiry(session: Session, inquiry_id: int) -> Inquiry:
-    inquiry = session.get(Inquiry, inquiry_id)
-    if inquiry is None:
-        raise InquiryNotFound(f"no inquiry #{inquiry_id}")
-    return inquiry
-
-
 def claim(session: Session, inquiry_id: int, actor: str) -> Event:
     inquiry = get_inquiry(session, inquiry_id)
     previous = inquiry.assignee
@@ -714,99 +705,15 @@ def add_note(session: Session, inquiry_id: int, text: str, actor: str) -> Event:
 
 
 # --------------------------------------------------------------------------------------------
-# Reading: what `intake list` / `intake show` and the Slack queries print.
+# Reading: what `intake list` / `intake show` print lives in intake.reading (no mail layer to
+# import, so `intake list` starts fast); re-exported here under the names callers know.
 
-
-def list_inquiries(
-    session: Session, *, status: str | None = None, category: str | None = None, limit: int | None = None
-) -> list[Inquiry]:
-    query = select(Inquiry).order_by(Inquiry.received_at.desc(), Inquiry.id.desc())
-    if status:
-        query = query.where(Inquiry.status == status)
-    if category:
-        query = query.where(Inquiry.category == category)
-    if limit:
-        query = query.limit(limit)
-    return list(session.scalars(query))
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:  # SQLite hands back naive datetimes; they were stored as UTC
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return value.isoformat()
-
-
-def inquiry_summary(inquiry: Inquiry) -> dict[str, Any]:
-    contact = inquiry.contact
-    return {
-        "id": inquiry.id,
-        "status": inquiry.status,
-        "category": inquiry.category,
-        "confidence": inquiry.confidence,
-        "needs_review": inquiry.needs_review,
-        "subject": inquiry.subject,
-        "from": contact.address if contact else None,
-        "name": contact.name if contact else None,
-        "assignee": inquiry.assignee,
-        "language": inquiry.language,
-        "received_at": _iso(inquiry.received_at),
-    }
-
-
-def inquiry_detail(session: Session, inquiry_id: int) -> dict[str, Any]:
-    inquiry = get_inquiry(session, inquiry_id)
-    detail = inquiry_summary(inquiry)
-    detail.update(
-        first_response_at=_iso(inquiry.first_response_at),
-        closed_at=_iso(inquiry.closed_at),
-        messages=[
-            {
-                "id": m.id,
-                "direction": m.direction,
-                "kind": m.kind,
-                "provider": m.provider,
-                "message_id": m.message_id,
-                "from": m.sender_address,
-                "to": m.to_address,
-                "subject": m.subject,
-                "date": _iso(m.date),
-                "received_at": _iso(m.created_at),
-                "parse_status": m.parse_status,
-                "parse_error": m.parse_error,
-                "state": m.state,
-                "language": m.language,
-                "automated": m.automated,
-                "automation_reasons": m.automation_reasons or [],
-                "latest_reply": m.latest_reply,
-                "sha256": m.sha256,
-                "size": m.size,
-                "attachments": [
-                    {"filename": a.filename, "content_type": a.content_type, "size": a.size, "sha256": a.sha256}
-                    for a in m.attachments
-                ],
-            }
-            for m in inquiry.messages
-        ],
-        classifications=[
-            {
-                "category": c.category,
-                "confidence": c.confidence,
-                "source": c.source,
-                "model_version": c.model_version,
-                "reasons": c.reasons or [],
-                "actor": c.actor,
-                "at": _iso(c.created_at),
-            }
-            for c in inquiry.classifications
-        ],
-        events=[
-            {"actor": e.actor, "kind": e.kind, "detail": e.detail or {}, "at": _iso(e.created_at)}
-            for e in inquiry.events
-        ],
-    )
-    return detail
+from intake.reading import (  # noqa: E402,F401
+    count_inquiries,
+    inquiry_detail,
+    inquiry_summary,
+    list_inquiries,
+)
 
 
 def search_inquiries(session: Session, words: str | Sequence[str], *, limit: int = 20) -> list[Inquiry]:

@@ -1,0 +1,127 @@
+"""Reading inquiries: what `intake list` and `intake show` print (and their JSON contract).
+
+Separate from ``intake.inquiries`` (which re-exports these names) because reading needs only the
+models: `intake list` should not pay for importing the mail layer's parser and patterns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from intake.models import Inquiry
+
+
+class InquiryNotFound(LookupError):
+    pass
+
+
+def get_inquiry(session: Session, inquiry_id: int) -> Inquiry:
+    inquiry = session.get(Inquiry, inquiry_id)
+    if inquiry is None:
+        raise InquiryNotFound(f"no inquiry #{inquiry_id}")
+    return inquiry
+
+
+def _filtered(query, status: str | None, category: str | None):
+    if status:
+        query = query.where(Inquiry.status == status)
+    if category:
+        query = query.where(Inquiry.category == category)
+    return query
+
+
+def list_inquiries(
+    session: Session, *, status: str | None = None, category: str | None = None, limit: int | None = None
+) -> list[Inquiry]:
+    query = _filtered(select(Inquiry), status, category).order_by(Inquiry.received_at.desc(), Inquiry.id.desc())
+    if limit:
+        query = query.limit(limit)
+    return list(session.scalars(query))
+
+
+def count_inquiries(session: Session, *, status: str | None = None, category: str | None = None) -> int:
+    """How many ``list_inquiries`` would return without a limit (`intake list`'s "N more")."""
+    return session.scalar(_filtered(select(func.count()).select_from(Inquiry), status, category)) or 0
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:  # SQLite hands back naive datetimes; they were stored as UTC
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.isoformat()
+
+
+def inquiry_summary(inquiry: Inquiry) -> dict[str, Any]:
+    contact = inquiry.contact
+    return {
+        "id": inquiry.id,
+        "status": inquiry.status,
+        "category": inquiry.category,
+        "confidence": inquiry.confidence,
+        "needs_review": inquiry.needs_review,
+        "subject": inquiry.subject,
+        "from": contact.address if contact else None,
+        "name": contact.name if contact else None,
+        "assignee": inquiry.assignee,
+        "language": inquiry.language,
+        "received_at": _iso(inquiry.received_at),
+    }
+
+
+def inquiry_detail(session: Session, inquiry_id: int) -> dict[str, Any]:
+    inquiry = get_inquiry(session, inquiry_id)
+    detail = inquiry_summary(inquiry)
+    detail.update(
+        first_response_at=_iso(inquiry.first_response_at),
+        closed_at=_iso(inquiry.closed_at),
+        messages=[
+            {
+                "id": m.id,
+                "direction": m.direction,
+                "kind": m.kind,
+                "provider": m.provider,
+                "message_id": m.message_id,
+                "from": m.sender_address,
+                "to": m.to_address,
+                "subject": m.subject,
+                "date": _iso(m.date),
+                "received_at": _iso(m.created_at),
+                "parse_status": m.parse_status,
+                "parse_error": m.parse_error,
+                "state": m.state,
+                "language": m.language,
+                "automated": m.automated,
+                "automation_reasons": m.automation_reasons or [],
+                "latest_reply": m.latest_reply,
+                "sha256": m.sha256,
+                "size": m.size,
+                "attachments": [
+                    {"filename": a.filename, "content_type": a.content_type, "size": a.size, "sha256": a.sha256}
+                    for a in m.attachments
+                ],
+            }
+            for m in inquiry.messages
+        ],
+        classifications=[
+            {
+                "category": c.category,
+                "confidence": c.confidence,
+                "source": c.source,
+                "model_version": c.model_version,
+                "reasons": c.reasons or [],
+                "actor": c.actor,
+                "at": _iso(c.created_at),
+            }
+            for c in inquiry.classifications
+        ],
+        events=[
+            {"actor": e.actor, "kind": e.kind, "detail": e.detail or {}, "at": _iso(e.created_at)}
+            for e in inquiry.events
+        ],
+    )
+    return detail
