@@ -41,8 +41,8 @@ from intake.runtime import Runtime
 log = logging.getLogger(__name__)
 
 RUNTIME_KEY = "intake.runtime"
-# Set (inherited by every worker) once the "no credentials" warnings were logged: `intake serve`
-# logs them in the gunicorn master, and each worker's create_app() then stays quiet.
+# Set by `intake serve` once it logged the "no credentials" warnings in the gunicorn master;
+# inherited by every worker, whose create_app() then stays quiet.
 UNCONFIGURED_WARNED_ENV = "INTAKE_UNCONFIGURED_WARNED"
 Receiver = Callable[[InboundRequest], "Delivery | Acknowledged"]
 
@@ -121,15 +121,18 @@ def inbound_endpoints(settings: Settings) -> list[Endpoint]:
 
 
 def warn_unconfigured(settings: Settings) -> None:
-    """An endpoint without credentials refuses everything; say so once per process tree, at
-    start (the environment marker makes gunicorn workers forked after it stay quiet)."""
+    """An endpoint without credentials refuses everything: say so at start.
+
+    `intake serve` calls this once in the gunicorn master and sets ``UNCONFIGURED_WARNED_ENV``,
+    which its workers inherit, so ``create_app()`` in each worker stays quiet: one warning per
+    process tree, not one per worker.
+    """
     if os.environ.get(UNCONFIGURED_WARNED_ENV):
         return
     for endpoint in inbound_endpoints(settings):
         if not endpoint.configured:
             log.warning("no credentials configured for %s (%s): it refuses every request",
                         endpoint.path, endpoint.variables)
-    os.environ[UNCONFIGURED_WARNED_ENV] = "1"
 
 
 def _mount_slack(app: Flask, rt: Runtime) -> None:

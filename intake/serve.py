@@ -182,9 +182,10 @@ def serve_command(host: str | None, port: int | None, workers: int | None, queue
     _configure_logging()
     settings = _load_settings()
     _prepare_database(settings)
-    from intake.app import warn_unconfigured
+    from intake.app import UNCONFIGURED_WARNED_ENV, warn_unconfigured
 
     warn_unconfigured(settings)  # here, once, rather than in every web worker
+    os.environ[UNCONFIGURED_WARNED_ENV] = "1"
     if host is None:
         host = "0.0.0.0" if os.environ.get("PORT") else "127.0.0.1"
     if port is None:
