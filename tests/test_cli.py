@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import mailbox
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -241,3 +243,89 @@ def test_ingest_goes_on_when_slack_is_down(db_url, tmp_path):
     assert [r["status"] for r in json_lines(result.output)] == ["new", "new"]
     listed = json.loads(CliRunner().invoke(main, ["list", "--json"], env=env).output)
     assert len(listed) == 2
+
+
+# --- start-up: a command imports what it uses ---------------------------------------------------
+
+HEAVY = ("sklearn", "numpy", "scipy", "slack_bolt", "slack_sdk", "alembic", "intake.mail", "gunicorn")
+
+
+def imported_by(args: list[str], env: dict[str, str]) -> set[str]:
+    """The heavy modules a fresh interpreter has imported after running `intake ARGS`."""
+    code = (
+        "import json, sys\n"
+        "from intake.cli import main\n"
+        "try:\n"
+        f"    main({args!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r} or m in {HEAVY!r})))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, **env}, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+def test_help_imports_no_layer():
+    loaded = imported_by(["--help"], {})
+    assert not loaded & {"sklearn", "numpy", "scipy", "slack_bolt", "slack_sdk", "gunicorn", "alembic"}, loaded
+
+
+def test_list_on_a_current_schema_imports_neither_the_classifier_nor_slack_nor_alembic(db_url):
+    loaded = imported_by(["list"], {"DATABASE_URL": db_url})
+    assert not loaded & {"sklearn", "numpy", "slack_bolt", "slack_sdk", "alembic", "intake.mail"}, loaded
+
+
+def test_help_lists_every_lazy_command_with_its_own_short_help():
+    from intake.cli import LayeredGroup
+
+    assert set(LayeredGroup.LAZY) <= set(LayeredGroup.SHORT_HELP), "give every lazy command a SHORT_HELP"
+    listed = CliRunner().invoke(main, ["--help"]).output
+    for name, text in LayeredGroup.SHORT_HELP.items():
+        assert re.search(rf"^  {name}\s+{re.escape(text.split()[0])}", listed, re.MULTILINE), name
+    # Loaded, a command shows the same line (its own --help still has the full docstring).
+    group = click.Context(main)
+    for name in LayeredGroup.LAZY:
+        assert main.get_command(group, name).get_short_help_str(200) == LayeredGroup.SHORT_HELP[name]
+
+
+# --- logging -------------------------------------------------------------------------------------
+
+
+def test_ingest_shows_what_it_would_post_and_send_without_v(run):
+    result = run("ingest", str(EXAMPLES / "03-press-request.eml"))
+    assert result.exit_code == 0
+    assert "Slack is off; would post card" in result.stderr
+    assert "SMTP_URL is unset: not sending" in result.stderr
+    assert "alembic" not in result.stderr
+
+
+def test_verbose_adds_no_alembic_noise_on_a_fresh_database(tmp_path):
+    result = CliRunner().invoke(main, ["-v", "list"], env={"DATABASE_URL": f"sqlite:///{tmp_path / 'new.db'}"})
+    assert result.exit_code == 0, result.output
+    assert "alembic" not in result.stderr  # migrated on first use, quietly
+    assert result.stdout == "no inquiries\n"
+
+
+@pytest.mark.parametrize(("level", "shown"), [("WARNING", False), ("info", True), ("DEBUG", True)])
+def test_intake_log_level_is_honoured(run, db_url, level, shown):
+    result = CliRunner().invoke(main, ["ingest", str(EXAMPLES / "02-city-partnership.eml")],
+                                env={"DATABASE_URL": db_url, "SMTP_URL": "", "INTAKE_LOG_LEVEL": level})
+    assert result.exit_code == 0
+    assert ("would post card" in result.stderr) is shown
+
+
+def test_a_bad_intake_log_level_is_one_clear_line(tmp_path):
+    result = CliRunner().invoke(main, ["list"], env={"DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
+                                                     "INTAKE_LOG_LEVEL": "loud"})
+    assert result.exit_code == 1
+    assert "INTAKE_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL; got 'loud'" in result.stderr
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "slack.post_event runs sync_card again for the quiet ack_sent event, which logs 'would post "
+    "card' a second time with Slack off; intake/slack/jobs.py is being rewritten (outbox)"))
+def test_slack_off_logs_would_post_card_once_per_inquiry(run):
+    result = run("ingest", str(EXAMPLES / "02-city-partnership.eml"))
+    assert result.stderr.count("would post card") == 1, result.stderr
