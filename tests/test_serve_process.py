@@ -27,7 +27,7 @@ from sqlalchemy import create_engine, func, select, text, update
 
 from intake.db import Database
 from intake.models import Classification, Inquiry, Message, Receipt
-from intake.queue import HueyQueue
+from intake.queue import HueyQueue, make_huey
 from intake.config import Settings
 
 from tests.conftest import REPO
@@ -346,9 +346,8 @@ def test_serve_with_redis_runs_no_embedded_worker(db_url, tmp_path):
             settings = Settings.from_env({"DATABASE_URL": db_url, "REDIS_URL": REDIS_URL})
             assert HueyQueue(settings, name=name).huey.pending_count() == 1
     finally:
-        client = redis_client.Redis.from_url(REDIS_URL)
-        for key in client.scan_iter(f"*{name}*"):
-            client.delete(key)
+        # huey drops the hyphens from the name in its keys: let huey find them.
+        make_huey(Settings.from_env({"REDIS_URL": REDIS_URL}), name).flush()
 
 
 def test_embedded_consumer_exits_when_serve_is_killed(db_url, tmp_path):
