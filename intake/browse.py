@@ -1,9 +1,10 @@
 """`intake list` and `intake show`: inquiries for a person at a terminal, or as JSON.
 
-The JSON shapes are a contract (../shared/DESIGN.md) and come straight from the domain's
-``intake.reading``. The human views are built here by pure functions
-(``list_table``, ``detail_lines``) so they can be tested without a database: a header row, long
-senders and subjects cut with a visible "…", a legend for the marks, timestamps to the second.
+The JSON shapes are a contract (../shared/DESIGN.md) and come straight from the domain
+(``inquiries.inquiry_summary``, ``inquiries.inquiry_detail``). The human views are built here by
+pure functions (``list_table``, ``detail_lines``) so they can be tested without a database: a
+header row, long senders and subjects cut with a visible "…", a legend for the marks,
+timestamps to the second.
 
 Every string that came from an email is passed through ``printable`` first: a subject may carry
 terminal escape sequences or bidirectional overrides, and printing them raw would let a sender
@@ -142,7 +143,7 @@ def list_command(status: str | None, category: str | None, limit: int | None, as
 
     A category marked * needs review: the classifier was not sure.
     """
-    from intake import reading
+    from intake import inquiries
     from intake.cli import _settings, open_database
 
     if limit is None:
@@ -150,11 +151,11 @@ def list_command(status: str | None, category: str | None, limit: int | None, as
     db = open_database(_settings())
     try:
         with db.read_session() as session:
-            found = reading.list_inquiries(session, status=status, category=category, limit=limit or None)
-            rows = [reading.inquiry_summary(i) for i in found]
+            found = inquiries.list_inquiries(session, status=status, category=category, limit=limit or None)
+            rows = [inquiries.inquiry_summary(i) for i in found]
             more = 0
             if limit and len(rows) == limit:
-                more = reading.count_inquiries(session, status=status, category=category) - limit
+                more = inquiries.count_inquiries(session, status=status, category=category) - limit
     finally:
         db.dispose()
     if as_json:
@@ -257,15 +258,15 @@ def _outbound_of(session, message_ids: Iterable[int]) -> dict[int, Outbound]:
               help="One JSON object: the inquiry, its messages (sha256, size), labels, events.")
 def show_command(inquiry_id: int, as_json: bool) -> None:
     """One inquiry with its messages, classification history and events."""
-    from intake import reading
+    from intake import inquiries
     from intake.cli import _settings, open_database
 
     db = open_database(_settings())
     try:
         with db.read_session() as session:
             try:
-                detail = reading.inquiry_detail(session, inquiry_id)
-            except reading.InquiryNotFound:
+                detail = inquiries.inquiry_detail(session, inquiry_id)
+            except inquiries.InquiryNotFound:
                 raise click.ClickException(f"there is no inquiry #{inquiry_id} (see `intake list`)") from None
             outbound = {} if as_json else _outbound_of(
                 session, (m["id"] for m in detail["messages"] if m["direction"] == "outbound")

@@ -13,7 +13,7 @@ def test_an_emails_date_keeps_its_instant_on_both_databases(db):
 
     from intake.inquiries import store_raw
     from intake.models import Message
-    from intake.reading import _iso
+    from intake.inquiries.queries import _iso
 
     sent = dt.datetime(2026, 11, 17, 14, 3, 10, tzinfo=dt.timezone(dt.timedelta(hours=-6)))
     with db.session() as session:

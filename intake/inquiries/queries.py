@@ -1,30 +1,15 @@
-"""Reading inquiries: what `intake list` and `intake show` print (and their JSON contract).
-
-Separate from ``intake.inquiries`` (which re-exports these names) because reading needs only the
-models: `intake list` should not pay for importing the mail layer's parser and patterns.
-"""
+"""Reading: what `intake list` / `intake show` and the Slack queries print."""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from intake.models import Inquiry
-
-
-class InquiryNotFound(LookupError):
-    pass
-
-
-def get_inquiry(session: Session, inquiry_id: int) -> Inquiry:
-    inquiry = session.get(Inquiry, inquiry_id)
-    if inquiry is None:
-        raise InquiryNotFound(f"no inquiry #{inquiry_id}")
-    return inquiry
-
+from intake.inquiries.common import get_inquiry
+from intake.models import Contact, Inquiry, Message
 
 def _filtered(query, status: str | None, category: str | None):
     if status:
@@ -73,9 +58,24 @@ def inquiry_summary(inquiry: Inquiry) -> dict[str, Any]:
     }
 
 
+def _shared_message_ids(session: Session, messages: Sequence[Message]) -> dict[str, int]:
+    """How many *other* stored messages carry each of these Message-IDs (a contact form or a
+    mailer reusing one): shown so nobody mistakes one message for the other."""
+    ids = {m.message_id for m in messages if m.message_id and m.direction == "inbound"}
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(Message.message_id, func.count(Message.id))
+        .where(Message.message_id.in_(ids), Message.direction == "inbound")
+        .group_by(Message.message_id)
+    ).all()
+    return {mid: count - 1 for mid, count in rows if count > 1}
+
+
 def inquiry_detail(session: Session, inquiry_id: int) -> dict[str, Any]:
     inquiry = get_inquiry(session, inquiry_id)
     detail = inquiry_summary(inquiry)
+    shared = _shared_message_ids(session, inquiry.messages)
     detail.update(
         first_response_at=_iso(inquiry.first_response_at),
         closed_at=_iso(inquiry.closed_at),
@@ -86,6 +86,7 @@ def inquiry_detail(session: Session, inquiry_id: int) -> dict[str, Any]:
                 "kind": m.kind,
                 "provider": m.provider,
                 "message_id": m.message_id,
+                "message_id_shared_with": shared.get(m.message_id or "", 0),
                 "from": m.sender_address,
                 "to": m.to_address,
                 "subject": m.subject,
@@ -125,3 +126,30 @@ def inquiry_detail(session: Session, inquiry_id: int) -> dict[str, Any]:
         ],
     )
     return detail
+
+
+def search_inquiries(session: Session, words: str | Sequence[str], *, limit: int = 20) -> list[Inquiry]:
+    """Inquiries whose subject, sender or message text contain every word (case-insensitive).
+
+    Portable LIKE matching rather than full-text search: it runs the same on SQLite and
+    PostgreSQL, and the desk holds thousands of inquiries, not millions.
+    """
+    if isinstance(words, str):
+        words = words.split()
+    query = select(Inquiry).outerjoin(Contact, Inquiry.contact_id == Contact.id)
+    for word in list(words)[:8]:
+        w = word.lower()
+        in_messages = select(Message.inquiry_id).where(
+            or_(func.lower(Message.text_body).contains(w, autoescape=True),
+                func.lower(Message.subject).contains(w, autoescape=True))
+        )
+        query = query.where(
+            or_(
+                func.lower(Inquiry.subject).contains(w, autoescape=True),
+                func.lower(Contact.address).contains(w, autoescape=True),
+                func.lower(func.coalesce(Contact.name, "")).contains(w, autoescape=True),
+                Inquiry.id.in_(in_messages),
+            )
+        )
+    query = query.order_by(Inquiry.received_at.desc(), Inquiry.id.desc()).limit(limit)
+    return list(session.scalars(query))
