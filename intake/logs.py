@@ -27,7 +27,7 @@ class LogLevelError(ValueError):
     """``INTAKE_LOG_LEVEL`` is not a level name; the message lists the valid ones."""
 
 
-class _StderrHandler(logging.StreamHandler):
+class StderrHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is when a record is emitted.
 
     click's test runner (and tqdm's logging redirect) swap ``sys.stderr``; a handler that kept
@@ -70,9 +70,9 @@ def configure(*, intake_level: str, other_level: str = "WARNING", fmt: str = CLI
     if verbose and level != "DEBUG":
         level = "INFO"
     root = logging.getLogger()
-    for handler in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
+    for handler in [h for h in root.handlers if isinstance(h, StderrHandler)]:
         root.removeHandler(handler)
-    handler = _StderrHandler()
+    handler = StderrHandler()
     handler.setFormatter(logging.Formatter(fmt))
     root.addHandler(handler)
     root.setLevel(level or other_level)
