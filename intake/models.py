@@ -26,6 +26,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -33,6 +34,24 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+class UtcDateTime(TypeDecorator):
+    """``DateTime(timezone=True)`` that stores every aware value converted to UTC.
+
+    SQLite keeps no offset: SQLAlchemy writes an aware datetime's wall-clock time and drops its
+    zone, so an email's ``Date: 14:03 -0600`` came back as 14:03 UTC, six hours off. PostgreSQL
+    converts by itself; converting first changes nothing there. Values read back are as before
+    (naive UTC on SQLite, aware on PostgreSQL).
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is not None and value.tzinfo is not None:
+            return value.astimezone(dt.timezone.utc)
+        return value
 
 
 # Stable constraint names keep Alembic migrations identical on SQLite and PostgreSQL.
@@ -48,7 +67,7 @@ NAMING_CONVENTION = {
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {
-        dt.datetime: DateTime(timezone=True),
+        dt.datetime: UtcDateTime(),
         dict[str, Any]: JSON,
         list[Any]: JSON,
     }
