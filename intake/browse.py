@@ -138,7 +138,11 @@ def _validate_category(ctx: click.Context, param: click.Parameter, value: str | 
               help=f"Show the newest N (default {DEFAULT_LIMIT}; with --json all); 0 shows all.")
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON array of objects (id, status, category, subject, from, ...).")
-def list_command(status: str | None, category: str | None, limit: int | None, as_json: bool) -> None:
+@click.option("--query", "-q", default=None, metavar="QUERY",
+              help='The search language, e.g. "category:press status:open,waiting since:7d visa" '
+                   "(see the README).")
+def list_command(status: str | None, category: str | None, limit: int | None, as_json: bool,
+                 query: str | None) -> None:
     """Inquiries, newest first.
 
     A category marked * needs review: the classifier was not sure.
@@ -148,13 +152,24 @@ def list_command(status: str | None, category: str | None, limit: int | None, as
 
     if limit is None:
         limit = 0 if as_json else DEFAULT_LIMIT
-    db = open_database(_settings())
+    settings = _settings()
+    db = open_database(settings)
     try:
         with db.read_session() as session:
-            found = inquiries.list_inquiries(session, status=status, category=category, limit=limit or None)
-            rows = [inquiries.inquiry_summary(i) for i in found]
             more = 0
-            if limit and len(rows) == limit:
+            if query is not None:  # the search language (intake/search.py)
+                from intake import search
+
+                try:
+                    parsed = search.parse(query, categories=settings.category_names)
+                except search.QueryError as exc:
+                    raise click.ClickException(f"--query {exc}") from None
+                found = search.search(session, search.with_filters(parsed, status=status, category=category),
+                                      limit=limit or None)
+            else:
+                found = inquiries.list_inquiries(session, status=status, category=category, limit=limit or None)
+            rows = [inquiries.inquiry_summary(i) for i in found]
+            if query is None and limit and len(rows) == limit:
                 more = inquiries.count_inquiries(session, status=status, category=category) - limit
     finally:
         db.dispose()

@@ -107,6 +107,7 @@ class LayeredGroup(click.Group):
         "slack": ("intake.slack.socket", "slack_command"),
         "list": ("intake.browse", "list_command"),
         "show": ("intake.browse", "show_command"),
+        "groups": ("intake.grouping.commands", "groups_command"),
     }
     # The one-line help `intake --help` shows for each lazy command; the command gets the same
     # text as its short help once loaded.
@@ -119,6 +120,7 @@ class LayeredGroup(click.Group):
         "slack": "Slack commands (Socket Mode for local use).",
         "list": "Inquiries, newest first.",
         "show": "One inquiry with its messages, classification history and events.",
+        "groups": "Open inquiries that ask the same question.",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -29,6 +29,7 @@ JOB_MODULES = (
     "intake.pipeline",
     "intake.outbox.worker",
     "intake.slack.deliveries",
+    "intake.grouping.jobs",  # issue 16: groups.refresh
 )
 
 

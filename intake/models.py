@@ -351,3 +351,43 @@ class Delivery(Base):
     done_at: Mapped[dt.datetime | None]
 
     __table_args__ = (Index("ix_deliveries_state_next_attempt", "state", "next_attempt_at"),)
+
+
+class InquiryGroup(Base):
+    """Open inquiries from different people that ask the same question (``intake.grouping``).
+
+    A group keeps its id while its membership overlaps from one recomputation to the next, so a
+    Slack card and "group 12" in a conversation stay meaningful; once fewer than two people are
+    left it is dissolved, and its id is never reused.
+    """
+
+    __tablename__ = "inquiry_groups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    category: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(Text, default="")  # the question in a few words
+    topics: Mapped[list[Any] | None]  # known topics most members mention (grouping/features.py)
+    size: Mapped[int] = mapped_column(Integer, default=0)  # members now; 0 once dissolved
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    dissolved_at: Mapped[dt.datetime | None]
+    # The group card in Slack, set once posted so a retried job updates instead.
+    slack_channel: Mapped[str | None] = mapped_column(String(32))
+    slack_ts: Mapped[str | None] = mapped_column(String(32))
+    answered_by: Mapped[str | None] = mapped_column(String(64))  # who used "Answer all" last
+    answered_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (Index("ix_inquiry_groups_dissolved_category", "dissolved_at", "category"),)
+
+
+class GroupMember(Base):
+    """An inquiry's place in a group. A row with ``split_at`` set records that staff took the
+    inquiry out: it is never grouped again."""
+
+    __tablename__ = "group_members"
+
+    inquiry_id: Mapped[int] = mapped_column(ForeignKey("inquiries.id"), primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("inquiry_groups.id"), index=True)
+    joined_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    split_by: Mapped[str | None] = mapped_column(String(64))  # Slack user ID
+    split_at: Mapped[dt.datetime | None]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Sequence
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from intake.inquiries.common import get_inquiry
@@ -131,25 +131,10 @@ def inquiry_detail(session: Session, inquiry_id: int) -> dict[str, Any]:
 def search_inquiries(session: Session, words: str | Sequence[str], *, limit: int = 20) -> list[Inquiry]:
     """Inquiries whose subject, sender or message text contain every word (case-insensitive).
 
-    Portable LIKE matching rather than full-text search: it runs the same on SQLite and
-    PostgreSQL, and the desk holds thousands of inquiries, not millions.
+    The matching rule lives in ``intake.search`` (the search language), which this calls.
     """
+    from intake import search
+
     if isinstance(words, str):
         words = words.split()
-    query = select(Inquiry).outerjoin(Contact, Inquiry.contact_id == Contact.id)
-    for word in list(words)[:8]:
-        w = word.lower()
-        in_messages = select(Message.inquiry_id).where(
-            or_(func.lower(Message.text_body).contains(w, autoescape=True),
-                func.lower(Message.subject).contains(w, autoescape=True))
-        )
-        query = query.where(
-            or_(
-                func.lower(Inquiry.subject).contains(w, autoescape=True),
-                func.lower(Contact.address).contains(w, autoescape=True),
-                func.lower(func.coalesce(Contact.name, "")).contains(w, autoescape=True),
-                Inquiry.id.in_(in_messages),
-            )
-        )
-    query = query.order_by(Inquiry.received_at.desc(), Inquiry.id.desc()).limit(limit)
-    return list(session.scalars(query))
+    return search.search(session, search.Query(words=tuple(list(words)[:search.MAX_WORDS])), limit=limit)

@@ -80,7 +80,8 @@ class DeliverySpec:
 SPECS: dict[str, DeliverySpec] = {}
 
 # Modules that register deliverers (imported by load_deliverers).
-DELIVERER_MODULES = ("intake.slack.deliveries", "intake.outbound.deliveries")
+DELIVERER_MODULES = ("intake.slack.deliveries", "intake.outbound.deliveries",
+                     "intake.slack.group_deliveries")  # issue 16: slack.group_card
 
 
 def deliverer(kind: str, *, channel: str, coalesce: bool = False,
