@@ -323,10 +323,6 @@ def test_a_bad_intake_log_level_is_one_clear_line(tmp_path):
     assert "INTAKE_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL; got 'loud'" in result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the ack_sent event owes the card again (outbox/dispatch.py OWED); with Slack off the card "
-    "was never posted, so slack/deliveries.py deliver_card logs 'would post card' a second time; "
-    "left to the owner of the Slack deliveries"))
 def test_slack_off_logs_would_post_card_once_per_inquiry(run):
     result = run("ingest", str(EXAMPLES / "02-city-partnership.eml"))
     assert result.stderr.count("would post card") == 1, result.stderr
