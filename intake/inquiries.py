@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from intake import mail
 from intake.mail.types import ParsedEmail, UnparseableMessage
+from intake.sla import clock as sla_clock
 from intake.models import (
     Attachment,
     Classification,
@@ -408,6 +409,23 @@ def _event(session: Session, inquiry: Inquiry | None, actor: str, kind: str, **d
     return event
 
 
+# store_raw(meta=ARRIVAL_FROM_DATE) (`intake ingest --received-from-date`): the message's own
+# Date: is its arrival time, for importing an old mailbox with its real dates and targets.
+ARRIVAL_FROM_DATE = {"arrival": "date"}
+
+
+def arrival_time(message: Message, parsed: ParsedEmail | None) -> dt.datetime:
+    """When a message reached us: when it was stored, or its ``Date:`` when it was imported with
+    ARRIVAL_FROM_DATE (never later than it was stored: a Date: in the future is a wrong clock)."""
+    stored = message.created_at or utcnow()
+    if stored.tzinfo is None:
+        stored = stored.replace(tzinfo=dt.timezone.utc)
+    if (message.meta or {}).get("arrival") == ARRIVAL_FROM_DATE["arrival"] and parsed is not None and parsed.date:
+        date = parsed.date if parsed.date.tzinfo else parsed.date.replace(tzinfo=dt.timezone.utc)
+        return min(date, stored)
+    return stored
+
+
 def process_message(session: Session, rt: "Runtime", message_id: int) -> ProcessResult:
     """Parse, thread and classify one stored message. Idempotent: a processed one is reported."""
     query = select(Message).where(Message.id == message_id)
@@ -450,12 +468,16 @@ def _thread_or_open(
     inquiry = find_thread(session, parsed, own_address=rt.settings.from_address, now=now)
     if inquiry is not None:
         inquiry.last_message_at = now
+        status_before = inquiry.status
         if not parsed.automation.automated and inquiry.status in ("closed", "waiting"):
             previous = inquiry.status
             inquiry.status = "open"
             inquiry.closed_at = None
             if previous == "closed":
                 _event(session, inquiry, SYSTEM, "reopened", reason="follow-up email")
+        if not parsed.automation.automated:  # response targets (intake.sla.clock)
+            sla_clock.applicant_wrote(inquiry, sla_clock.policy(rt), arrival_time(message, parsed),
+                                      reopened=inquiry.status != status_before)
         _event(session, inquiry, SYSTEM, "follow_up", message_id=message.id)
         return ProcessResult("follow-up", inquiry.id, message.id, [("slack.post_followup", (message.id,))])
     verdict = _classify(rt, parsed, message.meta)
@@ -469,7 +491,7 @@ def _thread_or_open(
         needs_review=verdict.needs_review,
         automated=verdict.automated or parsed.automation.automated,
         language=language,
-        received_at=message.created_at or now,
+        received_at=arrival_time(message, parsed),
         last_message_at=now,
     )
     if verdict.category == "spam":
@@ -477,6 +499,7 @@ def _thread_or_open(
     elif inquiry.automated or verdict.category == "automated":
         inquiry.status = "closed"
         inquiry.closed_at = now
+    sla_clock.start(inquiry, sla_clock.policy(rt), inquiry.received_at)  # response targets
     session.add(inquiry)
     session.flush()  # the inquiry's id, for the rows below
     session.add(
@@ -642,6 +665,7 @@ def reclassify(session: Session, inquiry_id: int, category: str, actor: str, *, 
     _staff_label(session, inquiry, category, actor)
     if category == "spam":
         inquiry.status = "spam"
+        sla_clock.stop(inquiry)
     elif inquiry.status == "spam":
         inquiry.status = "open"
     return _event(session, inquiry, actor, "reclassified", category=category, previous=previous)
@@ -651,6 +675,7 @@ def close(session: Session, inquiry_id: int, actor: str) -> Event:
     inquiry = get_inquiry(session, inquiry_id)
     inquiry.status = "closed"
     inquiry.closed_at = utcnow()
+    sla_clock.stop(inquiry)
     return _event(session, inquiry, actor, "closed")
 
 
@@ -661,11 +686,22 @@ def reopen(session: Session, inquiry_id: int, actor: str) -> Event:
     return _event(session, inquiry, actor, "reopened")
 
 
+def wait_on_applicant(session: Session, inquiry_id: int, actor: str) -> Event:
+    """Waiting on the applicant (the card's button): the response clock pauses until they write."""
+    inquiry = get_inquiry(session, inquiry_id)
+    if inquiry.status not in sla_clock.RUNNING:
+        raise InvalidAction(f"inquiry #{inquiry_id} is {inquiry.status}, not open")
+    inquiry.status = "waiting"
+    sla_clock.stop(inquiry)
+    return _event(session, inquiry, actor, "waiting")
+
+
 def mark_spam(session: Session, inquiry_id: int, actor: str) -> Event:
     inquiry = get_inquiry(session, inquiry_id)
     previous = inquiry.category
     _staff_label(session, inquiry, "spam", actor)
     inquiry.status = "spam"
+    sla_clock.stop(inquiry)
     return _event(session, inquiry, actor, "marked_spam", previous=previous)
 
 
@@ -760,6 +796,8 @@ def inquiry_detail(session: Session, inquiry_id: int) -> dict[str, Any]:
     detail = inquiry_summary(inquiry)
     detail.update(
         first_response_at=_iso(inquiry.first_response_at),
+        first_response_due=_iso(inquiry.first_response_due),
+        response_due=_iso(inquiry.response_due),
         closed_at=_iso(inquiry.closed_at),
         messages=[
             {

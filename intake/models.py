@@ -121,7 +121,17 @@ class Inquiry(Base):
         Index("ix_inquiries_assignee_status", "assignee", "status"),
         Index("ix_inquiries_status_received", "status", "received_at"),
         Index("ix_inquiries_contact_thread_subject", "contact_id", "thread_subject"),
+        Index("ix_inquiries_status_response_due", "status", "response_due"),
     )
+
+    # Response targets (issue 12), written only through intake.sla.clock.
+    # When the first staff email reply is due (business time from arrival, by category; None:
+    # the category has no target). Kept once met or stopped, for the reports.
+    first_response_due: Mapped[dt.datetime | None]
+    # The running clock: when the next staff email reply is due, or None when none is owed now
+    # (met by a reply, paused by "waiting on applicant", stopped by closing). An applicant's
+    # follow-up starts it again.
+    response_due: Mapped[dt.datetime | None]
 
 
 class Message(Base):
@@ -224,7 +234,7 @@ class Event(Base):
     """The audit trail: who (a Slack user ID or `system`), what, when.
 
     Kinds: received, follow_up, unparseable, reopened, claimed, assigned, reclassified, closed,
-    marked_spam, marked_not_spam, note; outbound: reply_sent, ack_sent, ack_suppressed, cap_hit,
+    marked_spam, marked_not_spam, note, waiting (on the applicant); outbound: reply_sent, ack_sent, ack_suppressed, cap_hit,
     smtp_delayed, send_failed.
     """
 
@@ -290,3 +300,31 @@ class SeenNonce(Base):
         UniqueConstraint("kind", "value", name="uq_seen_nonces_kind_value"),
         Index("ix_seen_nonces_seen_at", "seen_at"),
     )
+
+
+class SlaRun(Base):
+    """One thing the SLA loop owes staff, made once by its unique key whatever the number of
+    workers, retries or restarts: a reminder or an escalation for one target of one inquiry
+    (``sla.reminder:<inquiry>:<due epoch>``), a day's digest (``sla.digest:<local date>``), a
+    week's report (``sla.weekly:<monday>``).
+
+    Until ``intake.outbox`` lands, the row also carries its own delivery state (``not_before``
+    doubles as the lease of the worker delivering it, ``done_at`` when it is delivered or given
+    up, ``result`` what Slack answered).
+    """
+
+    __tablename__ = "sla_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    inquiry_id: Mapped[int | None] = mapped_column(ForeignKey("inquiries.id"), index=True)
+    args: Mapped[dict[str, Any] | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    not_before: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    done_at: Mapped[dt.datetime | None]
+    result: Mapped[dict[str, Any] | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_sla_runs_done_not_before", "done_at", "not_before"),)

@@ -131,8 +131,7 @@ def _record_sent(rt: "Runtime", message_id: int, note: str | None) -> list[int]:
                             "answer": (row.meta or {}).get("answer_key")},
                 ))
         elif inquiry is not None:  # a staff reply (kind "reply" or any other a person sent)
-            if inquiry.first_response_at is None:
-                inquiry.first_response_at = now
+            # first_response_at is set when the reply is queued (intake.sla.clock.responded).
             if inquiry.status in ("new", "open", "waiting"):
                 inquiry.status = "waiting"
             events.append(Event(
