@@ -83,6 +83,8 @@ class LayeredGroup(click.Group):
         "train": ("intake.classify.commands", "train_command"),
         "eval": ("intake.classify.commands", "eval_command"),
         "slack": ("intake.slack.socket", "slack_command"),
+        "due": ("intake.sla.commands", "due_command"),
+        "report": ("intake.sla.commands", "report_command"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -213,8 +215,10 @@ def _expand(paths: tuple[str, ...]) -> list[Path | str]:
     return expanded
 
 
-def ingest_item(rt, item: Item) -> dict:
-    """Store and process one message; the result line `intake ingest --json` prints."""
+def ingest_item(rt, item: Item, *, received_from_date: bool = False) -> dict:
+    """Store and process one message; the result line `intake ingest --json` prints.
+
+    ``received_from_date``: the message's own Date: is its arrival time (an imported mailbox)."""
     from intake import inquiries, mail
     from intake.pipeline import process_stored
 
@@ -231,7 +235,8 @@ def ingest_item(rt, item: Item) -> dict:
         result.update(status="rejected", error=item.rejected)
         return result
     with rt.db.session() as session:
-        stored = inquiries.store_raw(session, item.raw, provider="cli", provider_event_id=item.label[:255])
+        stored = inquiries.store_raw(session, item.raw, provider="cli", provider_event_id=item.label[:255],
+                                     meta=dict(inquiries.ARRIVAL_FROM_DATE) if received_from_date else None)
     if stored.duplicate:
         inquiry_id = stored.inquiry_id
         if inquiry_id is None:  # stored earlier but never processed (a crash): process it now
@@ -251,7 +256,9 @@ def ingest_item(rt, item: Item) -> dict:
 @main.command()
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per message on stdout.")
-def ingest(paths: tuple[str, ...], as_json: bool) -> None:
+@click.option("--received-from-date", is_flag=True,
+              help="Each message's Date: is its arrival time (importing an old mailbox).")
+def ingest(paths: tuple[str, ...], as_json: bool, received_from_date: bool) -> None:
     """Store raw RFC 822 messages from files, directories, mbox files or - (stdin), and process them."""
     missing = [p for p in paths if p != "-" and not os.path.exists(p)]
     if missing:
@@ -280,7 +287,7 @@ def ingest(paths: tuple[str, ...], as_json: bool) -> None:
         for target in targets:
             for item in items_of(target):
                 try:
-                    result = ingest_item(rt, item)
+                    result = ingest_item(rt, item, received_from_date=received_from_date)
                 except OperationalError as exc:
                     raise click.ClickException(
                         f"the database failed while ingesting {item.label}: {exc.orig}"

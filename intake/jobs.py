@@ -29,6 +29,8 @@ JOB_MODULES = (
     "intake.pipeline",
     "intake.slack.jobs",
     "intake.outbound",
+    "intake.sla.jobs",  # sla.tick; the Slack deliverers it calls are registered by:
+    "intake.slack.sla",
 )
 
 

@@ -93,6 +93,37 @@ def stop(inquiry: Inquiry) -> None:
     inquiry.response_due = None
 
 
+def reconcile(inquiry: Inquiry, rules: Policy, now: dt.datetime) -> bool:
+    """An unanswered inquiry whose clock should run: its target as its category says now.
+
+    For the two staff actions that change what is owed without knowing the settings: a
+    reclassified inquiry gets its new category's target from its arrival, and one brought back
+    without any reply (restored from spam, reopened by staff) owes a first response from now.
+    True when something changed.
+    """
+    if inquiry.status not in RUNNING or inquiry.first_response_at is not None:
+        return False
+    running, first = _utc(inquiry.response_due), _utc(inquiry.first_response_due)
+    if running is None:
+        due = rules.due(inquiry.category, now)
+        if due is None:
+            return False
+        inquiry.response_due = due
+        if first is None:
+            inquiry.first_response_due = due
+        return True
+    if running == first:  # still the first target: follow the category
+        expected = rules.due(inquiry.category, _utc(inquiry.received_at) or now)
+        if expected != first:
+            inquiry.first_response_due = inquiry.response_due = expected
+            return True
+    return False
+
+
+def _utc(when: dt.datetime | None) -> dt.datetime | None:
+    return None if when is None else as_utc(when)
+
+
 # ---- reading ------------------------------------------------------------------------------------
 
 
@@ -112,8 +143,7 @@ def evaluate(inquiry: Inquiry, rules: Policy, at: dt.datetime) -> DueState | Non
     if inquiry.response_due is None:
         if inquiry.first_response_at is None:
             return None
-        met = inquiry.first_response_due
-        return DueState(as_utc(met) if met is not None else None, "met")
+        return DueState(_utc(inquiry.first_response_due), "met")
     due = as_utc(inquiry.response_due)
     return DueState(due, stage(rules, due, at) or "on_track")
 
