@@ -422,7 +422,8 @@ def arrival_time(message: Message, parsed: ParsedEmail | None) -> dt.datetime:
         stored = stored.replace(tzinfo=dt.timezone.utc)
     if (message.meta or {}).get("arrival") == ARRIVAL_FROM_DATE["arrival"] and parsed is not None and parsed.date:
         date = parsed.date if parsed.date.tzinfo else parsed.date.replace(tzinfo=dt.timezone.utc)
-        return min(date, stored)
+        # In UTC: SQLite keeps the wall-clock digits of a datetime and drops its offset.
+        return min(date, stored).astimezone(dt.timezone.utc)
     return stored
 
 
