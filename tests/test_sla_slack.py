@@ -20,6 +20,7 @@ from intake.runtime import Runtime
 from intake.slack import blocks as B
 from intake.sla.jobs import tick
 from tests.fakeslack import TRIAGE_CHANNEL, fake_slack, slack_env, write_config  # noqa: F401
+from tests.test_queue_huey import redis_name  # noqa: F401  (fixture)
 from tests.sla_support import STAFF, act, load, new_inquiry, ny, with_sla
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -38,9 +39,21 @@ def desk(desk_settings):
     database.dispose()
 
 
-def another_worker(settings) -> Runtime:
+_OPENED: list[Database] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_workers():
+    yield
+    while _OPENED:
+        _OPENED.pop().dispose()
+
+
+def another_worker(settings, queue=None) -> Runtime:
     """A second process's runtime: its own connections, its own caches."""
-    return Runtime(settings, Database.from_settings(settings))
+    database = Database.from_settings(settings)
+    _OPENED.append(database)
+    return Runtime(settings, database, queue)
 
 
 def card_of(rt, inquiry_id) -> tuple[str, str]:
@@ -239,8 +252,7 @@ def test_weekly_report_on_monday_with_its_chart_uploaded_once(desk, fake_slack):
 
 
 def test_report_and_digest_can_be_turned_off(desk_settings, fake_slack):
-    settings = with_sla(desk_settings, daily_digest=False, weekly_report=False)
-    rt = Runtime(settings, Database.from_settings(settings))
+    rt = another_worker(with_sla(desk_settings, daily_digest=False, weekly_report=False))
     with time_machine.travel(ny(2026, 12, 4, 10), tick=False):
         new_inquiry(rt, "tag-general")
     tick_at(rt, 2026, 12, 7, 9, 30)
@@ -296,3 +308,39 @@ def test_without_slack_the_loop_logs_and_still_owes_once(settings, db):
     tick_at(rt, 2026, 12, 7, 12, 30)
     tick_at(rt, 2026, 12, 7, 12, 31)
     assert [r.result["outcome"] for r in runs(rt, "sla.reminder")] == ["logged"]
+
+
+# ---- several Redis workers ---------------------------------------------------------------------
+
+
+def test_several_redis_workers_post_one_digest(desk_settings, fake_slack, redis_name, tmp_path):
+    """Every consumer's scheduler enqueues sla.tick each minute; two workers on one Redis queue
+    run those ticks at once and the day still gets one digest."""
+    import dataclasses
+
+    from intake.queue import HueyQueue
+    from tests.test_queue_huey import REDIS_URL, redis_available
+
+    redis_available()
+    settings = dataclasses.replace(desk_settings, redis_url=REDIS_URL)
+    with time_machine.travel(ny(2026, 12, 4, 10), tick=False):
+        new_inquiry(another_worker(settings), "tag-general")
+    queues = [HueyQueue(settings, name=redis_name) for _ in range(2)]
+    for queue in queues:
+        another_worker(settings, queue)
+        queue.enqueue("sla.tick")  # what each consumer's periodic scheduler does at 09:01
+        queue.enqueue("sla.tick")
+
+    def drain(queue):
+        while (task := queue.huey.dequeue()) is not None:
+            queue.huey.execute(task)
+
+    with time_machine.travel(ny(2026, 12, 7, 9, 1), tick=False):
+        threads = [threading.Thread(target=drain, args=(q,)) for q in queues]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    digests = [m for m in fake_slack.top_level(TRIAGE_CHANNEL) if m["text"].startswith("Daily digest")]
+    assert len(digests) == 1
+    assert queues[0].huey.pending_count() == 0
