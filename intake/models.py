@@ -104,6 +104,9 @@ class Inquiry(Base):
     # Where its triage card lives in Slack; set once posted so a retried job updates instead.
     slack_channel: Mapped[str | None] = mapped_column(String(32))
     slack_ts: Mapped[str | None] = mapped_column(String(32))
+    # Bumped by every staff action: a card's buttons carry the version they were drawn at, so a
+    # double click or two people clicking the same button act once (intake.inquiries.lifecycle).
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -145,8 +148,9 @@ class Message(Base):
     kind: Mapped[str] = mapped_column(String(32), default="email")
     source: Mapped[str] = mapped_column(String(32), default="email")  # email, slack, manual
     provider: Mapped[str | None] = mapped_column(String(32))  # sendgrid, mailgun, ..., cli
-    # "mid:<Message-ID>" or, without one, "sha:<sha256>"; unique so that two processes storing
-    # the same delivery at the same moment produce one row and one `duplicate`.
+    # Inbound: "sha:<sha256 of the raw bytes>", so only a byte-identical re-delivery is a duplicate
+    # (contact forms reuse Message-IDs for different messages). Outbound: "out:", "ack:", "reply:".
+    # Unique so that two processes storing the same delivery at once produce one row.
     dedupe_key: Mapped[str] = mapped_column(String(1024), unique=True)
     message_id: Mapped[str | None] = mapped_column(String(998), index=True)
     in_reply_to: Mapped[str | None] = mapped_column(Text)
@@ -234,8 +238,8 @@ class Event(Base):
     """The audit trail: who (a Slack user ID or `system`), what, when.
 
     Kinds: received, follow_up, unparseable, reopened, claimed, assigned, reclassified, closed,
-    marked_spam, marked_not_spam, note, waiting (on the applicant); outbound: reply_sent, ack_sent, ack_suppressed, cap_hit,
-    smtp_delayed, send_failed.
+    marked_spam, marked_not_spam, note, waiting (on the applicant); outbound: reply_sent,
+    ack_sent, ack_suppressed, cap_hit, smtp_delayed, send_failed.
     """
 
     __tablename__ = "events"
@@ -302,29 +306,39 @@ class SeenNonce(Base):
     )
 
 
-class SlaRun(Base):
-    """One thing the SLA loop owes staff, made once by its unique key whatever the number of
-    workers, retries or restarts: a reminder or an escalation for one target of one inquiry
-    (``sla.reminder:<inquiry>:<due epoch>``), a day's digest (``sla.digest:<local date>``), a
-    week's report (``sla.weekly:<monday>``).
+# Delivery states. `pending` until delivered (`done`) or past its deadline (`failed`).
+DELIVERY_STATES = ("pending", "done", "failed")
 
-    Until ``intake.outbox`` lands, the row also carries its own delivery state (``not_before``
-    doubles as the lease of the worker delivering it, ``done_at`` when it is delivered or given
-    up, ``result`` what Slack answered).
+
+class Delivery(Base):
+    """A side effect owed to the outside world (a Slack post, an email), written in the same
+    transaction as the state change that caused it and delivered by the workers (intake.outbox).
+
+    ``key`` makes owing idempotent: the same fact owed twice is one row. A row is claimed with a
+    lease before its network call, so a worker killed mid-call leaves it to be retried, never
+    lost; ``requested`` counts re-requests of a coalescing delivery (a card update asked for
+    again while one runs is run once more, not dropped).
     """
 
-    __tablename__ = "sla_runs"
+    __tablename__ = "deliveries"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    key: Mapped[str] = mapped_column(String(200), unique=True)
+    key: Mapped[str] = mapped_column(String(255), unique=True)
     kind: Mapped[str] = mapped_column(String(64))
     inquiry_id: Mapped[int | None] = mapped_column(ForeignKey("inquiries.id"), index=True)
     args: Mapped[dict[str, Any] | None]
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    not_before: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    done_at: Mapped[dt.datetime | None]
-    result: Mapped[dict[str, Any] | None]
+    requested: Mapped[int] = mapped_column(Integer, default=1)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Past this wall-clock time a failing delivery is given up (`failed`) and staff are told.
+    deadline: Mapped[dt.datetime]
+    leased_until: Mapped[dt.datetime | None]
+    first_failed_at: Mapped[dt.datetime | None]
+    warned_at: Mapped[dt.datetime | None]  # when staff were told it is delayed (once)
     last_error: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    done_at: Mapped[dt.datetime | None]
 
-    __table_args__ = (Index("ix_sla_runs_done_not_before", "done_at", "not_before"),)
+    __table_args__ = (Index("ix_deliveries_state_next_attempt", "state", "next_attempt_at"),)

@@ -14,7 +14,8 @@ from sqlalchemy import select
 
 from intake.config import Settings
 from intake.db import Database
-from intake.models import SlaRun
+from intake.models import Delivery
+from intake.outbox import run_due
 from intake.outbound import send_reply
 from intake.runtime import Runtime
 from intake.slack import blocks as B
@@ -78,9 +79,16 @@ def tick_at(rt, *when: int) -> dict:
         return tick(rt)
 
 
-def runs(rt, kind: str) -> list[SlaRun]:
+def runs(rt, kind: str) -> list[Delivery]:
+    """What the outbox holds of one kind (``slack.sla_reminder``...), oldest first."""
     with rt.db.session() as session:
-        return list(session.scalars(select(SlaRun).where(SlaRun.kind == kind).order_by(SlaRun.id)))
+        return list(session.scalars(select(Delivery).where(Delivery.kind == kind).order_by(Delivery.id)))
+
+
+def poll_at(rt, *when: int) -> dict:
+    """What each worker's outbox poller does every few seconds: deliver retries that are due."""
+    with time_machine.travel(ny(*when), tick=False):
+        return run_due(rt)
 
 
 # ---- reminders and escalations ---------------------------------------------------------------
@@ -110,7 +118,7 @@ def test_reminder_before_the_target_then_overdue_and_escalation_each_once(desk, 
     for minute in (2, 3, 30):
         tick_at(desk, 2026, 12, 7, 14, minute)
     assert sum("Overdue" in t for t in thread(fake_slack, desk, inquiry_id)) == 1
-    assert [r.done_at is not None for r in runs(desk, "sla.escalation")] == [True]
+    assert [r.state for r in runs(desk, "slack.sla_escalation")] == ["done"]
 
 
 def test_unassigned_reminders_go_to_the_on_call_group(desk, fake_slack):
@@ -126,14 +134,14 @@ def test_a_reply_in_time_means_no_reminder_even_if_one_was_owed(desk, fake_slack
         inquiry_id, _ = new_inquiry(desk, "tag-press")
     fake_slack.error("chat.postMessage", "fatal_error", times=1)  # the reminder cannot go out yet
     tick_at(desk, 2026, 12, 7, 12, 5)
-    assert [r.done_at for r in runs(desk, "sla.reminder")] == [None]
+    assert [r.state for r in runs(desk, "slack.sla_reminder")] == ["pending"]
     with time_machine.travel(ny(2026, 12, 7, 12, 10), tick=False):
         send_reply(desk, inquiry_id, "Thursday works.", STAFF)
-    tick_at(desk, 2026, 12, 7, 12, 45)  # the retry finds the target met
+    poll_at(desk, 2026, 12, 7, 12, 45)  # the retry finds the target met
     tick_at(desk, 2026, 12, 7, 15)
     assert not any(":alarm_clock:" in t or "Overdue" in t for t in thread(fake_slack, desk, inquiry_id))
-    assert runs(desk, "sla.reminder")[0].result == {"outcome": "stale"}
-    assert runs(desk, "sla.escalation") == []
+    assert [(r.state, r.result) for r in runs(desk, "slack.sla_reminder")] == [("done", "stale")]
+    assert runs(desk, "slack.sla_escalation") == []
 
 
 def test_slack_outage_is_retried_and_the_line_posted_once(desk, fake_slack):
@@ -141,13 +149,14 @@ def test_slack_outage_is_retried_and_the_line_posted_once(desk, fake_slack):
         inquiry_id, _ = new_inquiry(desk, "tag-press")
     fake_slack.server_error("chat.postMessage", times=3)  # beyond the client's own two retries
     tick_at(desk, 2026, 12, 7, 12, 5)
-    run = runs(desk, "sla.reminder")[0]
-    assert run.done_at is None and run.attempts == 1 and "internal_error" in (run.last_error or "")
-    tick_at(desk, 2026, 12, 7, 12, 5, 10)  # before its backoff: not tried again
-    assert runs(desk, "sla.reminder")[0].attempts == 1
-    tick_at(desk, 2026, 12, 7, 12, 7)
+    run = runs(desk, "slack.sla_reminder")[0]
+    assert run.state == "pending" and run.attempts == 1 and "internal_error" in (run.last_error or "")
+    poll_at(desk, 2026, 12, 7, 12, 5, 1)  # before its backoff: not tried again
+    assert runs(desk, "slack.sla_reminder")[0].attempts == 1
+    tick_at(desk, 2026, 12, 7, 12, 6)  # a tick does not owe it again
+    poll_at(desk, 2026, 12, 7, 12, 7)
     assert sum(":alarm_clock:" in t for t in thread(fake_slack, desk, inquiry_id)) == 1
-    assert runs(desk, "sla.reminder")[0].done_at is not None
+    assert runs(desk, "slack.sla_reminder")[0].state == "done"
 
 
 def test_concurrent_workers_owe_and_post_each_notice_once(desk, fake_slack):
@@ -173,7 +182,7 @@ def test_concurrent_workers_owe_and_post_each_notice_once(desk, fake_slack):
     assert not errors, errors
     for inquiry_id in ids:
         assert sum(":alarm_clock:" in t for t in thread(fake_slack, desk, inquiry_id)) == 1
-    assert len(runs(desk, "sla.reminder")) == 3
+    assert len(runs(desk, "slack.sla_reminder")) == 3
 
 
 # ---- the daily digest ------------------------------------------------------------------------
@@ -189,7 +198,7 @@ def test_daily_digest_on_business_days_once_with_links_and_never_on_a_quiet_day(
     with time_machine.travel(ny(2026, 12, 7, 8), tick=False):
         fresh, _ = new_inquiry(desk, "tag-general", subject="Nobody has this", sender="n@example.org")
     tick_at(desk, 2026, 12, 7, 8, 59)
-    assert runs(desk, "sla.digest") == []
+    assert runs(desk, "slack.sla_digest") == []
     tick_at(desk, 2026, 12, 7, 9, 1)
     tick_at(desk, 2026, 12, 7, 16)  # later the same day: nothing new
     digests = [m for m in fake_slack.top_level(TRIAGE_CHANNEL) if m["text"].startswith("Daily digest")]
@@ -203,14 +212,14 @@ def test_daily_digest_on_business_days_once_with_links_and_never_on_a_quiet_day(
     assert len(fake_slack.calls_to("chat.getPermalink")) >= 3
 
     tick_at(desk, 2026, 12, 12, 10)  # Saturday: no digest
-    assert [r.key for r in runs(desk, "sla.digest")] == ["sla.digest:2026-12-07"]
+    assert [r.key for r in runs(desk, "slack.sla_digest")] == ["sla.digest:2026-12-07"]
     # A quiet day: everything answered or closed, so nothing is posted (but the day is done).
     for inquiry_id in (late, waiting, fresh):
         act(desk, "close", inquiry_id)
     posted_before = len(fake_slack.top_level(TRIAGE_CHANNEL))
     tick_at(desk, 2026, 12, 8, 9, 30)
     assert len(fake_slack.top_level(TRIAGE_CHANNEL)) == posted_before
-    assert runs(desk, "sla.digest")[-1].result == {"outcome": "quiet"}
+    assert runs(desk, "slack.sla_digest")[-1].result == "quiet"
 
 
 # ---- the weekly report -----------------------------------------------------------------------
@@ -246,9 +255,9 @@ def test_weekly_report_on_monday_with_its_chart_uploaded_once(desk, fake_slack):
     assert uploads[0]["content"].startswith(PNG_SIGNATURE) and len(uploads[0]["content"]) > 10_000
     assert [c.method for c in fake_slack.calls if c.method.startswith("files") or c.method == "upload"] == [
         "files.getUploadURLExternal", "upload", "files.completeUploadExternal"]
-    assert [r.key for r in runs(desk, "sla.weekly")] == ["sla.weekly:2026-12-07"]
+    assert [r.key for r in runs(desk, "slack.sla_weekly")] == ["sla.weekly:2026-12-07"]
     tick_at(desk, 2026, 12, 8, 9, 30)  # Tuesday: no report
-    assert len(runs(desk, "sla.weekly")) == 1
+    assert len(runs(desk, "slack.sla_weekly")) == 1
 
 
 def test_report_and_digest_can_be_turned_off(desk_settings, fake_slack):
@@ -256,7 +265,7 @@ def test_report_and_digest_can_be_turned_off(desk_settings, fake_slack):
     with time_machine.travel(ny(2026, 12, 4, 10), tick=False):
         new_inquiry(rt, "tag-general")
     tick_at(rt, 2026, 12, 7, 9, 30)
-    assert runs(rt, "sla.digest") == [] and runs(rt, "sla.weekly") == []
+    assert runs(rt, "slack.sla_digest") == [] and runs(rt, "slack.sla_weekly") == []
 
 
 # ---- App Home and the card's button ------------------------------------------------------------
@@ -307,7 +316,7 @@ def test_without_slack_the_loop_logs_and_still_owes_once(settings, db):
         new_inquiry(rt, "tag-press")
     tick_at(rt, 2026, 12, 7, 12, 30)
     tick_at(rt, 2026, 12, 7, 12, 31)
-    assert [r.result["outcome"] for r in runs(rt, "sla.reminder")] == ["logged"]
+    assert [r.result for r in runs(rt, "slack.sla_reminder")] == ["logged"]
 
 
 # ---- several Redis workers ---------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """The SLA loop on the job queue: one periodic ``sla.tick`` a minute on every worker.
 
 Each tick decides what is owed now (reminders and escalations for targets, today's digest, this
-week's report) under unique keys, then delivers whatever is owed and due. Running it on several
-workers at once, or again after a crash, owes nothing twice (see ``intake.sla.owed``), so it needs
-no leader election; the deliverers live in the Slack layer (``intake.slack.sla``).
+week's report) and owes it to the outbox under unique keys, in one transaction; the outbox's
+workers deliver it (intake/slack/sla.py). Running the tick on several workers at once, or again
+after a crash, owes nothing twice, so it needs no leader election.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from intake.jobs import periodic
 from intake.models import utcnow
-from intake.sla import clock, owed
+from intake.sla import clock
 from intake.sla.notices import owe_notices
 from intake.sla.schedule import owe_runs
 
@@ -33,8 +33,6 @@ def tick(rt: "Runtime", now: dt.datetime | None = None) -> dict[str, int]:
     with rt.db.session() as session:
         notices = owe_notices(session, rules, now)
         runs = owe_runs(session, rules, now)
-    delivered = owed.deliver_owed(rt, now)
     if notices or runs:
-        log.info("sla tick: %d reminders/escalations and %d reports owed; delivered %s",
-                 len(notices), len(runs), delivered)
-    return {"owed": len(notices) + len(runs), **delivered}
+        log.info("sla tick: owed %d reminders/escalations and %d digests/reports", len(notices), len(runs))
+    return {"notices": len(notices), "runs": len(runs)}

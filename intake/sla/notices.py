@@ -1,10 +1,11 @@
 """Reminders and escalations: which inquiries need one now, owed once per target and stage.
 
 Before a target (within ``[sla] due_soon`` business time of it) the card's thread gets a
-reminder; once it has passed, an escalation. Each is owed under the key
-``sla.<stage>:<inquiry>:<target as epoch seconds>``, so a retried or restarted tick, or a second
-worker running the same tick, never owes it twice, while a *new* target (the applicant wrote
-again, or staff reclassified the inquiry) gets reminders of its own.
+reminder; once it has passed, an escalation and a card update (the card shows **Overdue**). Each
+is an outbox delivery owed under the key ``sla.<stage>:<inquiry>:<target as epoch seconds>``, so
+a retried or restarted tick, or a second worker running the same tick, never owes it twice,
+while a *new* target (the applicant wrote again, or staff reclassified the inquiry) gets
+reminders of its own.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from intake.models import Inquiry
-from intake.sla import clock, owed
+from intake.models import Delivery, Inquiry
+from intake.outbox import owe, owe_card
+from intake.sla import clock
 from intake.sla.calendar import as_utc
 
-REMINDER = "sla.reminder"
-ESCALATION = "sla.escalation"
+# Delivery kinds (their deliverers are in intake/slack/sla.py).
+REMINDER = "slack.sla_reminder"
+ESCALATION = "slack.sla_escalation"
 BATCH = 500
 # A target that passed longer ago than this is not escalated on its own (an imported old
 # mailbox would flood the channel); the daily digest lists it with the other overdue ones.
@@ -35,7 +38,8 @@ class Notice:
 
     @property
     def key(self) -> str:
-        return f"{self.kind}:{self.inquiry_id}:{int(self.due_at.timestamp())}"
+        stage = "escalation" if self.kind == ESCALATION else "reminder"
+        return f"sla.{stage}:{self.inquiry_id}:{int(self.due_at.timestamp())}"
 
     @property
     def args(self) -> dict[str, str]:
@@ -77,16 +81,26 @@ def due_notices(session: Session, rules: clock.Policy, now: dt.datetime) -> list
     return notices
 
 
+def owed_keys(session: Session, keys: list[str]) -> set[str]:
+    """Which of these keys the outbox holds already (delivered or not): not decided again."""
+    found: set[str] = set()
+    for i in range(0, len(keys), 500):
+        found.update(session.scalars(select(Delivery.key).where(Delivery.key.in_(keys[i:i + 500]))))
+    return found
+
+
 def owe_notices(session: Session, rules: clock.Policy, now: dt.datetime) -> list[Notice]:
     """Owe every due reminder and escalation not owed before; returns the newly owed ones."""
     reconcile(session, rules, now)
     session.flush()
     notices = due_notices(session, rules, now)
-    known = owed.owed_keys(session, [n.key for n in notices])
+    known = owed_keys(session, [n.key for n in notices])
     fresh = []
     for notice in notices:
         if notice.key in known:
             continue
-        if owed.owe(session, notice.kind, key=notice.key, inquiry_id=notice.inquiry_id, args=notice.args):
+        if owe(session, notice.kind, key=notice.key, inquiry_id=notice.inquiry_id, args=notice.args):
             fresh.append(notice)
+            if notice.kind == ESCALATION:
+                owe_card(session, notice.inquiry_id)  # the card now shows Overdue
     return fresh

@@ -1,7 +1,8 @@
 """The daily digest and the weekly report: whether one is due now, under a run key per period.
 
 Every worker's ``sla.tick`` asks the same question each minute; the first to owe the period's
-key (``sla.digest:<local date>``, ``sla.weekly:<local monday>``) wins and the others find it taken,
+outbox delivery, keyed by the period (``sla.digest:<local date>``, ``sla.weekly:<local monday>``:
+a unique row in ``deliveries``), wins and the others find the key taken,
 so any number of Redis workers (or a restarted one) produce one digest a day and one report a
 week. A worker that was down at digest time catches up later the same day, never the next.
 """
@@ -13,12 +14,13 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from intake.sla import owed
+from intake.outbox import owe
 from intake.sla.calendar import as_utc
 from intake.sla.clock import Policy
 
-DIGEST = "sla.digest"
-WEEKLY = "sla.weekly"
+# Delivery kinds (their deliverers are in intake/slack/sla.py).
+DIGEST = "slack.sla_digest"
+WEEKLY = "slack.sla_weekly"
 MONDAY = 0
 
 
@@ -40,7 +42,7 @@ def digest_run(rules: Policy, now: dt.datetime) -> Run | None:
         return None
     if local.time() < rules.settings.digest_time:
         return None
-    return Run(DIGEST, f"{DIGEST}:{local.date().isoformat()}", {"date": local.date().isoformat()})
+    return Run(DIGEST, f"sla.digest:{local.date().isoformat()}", {"date": local.date().isoformat()})
 
 
 def weekly_run(rules: Policy, now: dt.datetime) -> Run | None:
@@ -51,7 +53,7 @@ def weekly_run(rules: Policy, now: dt.datetime) -> Run | None:
     if local.time() < rules.settings.digest_time:
         return None
     monday = local.date()
-    return Run(WEEKLY, f"{WEEKLY}:{monday.isoformat()}", {
+    return Run(WEEKLY, f"sla.weekly:{monday.isoformat()}", {
         "since": (monday - dt.timedelta(days=7)).isoformat(),
         "until": (monday - dt.timedelta(days=1)).isoformat(),
     })
@@ -61,6 +63,6 @@ def owe_runs(session: Session, rules: Policy, now: dt.datetime) -> list[Run]:
     """Owe the periodic runs that are due and not yet owed; returns the newly owed ones."""
     fresh = []
     for run in (digest_run(rules, now), weekly_run(rules, now)):
-        if run is not None and owed.owe(session, run.kind, key=run.key, args=run.args):
+        if run is not None and owe(session, run.kind, key=run.key, args=run.args):
             fresh.append(run)
     return fresh

@@ -1,11 +1,10 @@
-"""Slack deliverers for what the SLA loop owes staff (``intake.sla``): reminders and escalations
-in the card's thread, the daily digest, the weekly report and its chart.
+"""How the outbox delivers what the SLA loop owes staff (``intake.sla``): reminders and
+escalations in the card's thread, the daily digest, the weekly report and its chart.
 
-Each is a delivery function ``fn(rt, delivery)`` registered for one kind (the same shape as the
-outbox's deliverers). Like the other Slack jobs it reads in one short session, talks to Slack
-with no transaction open, and returns what it did; raising makes it retried with backoff. A
-reminder whose target changed in the meantime (the inquiry was answered, paused, closed or got a
-new target) is dropped as ``stale`` instead of nagging anyone.
+Same shape as the other Slack deliverers (intake/slack/deliveries.py): read in one short session,
+talk to Slack with no transaction open, post through ``post_once`` (an earlier attempt's post is
+found by its metadata instead of being repeated). A reminder whose target changed in the meantime
+(answered, paused, closed, given a new target, or already past) is dropped as ``stale``.
 """
 
 from __future__ import annotations
@@ -13,26 +12,26 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 
 from intake.models import Inquiry, utcnow
-from intake.sla import clock, digest, notices, owed, report, schedule
+from intake.outbox import Retry, Ticket, deliverer, owe
+from intake.sla import clock, digest, notices, report, schedule
 from intake.sla.calendar import as_utc
-from intake.sla.owed import Delivery
 from intake.slack import blocks as B
 from intake.slack import queries as Q
-from intake.slack.client import channel_throttle, slack_client
-from intake.slack.jobs import POST_OPTIONS, _post_in_thread, sync_card
+from intake.slack.client import slack_client
+from intake.slack.deliveries import LINE_METADATA, post_once
 
 if TYPE_CHECKING:  # pragma: no cover
     from intake.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-WEEKLY_CHART = "sla.weekly_chart"
+WEEKLY_CHART = "slack.sla_weekly_chart"
 DIGEST_ROWS = 30
 
 
@@ -41,42 +40,53 @@ def report_channel(rt: "Runtime") -> str | None:
     return clock.policy(rt).settings.channel or rt.settings.slack_triage_channel
 
 
+def _metadata(ticket: Ticket, inquiry_id: int | None = None) -> dict[str, Any]:
+    return {"event_type": LINE_METADATA, "event_payload": {"key": ticket.key, "inquiry_id": inquiry_id or 0}}
+
+
 # ---- reminders and escalations -------------------------------------------------------------
 
+NoticeBuilder = Callable[[Inquiry, Any, bool], B.Message]
 
-def _thread_notice(rt: "Runtime", delivery: Delivery, build) -> dict[str, Any]:
-    """Post one notice line in the card's thread, if the target it is about still stands."""
-    due = dt.datetime.fromisoformat(delivery.args["due_at"])
-    rules = clock.policy(rt)
-    with rt.db.session() as session:
-        inquiry = session.get(Inquiry, delivery.inquiry_id)
+
+def _thread_notice(rt: "Runtime", ticket: Ticket, build: NoticeBuilder, *, before_due: bool) -> str:
+    """Post one notice in the card's thread, if the target it is about still stands."""
+    due = dt.datetime.fromisoformat(ticket.args["due_at"])
+    sla = clock.policy(rt).settings
+    if before_due and utcnow() >= due:
+        return "stale"  # a reminder that comes after its target: the escalation says it instead
+    with rt.db.read_session() as session:
+        inquiry = session.get(Inquiry, ticket.inquiry_id)
         if inquiry is None or inquiry.status not in clock.RUNNING or inquiry.response_due is None \
                 or as_utc(inquiry.response_due) != due:
-            return {"outcome": "stale"}
+            return "stale"
         if not inquiry.slack_ts and Q.is_filtered(session, inquiry):
-            return {"outcome": "filtered"}
+            return "filtered"
         show_id = bool(inquiry.slack_ts) and len(Q.card_group(session, inquiry)) > 1
-        line = build(inquiry, rules.settings, show_id)
+        line = build(inquiry, sla, show_id)
         inquiry_id, channel, ts = inquiry.id, inquiry.slack_channel, inquiry.slack_ts
-    outcome, posted = _post_in_thread(rt, inquiry_id, channel, ts, line, lambda _ts: True)
-    return {"outcome": outcome, "ts": posted}
+    if not rt.settings.slack_enabled:
+        log.info("Slack is off; would post in the thread of inquiry #%s: %s", inquiry_id, line.text)
+        return "logged"
+    if not channel or not ts:
+        raise Retry(f"the card of inquiry #{inquiry_id} is not posted yet", after=5.0)
+    post_once(rt, ticket, channel, line, _metadata(ticket, inquiry_id), thread_ts=ts)
+    return "posted"
 
 
-@owed.deliverer(notices.REMINDER, deadline=dt.timedelta(hours=2))
-def deliver_reminder(rt: "Runtime", delivery: Delivery) -> dict[str, Any]:
-    return _thread_notice(rt, delivery, lambda inquiry, sla, show_id: B.sla_reminder_line(
+@deliverer(notices.REMINDER, channel="slack")
+def deliver_reminder(rt: "Runtime", ticket: Ticket) -> str:
+    return _thread_notice(rt, ticket, lambda inquiry, sla, show_id: B.sla_reminder_line(
         inquiry_id=inquiry.id, due_at=as_utc(inquiry.response_due), assignee=inquiry.assignee,
-        oncall_group=sla.oncall_usergroup, show_id=show_id))
+        oncall_group=sla.oncall_usergroup, show_id=show_id), before_due=True)
 
 
-@owed.deliverer(notices.ESCALATION, deadline=dt.timedelta(hours=6))
-def deliver_escalation(rt: "Runtime", delivery: Delivery) -> dict[str, Any]:
-    result = _thread_notice(rt, delivery, lambda inquiry, sla, show_id: B.sla_escalation_line(
+@deliverer(notices.ESCALATION, channel="slack")
+def deliver_escalation(rt: "Runtime", ticket: Ticket) -> str:
+    return _thread_notice(rt, ticket, lambda inquiry, sla, show_id: B.sla_escalation_line(
         inquiry_id=inquiry.id, due_at=as_utc(inquiry.response_due), assignee=inquiry.assignee,
-        escalation_group=sla.escalation_usergroup, oncall_group=sla.oncall_usergroup, show_id=show_id))
-    if result["outcome"] in ("posted", "logged"):
-        result["card"] = sync_card(rt, delivery.inquiry_id)  # the card now shows Overdue
-    return result
+        escalation_group=sla.escalation_usergroup, oncall_group=sla.oncall_usergroup, show_id=show_id),
+        before_due=False)
 
 
 # ---- the daily digest ----------------------------------------------------------------------
@@ -110,23 +120,21 @@ def _cards(session, ids: set[int]) -> dict[int, tuple[str, str]]:
     return {i: (channel, ts) for i, channel, ts in rows}
 
 
-def _post(rt: "Runtime", message: B.Message, **extra: Any) -> dict[str, Any]:
+def _post(rt: "Runtime", ticket: Ticket, message: B.Message) -> tuple[str, str] | None:
+    """Post to the report channel once; None when Slack is off (logged instead)."""
     channel = report_channel(rt)
     if not rt.settings.slack_enabled or not channel:
         log.info("Slack is off; would post: %s", message.text)
-        return {"outcome": "logged"}
-    client = slack_client(rt)
-    channel_throttle(rt).wait(channel)
-    resp = client.chat_postMessage(channel=channel, **POST_OPTIONS, **extra, **message.as_kwargs())
-    return {"outcome": "posted", "channel": resp["channel"], "ts": resp["ts"]}
+        return None
+    return post_once(rt, ticket, channel, message, _metadata(ticket))
 
 
-@owed.deliverer(schedule.DIGEST, deadline=dt.timedelta(hours=8))
-def deliver_digest(rt: "Runtime", delivery: Delivery) -> dict[str, Any]:
-    """Unassigned, overdue and long-waiting inquiries, oldest first; nothing on a quiet day."""
+@deliverer(schedule.DIGEST, channel="slack")
+def deliver_digest(rt: "Runtime", ticket: Ticket) -> str:
+    """Overdue, unassigned and long-waiting inquiries, oldest first; nothing on a quiet day."""
     sla = clock.policy(rt).settings
     now = utcnow()
-    with rt.db.session() as session:
+    with rt.db.read_session() as session:
         overdue = Q.rows_for(digest.overdue(session, now, DIGEST_ROWS))
         unassigned = Q.unassigned_rows(session, limit=DIGEST_ROWS)
         waiting = Q.rows_for(digest.waiting_too_long(session, now, sla.waiting_days, DIGEST_ROWS))
@@ -136,16 +144,20 @@ def deliver_digest(rt: "Runtime", delivery: Delivery) -> dict[str, Any]:
         waiting=_with_links(rt, waiting, cards), waiting_days=sla.waiting_days,
     )
     if message is None:
-        return {"outcome": "quiet"}
-    return _post(rt, message)
+        return "quiet"
+    return "posted" if _post(rt, ticket, message) else "logged"
 
 
 # ---- the weekly report ---------------------------------------------------------------------
 
 
-def weekly_data(rt: "Runtime", since: dt.date, until: dt.date) -> tuple[report.Report, B.WeeklyReportData]:
+def _period(ticket: Ticket) -> tuple[dt.date, dt.date]:
+    return dt.date.fromisoformat(ticket.args["since"]), dt.date.fromisoformat(ticket.args["until"])
+
+
+def weekly_figures(rt: "Runtime", since: dt.date, until: dt.date) -> tuple[report.Report, B.WeeklyReportData]:
     rules = clock.policy(rt)
-    with rt.db.session() as session:
+    with rt.db.read_session() as session:
         figures = report.build(session, rules, since, until, utcnow())
         oldest = Q.rows_for([session.get(Inquiry, item.inquiry_id) for item in figures.oldest_open])
         cards = _cards(session, {r.inquiry_id for r in oldest})
@@ -159,35 +171,34 @@ def weekly_data(rt: "Runtime", since: dt.date, until: dt.date) -> tuple[report.R
     return figures, data
 
 
-@owed.deliverer(schedule.WEEKLY, deadline=dt.timedelta(hours=12))
-def deliver_weekly_report(rt: "Runtime", delivery: Delivery) -> dict[str, Any]:
-    """The figures as a message; its chart is owed separately, so a retry of one step never
-    repeats the other."""
-    since = dt.date.fromisoformat(delivery.args["since"])
-    until = dt.date.fromisoformat(delivery.args["until"])
-    _, data = weekly_data(rt, since, until)
-    result = _post(rt, B.sla_weekly_report(data))
-    if result["outcome"] == "posted":
-        with rt.db.session() as session:
-            owed.owe(session, WEEKLY_CHART, key=f"{WEEKLY_CHART}:{delivery.args['since']}",
-                     args={**delivery.args, "channel": result["channel"], "thread_ts": result["ts"]})
-    return result
+@deliverer(schedule.WEEKLY, channel="slack")
+def deliver_weekly_report(rt: "Runtime", ticket: Ticket) -> str:
+    """The figures as a message; then its chart is owed as a delivery of its own, so a retry of
+    either step never repeats the other."""
+    since, until = _period(ticket)
+    _, data = weekly_figures(rt, since, until)
+    posted = _post(rt, ticket, B.sla_weekly_report(data))
+    if posted is None:
+        return "logged"
+    channel, ts = posted
+    with rt.db.session() as session:
+        owe(session, WEEKLY_CHART, key=f"sla.weekly_chart:{ticket.args['since']}",
+            args={**ticket.args, "channel": channel, "thread_ts": ts})
+    return "posted"
 
 
-@owed.deliverer(WEEKLY_CHART, deadline=dt.timedelta(hours=12))
-def deliver_weekly_chart(rt: "Runtime", delivery: Delivery) -> dict[str, Any]:
-    """The chart as a PNG in the report's thread, through files_upload_v2 (``files:write``)."""
+@deliverer(WEEKLY_CHART, channel="slack")
+def deliver_weekly_chart(rt: "Runtime", ticket: Ticket) -> str:
+    """The chart as a PNG in the report's thread, through files_upload_v2 (scope ``files:write``)."""
     from intake.sla.chart import render_png
 
-    since = dt.date.fromisoformat(delivery.args["since"])
-    until = dt.date.fromisoformat(delivery.args["until"])
-    figures, _ = weekly_data(rt, since, until)
+    since, until = _period(ticket)
+    figures, _ = weekly_figures(rt, since, until)
     png = render_png(figures, rt.settings.category_names)
-    resp = slack_client(rt).files_upload_v2(
-        channel=delivery.args["channel"], thread_ts=delivery.args["thread_ts"], file=png,
+    slack_client(rt).files_upload_v2(
+        channel=ticket.args["channel"], thread_ts=ticket.args["thread_ts"], file=png,
         filename=f"intake-{since.isoformat()}-{until.isoformat()}.png",
         title=f"Inquiries {since:%d %b} – {until:%d %b %Y}",
         alt_txt="Inquiries received per day by category, and business hours to the first reply",
     )
-    file = resp.get("file") or {}
-    return {"outcome": "uploaded", "file": file.get("id")}
+    return "uploaded"
