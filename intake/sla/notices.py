@@ -51,7 +51,7 @@ def reconcile(session: Session, rules: clock.Policy, now: dt.datetime) -> int:
     changed = 0
     rows = session.scalars(
         select(Inquiry).where(Inquiry.status.in_(clock.RUNNING), Inquiry.first_response_at.is_(None))
-        .order_by(Inquiry.id).limit(BATCH * 10)
+        .order_by(Inquiry.id).execution_options(yield_per=BATCH)
     )
     for inquiry in rows:
         if clock.reconcile(inquiry, rules, now):
@@ -60,7 +60,11 @@ def reconcile(session: Session, rules: clock.Policy, now: dt.datetime) -> int:
 
 
 def due_notices(session: Session, rules: clock.Policy, now: dt.datetime) -> list[Notice]:
-    """Reminders and escalations that are due now (owed or not yet), oldest target first."""
+    """Reminders and escalations that are due now (owed or not yet), oldest target first.
+
+    Not limited: the window (a week back to the next reminder horizon) bounds it, and a cap
+    here would let the same first rows, already owed, hide the rest forever.
+    """
     # Every target with at most `due_soon` business time left lies before this instant.
     horizon = rules.calendar.next_opening(rules.calendar.add(now, rules.settings.due_soon))
     rows = session.execute(
@@ -68,7 +72,6 @@ def due_notices(session: Session, rules: clock.Policy, now: dt.datetime) -> list
         .where(Inquiry.status.in_(clock.RUNNING), Inquiry.response_due.is_not(None),
                Inquiry.response_due <= horizon, Inquiry.response_due > now - ESCALATE_WITHIN)
         .order_by(Inquiry.response_due, Inquiry.id)
-        .limit(BATCH)
     ).all()
     notices = []
     for inquiry_id, due in rows:
