@@ -353,3 +353,13 @@ def test_several_redis_workers_post_one_digest(desk_settings, fake_slack, redis_
     digests = [m for m in fake_slack.top_level(TRIAGE_CHANNEL) if m["text"].startswith("Daily digest")]
     assert len(digests) == 1
     assert queues[0].huey.pending_count() == 0
+
+
+def test_the_manifest_asks_for_the_chart_upload_scope():
+    import yaml
+
+    from tests.conftest import REPO
+
+    for path in (REPO / "manifest.yml", REPO / "intake" / "slack" / "manifest.yml"):
+        scopes = set(yaml.safe_load(path.read_text(encoding="utf-8"))["oauth_config"]["scopes"]["bot"])
+        assert {"files:write", "chat:write"} <= scopes
