@@ -57,6 +57,27 @@ def another_worker(settings, queue=None) -> Runtime:
     return Runtime(settings, database, queue)
 
 
+def at_once(fn, items, when) -> None:
+    """``fn(item)`` for every item in its own thread, all released together at ``when``."""
+    barrier = threading.Barrier(len(items))
+    errors: list[BaseException] = []
+
+    def run(item):
+        try:
+            barrier.wait()
+            fn(item)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    with time_machine.travel(when, tick=False):
+        threads = [threading.Thread(target=run, args=(item,)) for item in items]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    assert not errors, errors
+
+
 def card_of(rt, inquiry_id) -> tuple[str, str]:
     row = load(rt, inquiry_id)
     assert row.slack_ts, "the pipeline posted no card"
@@ -162,24 +183,7 @@ def test_slack_outage_is_retried_and_the_line_posted_once(desk, fake_slack):
 def test_concurrent_workers_owe_and_post_each_notice_once(desk, fake_slack):
     with time_machine.travel(ny(2026, 12, 7, 10), tick=False):
         ids = [new_inquiry(desk, "tag-press", sender=f"p{i}@example.org")[0] for i in range(3)]
-    workers = [another_worker(desk.settings) for _ in range(4)]
-    barrier = threading.Barrier(len(workers))
-    errors: list[BaseException] = []
-
-    def run(worker):
-        try:
-            barrier.wait()
-            tick(worker)
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    with time_machine.travel(ny(2026, 12, 7, 12, 30), tick=False):
-        threads = [threading.Thread(target=run, args=(w,)) for w in workers]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
-    assert not errors, errors
+    at_once(tick, [another_worker(desk.settings) for _ in range(4)], ny(2026, 12, 7, 12, 30))
     for inquiry_id in ids:
         assert sum(":alarm_clock:" in t for t in thread(fake_slack, desk, inquiry_id)) == 1
     assert len(runs(desk, "slack.sla_reminder")) == 3
@@ -344,12 +348,7 @@ def test_several_redis_workers_post_one_digest(desk_settings, fake_slack, redis_
         while (task := queue.huey.dequeue()) is not None:
             queue.huey.execute(task)
 
-    with time_machine.travel(ny(2026, 12, 7, 9, 1), tick=False):
-        threads = [threading.Thread(target=drain, args=(q,)) for q in queues]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
+    at_once(drain, queues, ny(2026, 12, 7, 9, 1))
     digests = [m for m in fake_slack.top_level(TRIAGE_CHANNEL) if m["text"].startswith("Daily digest")]
     assert len(digests) == 1
     assert queues[0].huey.pending_count() == 0

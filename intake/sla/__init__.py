@@ -3,9 +3,11 @@
 - ``settings``: the ``[sla]`` table of ``INTAKE_CONFIG``, parsed once into :class:`SlaSettings`.
 - ``calendar``: pure business-time arithmetic (no database, no clock of its own).
 - ``clock``: what each lifecycle step does to an inquiry's targets, and its state at a moment.
-- ``notices``, ``digest``, ``report``: what is owed to staff (reminders, the daily digest, the
-  weekly figures), decided here and delivered by the Slack layer (``intake.slack.sla``).
-- ``runs``: a unique row per run key, so several workers never do the same period twice.
+- ``notices``, ``schedule``: what is owed to staff now (reminders and escalations for targets,
+  the daily digest, the weekly report), owed to the outbox under unique keys (the run keys), so
+  several workers never do the same twice; delivered by the Slack layer (``intake.slack.sla``).
+- ``digest``, ``report``, ``chart``: what the digest lists, the figures, the chart.
+- ``jobs``: the periodic ``sla.tick``; ``commands``: `intake due` and `intake report`.
 
 Nothing in this package knows Flask or Slack.
 """
