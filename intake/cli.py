@@ -108,6 +108,8 @@ class LayeredGroup(click.Group):
         "list": ("intake.browse", "list_command"),
         "show": ("intake.browse", "show_command"),
         "groups": ("intake.grouping.commands", "groups_command"),
+        "due": ("intake.sla.commands", "due_command"),
+        "report": ("intake.sla.commands", "report_command"),
     }
     # The one-line help `intake --help` shows for each lazy command; the command gets the same
     # text as its short help once loaded.
@@ -121,6 +123,8 @@ class LayeredGroup(click.Group):
         "list": "Inquiries, newest first.",
         "show": "One inquiry with its messages, classification history and events.",
         "groups": "Open inquiries that ask the same question.",
+        "due": "Open inquiries against their response targets.",
+        "report": "Volume and response figures for a period.",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -278,8 +282,10 @@ def _expand(paths: tuple[str, ...]) -> list[Path | str]:
     return expanded
 
 
-def ingest_item(rt, item: Item) -> dict:
-    """Store and process one message; the result line `intake ingest --json` prints."""
+def ingest_item(rt, item: Item, *, received_from_date: bool = False) -> dict:
+    """Store and process one message; the result line `intake ingest --json` prints.
+
+    ``received_from_date``: the message's own Date: is its arrival time (an imported mailbox)."""
     from intake import inquiries, mail
     from intake.pipeline import process_stored
 
@@ -294,7 +300,8 @@ def ingest_item(rt, item: Item) -> dict:
         result.update(status="rejected", error=item.rejected)
         return result
     with rt.db.session() as session:
-        stored = inquiries.store_raw(session, item.raw, provider="cli", provider_event_id=item.label[:255])
+        stored = inquiries.store_raw(session, item.raw, provider="cli", provider_event_id=item.label[:255],
+                                     meta=dict(inquiries.ARRIVAL_FROM_DATE) if received_from_date else None)
     if stored.duplicate:
         inquiry_id = stored.inquiry_id
         if inquiry_id is None:  # stored earlier but never processed (a crash): process it now
@@ -314,7 +321,9 @@ def ingest_item(rt, item: Item) -> dict:
 @main.command()
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per message on stdout.")
-def ingest(paths: tuple[str, ...], as_json: bool) -> None:
+@click.option("--received-from-date", is_flag=True,
+              help="Each message's Date: is its arrival time (importing an old mailbox).")
+def ingest(paths: tuple[str, ...], as_json: bool, received_from_date: bool) -> None:
     """Store raw RFC 822 messages from files, directories, mbox files or - (stdin), and process them.
 
     A file is taken as mail when its header has a From, a Message-ID, a MIME-Version, or a Date
@@ -352,7 +361,7 @@ def ingest(paths: tuple[str, ...], as_json: bool) -> None:
         for target in targets:
             for item in items_of(target):
                 try:
-                    result = ingest_item(rt, item)
+                    result = ingest_item(rt, item, received_from_date=received_from_date)
                 except OperationalError as exc:
                     raise click.ClickException(
                         f"the database failed while ingesting {item.label}: {exc.orig}"

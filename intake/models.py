@@ -143,7 +143,17 @@ class Inquiry(Base):
         Index("ix_inquiries_assignee_status", "assignee", "status"),
         Index("ix_inquiries_status_received", "status", "received_at"),
         Index("ix_inquiries_contact_thread_subject", "contact_id", "thread_subject"),
+        Index("ix_inquiries_status_response_due", "status", "response_due"),
     )
+
+    # Response targets (issue 12), written only through intake.sla.clock.
+    # When the first staff email reply is due (business time from arrival, by category; None:
+    # the category has no target). Kept once met or stopped, for the reports.
+    first_response_due: Mapped[dt.datetime | None]
+    # The running clock: when the next staff email reply is due, or None when none is owed now
+    # (met by a reply, paused by "waiting on applicant", stopped by closing). An applicant's
+    # follow-up starts it again.
+    response_due: Mapped[dt.datetime | None]
 
 
 class Message(Base):
@@ -247,8 +257,8 @@ class Event(Base):
     """The audit trail: who (a Slack user ID or `system`), what, when.
 
     Kinds: received, follow_up, unparseable, reopened, claimed, assigned, reclassified, closed,
-    marked_spam, marked_not_spam, note; outbound: reply_sent, ack_sent, ack_suppressed, cap_hit,
-    smtp_delayed, send_failed.
+    marked_spam, marked_not_spam, note, waiting (on the applicant); outbound: reply_sent,
+    ack_sent, ack_suppressed, cap_hit, smtp_delayed, send_failed.
     """
 
     __tablename__ = "events"

@@ -145,14 +145,19 @@ def test_sqlite_queue_is_shared_between_instances(settings, db):
 # --- Redis -------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def redis_settings(settings):
+def redis_available() -> None:
+    """Skip (fail under CI) when the test Redis does not answer."""
     try:
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
     except redis.RedisError as exc:
         if os.environ.get("CI") == "true":
             pytest.fail(f"Redis at {REDIS_URL} is not reachable: {exc}")
         pytest.skip(f"Redis at {REDIS_URL} is not reachable: {exc}")
+
+
+@pytest.fixture
+def redis_settings(settings):
+    redis_available()
     return dataclasses.replace(settings, redis_url=REDIS_URL)
 
 

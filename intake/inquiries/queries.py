@@ -78,6 +78,8 @@ def inquiry_detail(session: Session, inquiry_id: int) -> dict[str, Any]:
     shared = _shared_message_ids(session, inquiry.messages)
     detail.update(
         first_response_at=_iso(inquiry.first_response_at),
+        first_response_due=_iso(inquiry.first_response_due),
+        response_due=_iso(inquiry.response_due),
         closed_at=_iso(inquiry.closed_at),
         messages=[
             {
