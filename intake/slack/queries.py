@@ -131,6 +131,8 @@ def card_data(session: Session, inquiry_id: int, *, with_folded: bool = True) ->
         version=inquiry.version or 0,
         failed_deliveries=failed_deliveries(session, inquiry_id),
         group_id=shown_group(session, inquiry_id),
+        response_due=aware(inquiry.response_due),
+        overdue=_overdue(inquiry),
     )
 
 
@@ -141,8 +143,7 @@ def shown_group(session: Session, inquiry_id: int) -> int | None:
         .join(GroupMember, GroupMember.group_id == InquiryGroup.id)
         .where(GroupMember.inquiry_id == inquiry_id, GroupMember.split_at.is_(None),
                InquiryGroup.dissolved_at.is_(None), InquiryGroup.slack_ts.is_not(None))
-        response_due=aware(inquiry.response_due),
-        overdue=_overdue(inquiry),
+        .limit(1)
     )
 
 
