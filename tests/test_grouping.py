@@ -192,7 +192,7 @@ def test_intake_groups_command(db_url):
     env = {"DATABASE_URL": db_url, "INTAKE_CONFIG": "", "SLACK_BOT_TOKEN": "", "SMTP_URL": ""}
     result = CliRunner().invoke(__import__("intake.cli", fromlist=["main"]).main, ["groups", "--json"], env=env)
     assert result.exit_code == 0, result.output
-    [group] = json.loads(result.output)
+    [group] = json.loads(result.stdout)
     assert group["inquiries"] == sorted(ids) and group["size"] == 3 and group["category"] == "application"
     plain = CliRunner().invoke(__import__("intake.cli", fromlist=["main"]).main, ["groups"], env=env)
     assert f"group {group['id']}" in plain.output and "3 people" in plain.output

@@ -11,17 +11,26 @@ from sqlalchemy.orm import Session
 from intake.inquiries.common import get_inquiry
 from intake.models import Contact, Inquiry, Message
 
-def list_inquiries(
-    session: Session, *, status: str | None = None, category: str | None = None, limit: int | None = None
-) -> list[Inquiry]:
-    query = select(Inquiry).order_by(Inquiry.received_at.desc(), Inquiry.id.desc())
+def _filtered(query, status: str | None, category: str | None):
     if status:
         query = query.where(Inquiry.status == status)
     if category:
         query = query.where(Inquiry.category == category)
+    return query
+
+
+def list_inquiries(
+    session: Session, *, status: str | None = None, category: str | None = None, limit: int | None = None
+) -> list[Inquiry]:
+    query = _filtered(select(Inquiry), status, category).order_by(Inquiry.received_at.desc(), Inquiry.id.desc())
     if limit:
         query = query.limit(limit)
     return list(session.scalars(query))
+
+
+def count_inquiries(session: Session, *, status: str | None = None, category: str | None = None) -> int:
+    """How many ``list_inquiries`` would return without a limit (`intake list`'s "N more")."""
+    return session.scalar(_filtered(select(func.count()).select_from(Inquiry), status, category)) or 0
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -69,6 +78,8 @@ def inquiry_detail(session: Session, inquiry_id: int) -> dict[str, Any]:
     shared = _shared_message_ids(session, inquiry.messages)
     detail.update(
         first_response_at=_iso(inquiry.first_response_at),
+        first_response_due=_iso(inquiry.first_response_due),
+        response_due=_iso(inquiry.response_due),
         closed_at=_iso(inquiry.closed_at),
         messages=[
             {

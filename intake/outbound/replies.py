@@ -26,6 +26,7 @@ from intake.outbound.compose import (
     validate_address,
 )
 from intake.outbound.options import OutboundOptions, load_options
+from intake.sla import clock as sla_clock
 
 if TYPE_CHECKING:  # pragma: no cover
     from intake.runtime import Runtime
@@ -149,10 +150,14 @@ def queue_reply(
             ),
         )
     )
-    return store_outbound(
+    row = store_outbound(
         session, composed, inquiry_id=inquiry_id, kind=kind, body=body, author=author,
         options=options, dedupe_key=dedupe_key,
     )
+    # The staff member answered now (when they sent it, not when SMTP got to it): the response
+    # target is met in the same transaction as the stored reply.
+    sla_clock.responded(inquiry, row.created_at or utcnow())
+    return row
 
 
 def send_reply(rt: "Runtime", inquiry_id: int, body: str, author: str, *, version: int | None = None) -> int:

@@ -13,7 +13,9 @@ from typing import Any, Sequence
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from intake import inquiries
 from intake.models import Event, GroupMember, Inquiry, InquiryGroup, Message, utcnow
+from intake.sla.clock import RUNNING
 from intake.slack.blocks import CardData, FoldedItem, HomeData, InquiryRow, Stats
 
 OPEN_STATUSES = ("new", "open", "waiting")
@@ -129,6 +131,8 @@ def card_data(session: Session, inquiry_id: int, *, with_folded: bool = True) ->
         version=inquiry.version or 0,
         failed_deliveries=failed_deliveries(session, inquiry_id),
         group_id=shown_group(session, inquiry_id),
+        response_due=aware(inquiry.response_due),
+        overdue=_overdue(inquiry),
     )
 
 
@@ -139,6 +143,7 @@ def shown_group(session: Session, inquiry_id: int) -> int | None:
         .join(GroupMember, GroupMember.group_id == InquiryGroup.id)
         .where(GroupMember.inquiry_id == inquiry_id, GroupMember.split_at.is_(None),
                InquiryGroup.dissolved_at.is_(None), InquiryGroup.slack_ts.is_not(None))
+        .limit(1)
     )
 
 
@@ -153,6 +158,12 @@ def failed_deliveries(session: Session, inquiry_id: int) -> list[str]:
     what = {"acknowledgment": "the acknowledgment", "reply": "a reply"}
     return [f"{what.get(kind, 'an email')} to {to or '(no address)'}: {(error or 'no reason given')[:300]}"
             for kind, to, error in rows]
+
+
+def _overdue(inquiry: Inquiry, now: dt.datetime | None = None) -> bool:
+    """Whether the inquiry's running response clock has passed its target (intake.sla.clock)."""
+    due = aware(inquiry.response_due)
+    return inquiry.status in RUNNING and due is not None and due <= (now or utcnow())
 
 
 def card_group(session: Session, inquiry: Inquiry) -> list[Inquiry]:
@@ -201,6 +212,8 @@ def _row(inquiry: Inquiry) -> InquiryRow:
         category=inquiry.category,
         assignee=inquiry.assignee,
         received_at=aware(inquiry.received_at),
+        due_at=aware(inquiry.response_due) if inquiry.status in OPEN_STATUSES else None,
+        overdue=_overdue(inquiry),
     )
 
 
@@ -300,10 +313,23 @@ def stats(session: Session) -> Stats:
     )
 
 
+def due_rows(session: Session, user_id: str, limit: int = LIST_LIMIT) -> list[InquiryRow]:
+    """The user's inquiries that owe a response, soonest target (so overdue ones) first."""
+    stmt = (
+        select(Inquiry)
+        .where(Inquiry.status.in_(RUNNING), Inquiry.assignee == user_id, Inquiry.response_due.is_not(None))
+        .order_by(Inquiry.response_due, Inquiry.id).limit(limit)
+    )
+    return [_row(i) for i in session.scalars(stmt)]
+
+
 def home_data(session: Session, user_id: str) -> HomeData:
+    due = due_rows(session, user_id, limit=40)
+    shown = {r.inquiry_id for r in due}
     return HomeData(
         user_id=user_id,
-        mine=mine_rows(session, user_id, limit=40),
+        due=due,
+        mine=[r for r in mine_rows(session, user_id, limit=40 + len(due)) if r.inquiry_id not in shown][:40],
         unassigned=unassigned_rows(session, limit=40),
         by_category=counts_by_category(session),
         by_age=counts_by_age(session),

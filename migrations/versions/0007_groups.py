@@ -1,7 +1,7 @@
 """groups of inquiries asking the same question (issue 16)
 
 Revision ID: 0007
-Revises: 0002
+Revises: 0005
 Create Date: 2026-12-02 10:00:00
 """
 from typing import Sequence, Union
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 
 revision: str = '0007'
-down_revision: Union[str, None] = '0002'  # re-chained onto main's outbox migration
+down_revision: Union[str, None] = '0005'  # chained after the response targets (0005)
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
