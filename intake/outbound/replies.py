@@ -99,7 +99,7 @@ def _with_signature(body: str, signature: str) -> str:
 
 def queue_reply(
     session: Session, inquiry_id: int, body: str, author: str, *, kind: str = "reply",
-    settings=None,
+    settings=None, dedupe_key: str | None = None,
 ) -> Message:
     """Create the outbound ``Message`` for a staff reply; :func:`send_reply` records the event that
     owes its sending in the same transaction.
@@ -107,6 +107,8 @@ def queue_reply(
     The reply goes to the Reply-To of the applicant's last message, else its From, else the
     inquiry's contact, with ``Re: <subject> [#ID]`` and that message's threading headers.
     ``settings`` defaults to the environment's; the Slack layer passes ``rt.settings``.
+    ``dedupe_key`` makes a repeated request (the same "Answer all" submitted twice) queue nothing
+    new: the messages table's unique key refuses the second row.
     """
     from intake.config import Settings
 
@@ -150,7 +152,7 @@ def queue_reply(
     )
     row = store_outbound(
         session, composed, inquiry_id=inquiry_id, kind=kind, body=body, author=author,
-        options=options,
+        options=options, dedupe_key=dedupe_key,
     )
     # The staff member answered now (when they sent it, not when SMTP got to it): the response
     # target is met in the same transaction as the stored reply.

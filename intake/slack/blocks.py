@@ -57,6 +57,7 @@ A_DIGEST_REVIEW = "digest_review"
 A_DIGEST_RESTORE = "digest_restore"
 A_REPLY_TEMPLATE = "reply_template"
 A_HOME_REFRESH = "home_refresh"
+A_HOME_SEARCH = "home_search"
 A_WAITING = "inq_waiting"
 
 V_REPLY = "reply_modal"
@@ -123,6 +124,7 @@ class CardData:
     version: int = 0
     # Emails the outbox gave up on (what staff must resend or handle another way).
     failed_deliveries: Sequence[str] = ()
+    group_id: int | None = None  # one of a group asking the same question (intake/grouping)
     response_due: dt.datetime | None = None  # the running response clock (intake.sla.clock)
     overdue: bool = False
 
@@ -161,6 +163,9 @@ class HomeData:
     by_category: Sequence[tuple[str, int]] = ()
     by_age: Sequence[tuple[str, int]] = ()
     allowed: bool = True
+    query: str | None = None  # the search box (the search language, intake/search.py)
+    results: Sequence[InquiryRow] = ()
+    query_error: str | None = None
     due: Sequence[InquiryRow] = ()  # mine with a response owed, soonest first (shown first)
 
 
@@ -459,6 +464,7 @@ def triage_card(card: CardData, categories: Sequence[str]) -> Message:
         f"Inquiry #{card.inquiry_id} · {card.message_count} message"
         f"{'s' if card.message_count != 1 else ''}"
         + (" · acknowledged by email" if card.acknowledged else "")
+        + (f" · in group {card.group_id}" if card.group_id else "")
     ))
     subject = escape_trim(card.subject or "(no subject)", 150)
     return Message(text=f"Inquiry #{card.inquiry_id}: {subject}", blocks=fit_message(blocks))
@@ -505,6 +511,7 @@ EVENT_VERBS = {
     "cap_hit": ":warning: held back an email to {to}: more than {cap}",
     "send_failed": ":warning: could not send the email to {to}: {error}",
     "smtp_delayed": ":warning: the email to {to} is delayed (attempt {attempts}); still retrying",
+    "split_from_group": "took it out of group {group} (it asks something else)",
 }
 # The verbs of the domain's older spelling, so a renamed event kind still reads well.
 EVENT_VERBS.update({
@@ -827,8 +834,10 @@ def home_view(data: HomeData) -> dict[str, Any]:
     blocks: list[dict[str, Any]] = [
         header("Inquiries"),
         {"type": "actions", "elements": [button("Refresh", A_HOME_REFRESH, "refresh")]},
+        *home_search_blocks(data),
     ]
-    budget = (MAX_VIEW_BLOCKS - 14) // 3 if data.due else (MAX_VIEW_BLOCKS - 12) // 2
+    # Due and overdue first (response targets, intake.sla), then mine, then the queue.
+    budget = (MAX_VIEW_BLOCKS - len(blocks) - 10) // (3 if data.due else 2)
     if data.due:
         overdue = sum(1 for r in data.due if r.overdue)
         blocks.append(header(f"Due and overdue ({len(data.due)}, {overdue} overdue)"))
@@ -842,7 +851,34 @@ def home_view(data: HomeData) -> dict[str, Any]:
         mrkdwn("*Open by category*\n" + ("\n".join(f"• {escape_trim(k, 64)}: {v}" for k, v in data.by_category) or "_none_")),
         mrkdwn("*Open by age*\n" + ("\n".join(f"• {escape_trim(k, 64)}: {v}" for k, v in data.by_age) or "_none_")),
     ]})
-    return {"type": "home", "blocks": blocks[:MAX_VIEW_BLOCKS]}
+    view: dict[str, Any] = {"type": "home", "blocks": blocks[:MAX_VIEW_BLOCKS]}
+    if data.query:
+        view["private_metadata"] = json.dumps({"query": data.query[:2000]})
+    return view
+
+
+HOME_SEARCH_ROWS = 15
+
+
+def home_search_blocks(data: HomeData) -> list[dict[str, Any]]:
+    """A search box (press Enter to search) and, after a search, its results or its error."""
+    element: dict[str, Any] = {
+        "type": "plain_text_input", "action_id": A_HOME_SEARCH, "max_length": 500,
+        "placeholder": plain("category:press since:7d visa", 150),
+        "dispatch_action_config": {"trigger_actions_on": ["on_enter_pressed"]},
+    }
+    if data.query:
+        element["initial_value"] = trim(data.query, 500)
+    blocks: list[dict[str, Any]] = [{
+        "type": "input", "block_id": "home_search", "dispatch_action": True, "optional": True,
+        "label": plain("Search", 2000), "element": element,
+    }]
+    if data.query_error:
+        blocks.append(context(f":warning: {escape_trim(data.query_error, 500)}"))
+    elif data.query:
+        blocks += [section(row_text(r)) for r in list(data.results)[:HOME_SEARCH_ROWS]] \
+            or [section("_No inquiry matches._")]
+    return blocks
 
 
 # --------------------------------------------------------------------------------------------
