@@ -21,7 +21,7 @@ from intake.runtime import Runtime
 from intake.slack import blocks as B
 from intake.sla.jobs import tick
 from tests.fakeslack import TRIAGE_CHANNEL, fake_slack, slack_env, write_config  # noqa: F401
-from tests.test_queue_huey import redis_name  # noqa: F401  (fixture)
+from tests.test_queue_huey import redis_name, redis_settings  # noqa: F401  (fixtures)
 from tests.sla_support import STAFF, act, load, new_inquiry, ny, with_sla
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -326,16 +326,13 @@ def test_without_slack_the_loop_logs_and_still_owes_once(settings, db):
 # ---- several Redis workers ---------------------------------------------------------------------
 
 
-def test_several_redis_workers_post_one_digest(desk_settings, fake_slack, redis_name, tmp_path):
+def test_several_redis_workers_post_one_digest(desk_settings, fake_slack, redis_settings, redis_name):
     """Every consumer's scheduler enqueues sla.tick each minute; two workers on one Redis queue
     run those ticks at once and the day still gets one digest."""
     import dataclasses
 
     from intake.queue import HueyQueue
-    from tests.test_queue_huey import REDIS_URL, redis_available
-
-    redis_available()
-    settings = dataclasses.replace(desk_settings, redis_url=REDIS_URL)
+    settings = dataclasses.replace(desk_settings, redis_url=redis_settings.redis_url)
     with time_machine.travel(ny(2026, 12, 4, 10), tick=False):
         new_inquiry(another_worker(settings), "tag-general")
     queues = [HueyQueue(settings, name=redis_name) for _ in range(2)]

@@ -35,10 +35,12 @@ from intake.inquiries.store import StoreResult, dedupe_key_for, record_receipt, 
 from intake.inquiries.threads import FALLBACK_THREAD_WINDOW, find_thread, is_participant
 
 __all__ = [
-    "ALLOWED", "ARRIVAL_FROM_DATE", "arrival_time", "wait_on_applicant", "FALLBACK_THREAD_WINDOW", "InquiryNotFound", "InvalidAction", "ProcessResult",
+    "ALLOWED", "FALLBACK_THREAD_WINDOW", "InquiryNotFound", "InvalidAction", "ProcessResult",
     "QUIET_CATEGORIES", "SYSTEM", "StaleCard", "Status", "StoreResult", "add_note", "assign", "claim",
     "close", "count_inquiries", "dedupe_key_for", "find_thread", "get_inquiry", "inquiry_detail", "inquiry_summary",
     "is_participant", "list_inquiries", "mark_not_spam", "mark_spam", "on_follow_up", "on_reply_sent",
     "process_message", "reclassify", "record_receipt", "reopen", "search_inquiries", "store_raw",
     "synthesize_message",
+    # response targets (intake.sla)
+    "ARRIVAL_FROM_DATE", "arrival_time", "wait_on_applicant",
 ]
