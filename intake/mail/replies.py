@@ -74,7 +74,7 @@ _HARD_MARKERS = re.compile(r"(?im)^(?:-{2,}\s*original message\s*-{2,}|_{8,}\s*$
 # A top reply shorter than this ("Hi,") may be a greeting above a bottom-posted answer.
 SHORT_TOP_REPLY = 40
 
-# Horizontal rules (html2text writes <hr> as "* * *") left dangling where a quote was cut.
+# Horizontal rules (html_to_text writes <hr> as "* * *") left dangling where a quote was cut.
 _RULE_LINE = re.compile(r"\* \* \*|-{3,}|_{3,}|={3,}")
 # Runs of blank lines make mail-parser-reply's signature pattern super-linear (30,000 newlines
 # took 95 s). The library strips every line anyway; doing it first and collapsing more than
