@@ -45,6 +45,9 @@ _MAYBE_QUOTE_START = re.compile(
 REPLY_SEARCH_CHARS = 3000
 # How far down quotequail looks for the start of a quote.
 QUOTE_SEARCH_LINES = 80
+# quotequail walks the whole HTML tree in Python (300 KB of `<p>x` took 1.6 s): markup with more
+# tags than this takes the text path instead, which finds the same quotes as ">" lines.
+MAX_QUOTE_HTML_TAGS = 20_000
 
 _PARSER = EmailReplyParser(languages=REPLY_LANGUAGES)
 
@@ -204,8 +207,11 @@ def _strip_sig_dash(text: str) -> str:
 
 
 def _html_reply(markup: str) -> str:
+    markup = markup[: MAX_REPLY_INPUT * 10]
+    if markup.count("<") > MAX_QUOTE_HTML_TAGS:
+        return ""
     try:
-        parts = quotequail.quote_html(markup[: MAX_REPLY_INPUT * 10])
+        parts = quotequail.quote_html(markup)
     except Exception:
         return ""
     leading: list[str] = []
@@ -234,4 +240,5 @@ def latest_reply(text: str, html: str | None = None) -> str:
         reply = _text_reply(candidate) or candidate
     else:
         reply = _text_reply(text)
-    return reply.strip() or text.strip()
+    # Never longer than what was searched: a reply is read in Slack, not a 2 MB body.
+    return reply.strip() or text.strip()[:MAX_REPLY_INPUT]
