@@ -12,6 +12,7 @@ generated from these models and a test fails when the two disagree.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from typing import Any
 
 from sqlalchemy import (
@@ -290,3 +291,17 @@ class SeenNonce(Base):
         UniqueConstraint("kind", "value", name="uq_seen_nonces_kind_value"),
         Index("ix_seen_nonces_seen_at", "seen_at"),
     )
+
+
+def fit_identifier(value: str | None, length: int = 255) -> str | None:
+    """An identifier from outside (a provider's event id, a replay token) as a column of
+    ``length`` characters can hold it: unchanged when it fits and is plain text, otherwise
+    ``sha256:<hex>`` of it. Hashing rather than cutting keeps two long ids distinct, and a NUL or a
+    lone surrogate (which PostgreSQL refuses in text) never reaches the database."""
+    if value is None:
+        return None
+    printable = value.isprintable() and not any("\ud800" <= ch <= "\udfff" for ch in value)
+    if len(value) <= length and printable:
+        return value
+    data = value.encode("utf-8", "surrogatepass")
+    return "sha256:" + hashlib.sha256(data).hexdigest()

@@ -7,6 +7,7 @@ keeps a best-effort (replacement-decoded) value, and the caller records a defect
 from __future__ import annotations
 
 import base64
+import codecs
 import datetime as dt
 import email.utils
 import inspect
@@ -196,6 +197,22 @@ CHARSET_ALIASES = {
 }
 
 
+# Codecs a sender may name that are not character sets of text: punycode decoding is quadratic
+# (40 KB took 0.6 s), idna refuses errors="replace" and raises on most input, and the escape
+# codecs interpret backslashes. Bytes-to-bytes codecs (base64, zlib) are refused by lookup below.
+_NOT_CHARSETS = frozenset({"idna", "punycode", "raw_unicode_escape", "unicode_escape", "undefined"})
+
+
+def is_charset(name: str) -> bool:
+    """True when ``name`` is a codec that turns bytes of text into str (and is safe to run)."""
+    try:
+        info = codecs.lookup(name)
+    except (LookupError, ValueError, TypeError):
+        return False
+    # CodecInfo._is_text_encoding is how str.encode/bytes.decode themselves refuse base64 & co.
+    return bool(info._is_text_encoding) and info.name not in _NOT_CHARSETS
+
+
 def _charset_candidates(charset: str | None) -> list[str]:
     if not charset:
         return []
@@ -206,7 +223,7 @@ def _charset_candidates(charset: str | None) -> list[str]:
     alias = CHARSET_ALIASES.get(name) or CHARSET_ALIASES.get(name.replace("_", "-"))
     if alias:
         names.append(alias)
-    return names
+    return [n for n in names if is_charset(n)]
 
 
 def decode_with_fallback(data: bytes, charset: str | None) -> tuple[str, str | None]:
@@ -224,7 +241,8 @@ def decode_with_fallback(data: bytes, charset: str | None) -> tuple[str, str | N
             continue
         except Exception:  # a codec that misbehaves on junk (e.g. utf-7): try the next one
             continue
-    problem = f"charset {charset!r} did not decode the content" if declared else None
+    named = bool((charset or "").strip().strip("\"'"))
+    problem = f"charset {charset!r} did not decode the content" if named else None
     for name in ("utf-8", "cp1252"):
         try:
             return data.decode(name), problem
