@@ -66,7 +66,7 @@ def reply_view(deps: SlackDeps, inquiry_id: int, *, body: str | None = None,
         return None
     return B.reply_modal(
         inquiry_id=inquiry_id, subject=card.subject,
-        sender=B.sender_text(card.sender_name, card.sender_address) if card.sender_address else None,
+        sender=B.sender_label(card.sender_name, card.sender_address) if card.sender_address else None,
         latest=card.latest_reply, templates=templates_for(deps, card.category), body=body,
         revision=revision, default_action=default_action,
     )
@@ -129,7 +129,7 @@ def open_modal(deps: SlackDeps, client: WebClient, body: dict[str, Any], inquiry
             # the quoted history and signature).
             full = (latest.text_body or latest.latest_reply) if latest is not None else None
         view = B.full_text_modal(inquiry_id=inquiry_id, subject=card.subject,
-                                 sender=B.sender_text(card.sender_name, card.sender_address),
+                                 sender=B.sender_label(card.sender_name, card.sender_address),
                                  text=full) if card else None
     elif kind == "edit_suggestion":
         suggestion = suggestion_for(deps, inquiry_id)

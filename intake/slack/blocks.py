@@ -257,6 +257,15 @@ def slack_date(when: dt.datetime | None) -> str:
     return f"<!date^{epoch}^{{date_short_pretty}} {{time}}|{fallback}>"
 
 
+def sender_label(name: str | None, address: str | None) -> str:
+    """``Name (address)`` as plain text, for the builders that take a sender and escape it
+    themselves (thread lines, modals): passing them ``sender_text`` escaped it twice."""
+    name, address = (name or "").strip(), (address or "").strip()
+    if name and address:
+        return f"{name} ({address})"
+    return name or address or "unknown sender"
+
+
 def sender_text(name: str | None, address: str | None) -> str:
     """``Name (address)``, escaped: angle brackets around an address would be markup in mrkdwn."""
     name_e = escape_trim(name, 200) if name else ""

@@ -214,7 +214,7 @@ def _fold(rt: "Runtime", plan: _CardPlan) -> str:
     if card is None:
         return "skipped"
     line = B.followup_line(inquiry_id=plan.inquiry_id, direction="inbound",
-                           sender=B.sender_text(card.sender_name, card.sender_address),
+                           sender=B.sender_label(card.sender_name, card.sender_address),
                            subject=card.subject, body=card.latest_reply, show_id=True)
     if not rt.settings.slack_enabled:
         log.info("Slack is off; would fold inquiry #%s into the card of #%s", plan.inquiry_id, owner_id)
@@ -282,7 +282,7 @@ def post_followup(rt: "Runtime", message_id: int) -> str:
         show_id = bool(ts) and len(Q.card_group(session, inquiry)) > 1
         line = B.followup_line(
             inquiry_id=inquiry_id, direction=message.direction,
-            sender=B.sender_text(message.sender_name, message.sender_address) if message.direction == "inbound" else None,
+            sender=B.sender_label(message.sender_name, message.sender_address) if message.direction == "inbound" else None,
             subject=message.subject, body=message.latest_reply or message.text_body, author=message.author,
             reopened=reopened, show_id=show_id,
         )
