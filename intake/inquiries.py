@@ -21,7 +21,8 @@ from sqlalchemy import bindparam, func, or_, select, text
 from sqlalchemy import insert as sa_insert
 from sqlalchemy.orm import Session
 
-from intake import mail
+from intake import mail, recipients, tickets
+from intake.mail.authentication import SenderAuthentication, authenticate
 from intake.mail.types import ParsedEmail, UnparseableMessage
 from intake.models import (
     Attachment,
@@ -301,24 +302,29 @@ def is_participant(session: Session, inquiry: Inquiry, addresses: set[str], own_
 
 
 def find_thread(
-    session: Session, parsed: ParsedEmail, *, own_address: str | None = None, now: dt.datetime | None = None
+    session: Session, parsed: ParsedEmail, *, own_address: str | None = None, now: dt.datetime | None = None,
+    settings: Any = None,
 ) -> Inquiry | None:
     """The inquiry this message continues, or None for a new one.
 
-    A reference (In-Reply-To/References or an ``[#ID]`` subject token) joins only when the sender
-    is already a participant: other help desks learned that strangers' mail gets merged into the
-    wrong ticket otherwise. The fallback joins the same sender's inquiry with the same subject
-    (after stripping Re:/Fwd:/AW:/SV:...) seen within 30 days.
+    A subject token with a valid keyed tag (``[#12-k3f9qa]``, intake.tickets) joins its inquiry:
+    only someone who received our mail knows it. Any other reference (In-Reply-To/References, the
+    old ``[#12]`` form, a wrong tag) joins only when the sender (From, not a Reply-To anyone can
+    write) is already a participant: other help desks learned that strangers' mail gets merged
+    into the wrong ticket otherwise. The fallback joins the same sender's inquiry with the same
+    subject (after stripping Re:/Fwd:/AW:/SV:...) seen within 30 days. ``settings`` holds the
+    key tags are checked with; without it every token counts as the old form.
     """
     sender = parsed.sender.address if parsed.sender else ""
     if not sender:
         return None
-    reply_to = parsed.reply_to.address if parsed.reply_to else ""
     candidates: list[Inquiry] = []
-    token = mail.find_ticket_token(parsed.subject or "")
-    if token is not None:
-        inquiry = session.get(Inquiry, token)
+    ticket = mail.find_ticket(parsed.subject or "")
+    if ticket is not None:
+        inquiry = session.get(Inquiry, ticket.inquiry_id)
         if inquiry is not None:
+            if settings is not None and tickets.is_valid(session, settings, inquiry.id, ticket.tag):
+                return inquiry
             candidates.append(inquiry)
     refs = [r for r in [parsed.in_reply_to, *reversed(parsed.references)] if r]
     if refs:
@@ -332,7 +338,7 @@ def find_thread(
             if inquiry is not None and inquiry not in candidates:
                 candidates.append(inquiry)
     for inquiry in candidates:
-        if is_participant(session, inquiry, {sender, reply_to}, own_address):
+        if is_participant(session, inquiry, {sender}, own_address):
             return inquiry
     subject_key = mail.thread_subject(parsed.subject or "")
     if subject_key:
@@ -365,7 +371,7 @@ def _fill_message(session: Session, message: Message, parsed: ParsedEmail, max_a
     message.latest_reply = parsed.latest_reply
     message.automated = parsed.automation.automated
     message.automation_reasons = list(parsed.automation.reasons) or None
-    message.parse_status = "parsed"
+    message.parse_status = "partial" if parsed.partial else "parsed"
     message.parse_error = "; ".join(parsed.defects)[:2000] or None
     for part in parsed.attachments:
         keep = not part.content_omitted and part.size <= max_attachment_bytes
@@ -408,8 +414,51 @@ def _event(session: Session, inquiry: Inquiry | None, actor: str, kind: str, **d
     return event
 
 
+@dataclass
+class _Prepared:
+    """What processing computes from the stored bytes alone, before any lock is taken."""
+
+    parsed: ParsedEmail | None
+    error: str | None = None  # why the message is unparseable
+    language: str | None = None
+    authentication: SenderAuthentication | None = None
+
+
+def _prepare(rt: "Runtime", raw: bytes, meta: dict[str, Any] | None, message_id: int) -> _Prepared:
+    """Parse, detect the language and read the sender authentication: all CPU work, bounded by
+    the parser's time budget, and none of it may run while a write lock is held."""
+    try:
+        parsed = mail.parse(raw, max_attachment_bytes=rt.settings.max_attachment_bytes)
+    except UnparseableMessage as exc:
+        return _Prepared(None, str(exc))
+    except Exception as exc:  # the parser must never crash; if it does, keep the message anyway
+        log.exception("parser crashed on message %s", message_id)
+        return _Prepared(None, f"parser error: {exc.__class__.__name__}: {exc}")
+    return _Prepared(parsed, None, _language(rt, parsed), authenticate(parsed, meta, rt.settings.authserv_ids))
+
+
+def _prepare_unlocked(rt: "Runtime", message_id: int) -> _Prepared | None:
+    """The message read in a read-only session (no write lock on SQLite), then prepared with no
+    transaction open; None when there is nothing to prepare (gone, or processed already).
+
+    Added for issue 10 (hostile mail): the parse used to run inside the processing transaction,
+    so on SQLite a slow message held the database's write lock and webhooks answered 503.
+    """
+    with rt.db.read_session() as reader:
+        row = reader.execute(
+            select(Message.raw, Message.meta, Message.state, Message.inquiry_id).where(Message.id == message_id)
+        ).first()
+    if row is None or (row.state == "processed" and row.inquiry_id is not None):
+        return None
+    return _prepare(rt, row.raw, row.meta, message_id)
+
+
 def process_message(session: Session, rt: "Runtime", message_id: int) -> ProcessResult:
-    """Parse, thread and classify one stored message. Idempotent: a processed one is reported."""
+    """Parse, thread and classify one stored message. Idempotent: a processed one is reported.
+
+    The parse happens before ``session`` opens its transaction (the caller passes a fresh one).
+    """
+    prepared = _prepare_unlocked(rt, message_id)
     query = select(Message).where(Message.id == message_id)
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         query = query.with_for_update()
@@ -418,20 +467,18 @@ def process_message(session: Session, rt: "Runtime", message_id: int) -> Process
         raise LookupError(f"no stored message {message_id}")
     if message.state == "processed" and message.inquiry_id is not None:
         return _result_for_processed(session, message)
+    if prepared is None:  # processed state changed under us between the read and the lock
+        prepared = _prepare(rt, message.raw, message.meta, message.id)
+    if prepared.parsed is None:
+        return _file_unparseable(session, message, prepared.error or "unparseable")
 
-    settings = rt.settings
-    try:
-        parsed = mail.parse(message.raw, max_attachment_bytes=settings.max_attachment_bytes)
-    except UnparseableMessage as exc:
-        return _file_unparseable(session, message, str(exc))
-    except Exception as exc:  # the parser must never crash; if it does, keep the message anyway
-        log.exception("parser crashed on message %s", message.id)
-        return _file_unparseable(session, message, f"parser error: {exc.__class__.__name__}: {exc}")
-
-    language = _language(rt, parsed)
+    parsed, language, authentication = prepared.parsed, prepared.language, prepared.authentication
     with session.no_autoflush:  # the message row is written once, at the end
-        result = _thread_or_open(session, rt, message, parsed, language)
-    _fill_message(session, message, parsed, settings.max_attachment_bytes)
+        result = _thread_or_open(session, rt, message, parsed, language, authentication)
+    _fill_message(session, message, parsed, rt.settings.max_attachment_bytes)
+    if authentication is not None:
+        message.authentication = authentication.verdict
+        message.authentication_reasons = authentication.reasons or None
     message.inquiry_id = result.inquiry_id
     message.language = language
     message.state = "processed"
@@ -441,13 +488,14 @@ def process_message(session: Session, rt: "Runtime", message_id: int) -> Process
 
 
 def _thread_or_open(
-    session: Session, rt: "Runtime", message: Message, parsed: ParsedEmail, language: str | None
+    session: Session, rt: "Runtime", message: Message, parsed: ParsedEmail, language: str | None,
+    authentication: SenderAuthentication | None = None,
 ) -> ProcessResult:
     """Join the inquiry this message continues, or open a new classified one."""
     now = utcnow()
     sender = parsed.sender
     contact_id = _contact_id(session, sender.address, sender.name) if sender and sender.address else None
-    inquiry = find_thread(session, parsed, own_address=rt.settings.from_address, now=now)
+    inquiry = find_thread(session, parsed, own_address=rt.settings.from_address, now=now, settings=rt.settings)
     if inquiry is not None:
         inquiry.last_message_at = now
         if not parsed.automation.automated and inquiry.status in ("closed", "waiting"):
@@ -457,6 +505,11 @@ def _thread_or_open(
             if previous == "closed":
                 _event(session, inquiry, SYSTEM, "reopened", reason="follow-up email")
         _event(session, inquiry, SYSTEM, "follow_up", message_id=message.id)
+        if authentication is not None and authentication.verdict == "fail":
+            # Staff see it in the thread; where replies go does not change (intake.recipients).
+            _event(session, inquiry, SYSTEM, "sender_unverified", message_id=message.id,
+                   address=sender.address if sender else None, reasons=authentication.reasons[:4],
+                   reply_to=recipients.reply_address(session, inquiry.id))
         return ProcessResult("follow-up", inquiry.id, message.id, [("slack.post_followup", (message.id,))])
     verdict = _classify(rt, parsed, message.meta)
     inquiry = Inquiry(
@@ -759,6 +812,7 @@ def inquiry_detail(session: Session, inquiry_id: int) -> dict[str, Any]:
     inquiry = get_inquiry(session, inquiry_id)
     detail = inquiry_summary(inquiry)
     detail.update(
+        reply_to=recipients.reply_address(session, inquiry_id),  # where a staff reply goes now
         first_response_at=_iso(inquiry.first_response_at),
         closed_at=_iso(inquiry.closed_at),
         messages=[
@@ -775,6 +829,9 @@ def inquiry_detail(session: Session, inquiry_id: int) -> dict[str, Any]:
                 "received_at": _iso(m.created_at),
                 "parse_status": m.parse_status,
                 "parse_error": m.parse_error,
+                "authentication": m.authentication,
+                "authentication_reasons": m.authentication_reasons or [],
+                "reply_to": m.reply_to,
                 "state": m.state,
                 "language": m.language,
                 "automated": m.automated,

@@ -173,6 +173,11 @@ class Message(Base):
     # (a lease, so a crashed sender's message is retried only after it expires).
     processed_at: Mapped[dt.datetime | None]
     sent_at: Mapped[dt.datetime | None]
+    # Inbound: is the From address really the sender's? "pass", "fail" or "none" (no evidence),
+    # from the provider's SPF/DKIM/DMARC verdicts or a trusted Authentication-Results header
+    # (intake.mail.authentication); null until processed. The reasons are for staff to read.
+    authentication: Mapped[str | None] = mapped_column(String(16))
+    authentication_reasons: Mapped[list[Any] | None]
 
     inquiry: Mapped[Inquiry | None] = relationship(back_populates="messages")
     attachments: Mapped[list["Attachment"]] = relationship(
@@ -291,6 +296,18 @@ class SeenNonce(Base):
         UniqueConstraint("kind", "value", name="uq_seen_nonces_kind_value"),
         Index("ix_seen_nonces_seen_at", "seen_at"),
     )
+
+
+class Secret(Base):
+    """A value intake generates once and keeps: the key of its keyed hashes when
+    ``INTAKE_SECRET_KEY`` is unset (intake.keys), so a fresh install needs no setup."""
+
+    __tablename__ = "secrets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    value: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 def fit_identifier(value: str | None, length: int = 255) -> str | None:

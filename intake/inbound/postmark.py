@@ -56,7 +56,10 @@ def _str(value: Any) -> str | None:
 def _full_address(entry: Any) -> str | None:
     if not isinstance(entry, dict) or not _str(entry.get("Email")):
         return None
-    return formataddr((_str(entry.get("Name")) or "", entry["Email"]))
+    try:
+        return formataddr((_str(entry.get("Name")) or "", entry["Email"]))
+    except UnicodeError:  # formataddr refuses a non-ASCII address (EAI, or junk): keep it bare
+        return entry["Email"]
 
 
 def _address_list(payload: dict[str, Any], full_key: str, plain_key: str) -> str | None:

@@ -222,6 +222,8 @@ def _delivery(message: dict[str, Any]) -> Delivery:
         value = receipt.get(verdict)
         if isinstance(value, dict) and isinstance(value.get("status"), str):
             meta[verdict] = value["status"]
+    if isinstance(mail.get("source"), str):  # the envelope sender SES's SPF verdict is about
+        meta["mail_from"] = mail["source"][:320]
     if isinstance(receipt.get("recipients"), list):
         meta["recipients"] = [str(r) for r in receipt["recipients"][:50]]
     event_id = mail.get("messageId") if isinstance(mail.get("messageId"), str) else message["MessageId"]

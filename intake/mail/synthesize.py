@@ -57,11 +57,11 @@ def _writable(name: str, value: str) -> str:
     folded here first and, if that fails, kept as its decoded text instead."""
     value = header_value(value)
     try:
-        WIRE_POLICY.fold_binary(name, value)
+        WIRE_POLICY.fold_binary(name, WIRE_POLICY.header_factory(name, value))
         return value
     except Exception:  # noqa: BLE001 - the email package raises several types here
         decoded = header_value(decode_words(value))
-        WIRE_POLICY.fold_binary(name, decoded)
+        WIRE_POLICY.fold_binary(name, WIRE_POLICY.header_factory(name, decoded))
         return decoded
 
 
