@@ -35,6 +35,7 @@ _FAILED = frozenset({"fail", "softfail", "permerror", "hardfail"})
 _RESULTS = {"gray": "none", "processing_failed": "temperror", "softfail": "softfail", "hardfail": "fail"}
 _COMMENT_SPECIAL = re.compile(r'[()"\\]')
 _RESINFO = re.compile(r'(?:"[^"]*"|[^;"])+')
+_TOKEN = re.compile(r'(?:"[^"]*"|[^\s"])+')
 _SENDGRID_DKIM = re.compile(r"@([^\s:{},]+)\s*:\s*([a-z]+)", re.IGNORECASE)
 _SIGNATURE_DOMAIN = re.compile(r"(?:^|;)\s*d\s*=\s*([^;\s]+)", re.IGNORECASE)
 
@@ -123,7 +124,7 @@ def parse_results(value: str) -> tuple[str, list[tuple[str, str, dict[str, str]]
     authserv_id = head[0].lower() if head else ""
     results = []
     for part in parts[1:]:
-        tokens = part.split()
+        tokens = _TOKEN.findall(part)
         if not tokens or "=" not in tokens[0]:
             continue
         method, _, result = tokens[0].partition("=")
@@ -173,8 +174,9 @@ def _domainless_dkim(result: str, parsed: ParsedEmail, from_domain: str, source:
     every DKIM signature in the message is by an aligned domain (else a passing signature by
     some other domain could lend its pass to a forged From)."""
     domains = _signature_domains(parsed)
-    domain = from_domain if domains and all(aligned(d, from_domain) for d in domains) else None
-    return Check("dkim", result, domain or (domains[0] if domains else None), source)
+    if domains and all(aligned(d, from_domain) for d in domains):
+        return Check("dkim", result, from_domain, source)
+    return Check("dkim", result, next((d for d in domains if not aligned(d, from_domain)), None), source)
 
 
 def _provider_checks(parsed: ParsedEmail, meta: Mapping[str, Any], from_domain: str) -> list[Check]:

@@ -241,4 +241,4 @@ def latest_reply(text: str, html: str | None = None) -> str:
     else:
         reply = _text_reply(text)
     # Never longer than what was searched: a reply is read in Slack, not a 2 MB body.
-    return reply.strip() or text.strip()[:MAX_REPLY_INPUT]
+    return (reply.strip() or text.strip())[:MAX_REPLY_INPUT]

@@ -62,9 +62,11 @@ def reply_view(deps: SlackDeps, inquiry_id: int, *, body: str | None = None,
                revision: int = 0, default_action: str = B.REPLY_SEND) -> dict[str, Any] | None:
     with deps.rt.db.session() as session:
         card = Q.card_data(session, inquiry_id, with_folded=False)
+        choices = Q.recipient_choices(session, inquiry_id)
     if card is None:
         return None
     return B.reply_modal(
+        recipients=choices,
         inquiry_id=inquiry_id, subject=card.subject,
         sender=B.sender_label(card.sender_name, card.sender_address) if card.sender_address else None,
         latest=card.latest_reply, templates=templates_for(deps, card.category), body=body,
@@ -151,15 +153,18 @@ def modal_action(deps: SlackDeps, kind: str) -> Callable[..., None]:
     return listener
 
 
-def send_reply(deps: SlackDeps, inquiry_id: int, text: str, author: str) -> int:
-    """Queue an email reply through the outbound layer; returns the outbound message id."""
+def send_reply(deps: SlackDeps, inquiry_id: int, text: str, author: str, *, to_address: str | None = None) -> int:
+    """Queue an email reply through the outbound layer; returns the outbound message id.
+
+    ``to_address``: the recipient picked in the reply modal (the outbound layer accepts only
+    one of the inquiry's own addresses); None for the conversation's address."""
     module = outbound()
     if module is None or not hasattr(module, "send_reply"):
         raise ActionRefused("sending email is not set up yet; save it as a note instead")
     try:
         # send_reply commits the queued message and enqueues outbound.send; once sent, the
         # outbound layer records a reply_sent event that slack.post_event puts in the thread.
-        message_id = int(module.send_reply(deps.rt, inquiry_id, text, author))
+        message_id = int(module.send_reply(deps.rt, inquiry_id, text, author, to_address=to_address))
     except (LookupError, ValueError) as exc:
         raise ActionRefused(str(exc)) from exc
     except Exception as exc:  # e.g. OutboundConfigError: tell the person what is missing
