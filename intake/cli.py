@@ -349,6 +349,7 @@ def show(inquiry_id: int, as_json: bool) -> None:
     click.echo(f"Inquiry #{detail['id']}: {detail['subject']}")
     click.echo(f"  from      {detail['name'] or ''} <{detail['from'] or '?'}>")
     click.echo(f"  status    {detail['status']}    assignee {detail['assignee'] or '-'}")
+    click.echo(f"  reply to  {detail['reply_to'] or '-'}")
     confidence = f"{detail['confidence']:.2f}" if detail["confidence"] is not None else "-"
     click.echo(f"  category  {detail['category'] or '?'} ({confidence}){'  needs review' if detail['needs_review'] else ''}")
     click.echo(f"  language  {detail['language'] or '-'}    received {detail['received_at']}")
