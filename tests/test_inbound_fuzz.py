@@ -33,6 +33,7 @@ from intake.pipeline import process_stored
 from intake.runtime import Runtime
 from tests.conftest import CORPUS, SHARED
 from tests.fixtures.inbound import helpers as h
+from tests.test_app_inbound import inbound_settings  # noqa: F401  (fixture)
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 HOOKS = SHARED / "hooks"
@@ -326,16 +327,8 @@ class RecordingQueue:
 
 
 @pytest.fixture
-def fuzz_rt(settings, db):
-    configured = dataclasses.replace(
-        settings,
-        inbound_basic_auth=(h.BASIC_AUTH,),
-        mailgun_signing_keys=(h.MAILGUN_KEY,),
-        inbound_hmac_secrets=(h.HMAC_SECRET,),
-        sns_topic_arns=(h.TOPIC_ARN,),
-        max_message_bytes=2 * 1024 * 1024,
-    )
-    return Runtime(configured, db, RecordingQueue())
+def fuzz_rt(inbound_settings, db):
+    return Runtime(dataclasses.replace(inbound_settings, max_message_bytes=2 * 1024 * 1024), db, RecordingQueue())
 
 
 def test_payload_sources_are_there():

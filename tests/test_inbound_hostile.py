@@ -19,29 +19,14 @@ from intake.jobs import InlineQueue
 from intake.models import Message, Receipt
 from intake.runtime import Runtime
 from tests.fixtures.inbound import helpers as h
+from tests.test_app_inbound import inbound_settings, sns  # noqa: F401  (fixtures)
 
 
 @pytest.fixture
-def configured(settings):
-    return dataclasses.replace(
-        settings,
-        inbound_basic_auth=(h.BASIC_AUTH,),
-        mailgun_signing_keys=(h.MAILGUN_KEY,),
-        inbound_hmac_secrets=(h.HMAC_SECRET,),
-        sns_topic_arns=(h.TOPIC_ARN,),
-    )
-
-
-@pytest.fixture
-def sns():
-    return h.FakeSns()
-
-
-@pytest.fixture
-def client(configured, db, sns):
+def client(inbound_settings, db, sns):
     queue = InlineQueue()
     queue.raise_errors = False  # processing runs inline; Slack and SMTP are not under test
-    rt = Runtime(configured, db, queue)
+    rt = Runtime(inbound_settings, db, queue)
     return create_app(rt=rt, sns_fetch=sns.fetch).test_client()
 
 
@@ -164,8 +149,8 @@ def test_sns_messages_over_an_hour_from_now_are_refused(client, sns, offset):
     assert client.post(fresh[0], **fresh[1]).status_code == 200
 
 
-def test_sns_refuses_every_topic_unless_listed(configured, db, sns):
-    rt = Runtime(dataclasses.replace(configured, sns_topic_arns=()), db, InlineQueue())
+def test_sns_refuses_every_topic_unless_listed(inbound_settings, db, sns):
+    rt = Runtime(dataclasses.replace(inbound_settings, sns_topic_arns=()), db, InlineQueue())
     unlisted = create_app(rt=rt, sns_fetch=sns.fetch).test_client()
     path, kwargs = ses_request(sns)
     response = unlisted.post(path, **kwargs)
