@@ -114,6 +114,12 @@ class Settings:
     max_attachment_bytes: int = 5 * 1024 * 1024
     queue_path: str | None = None
     queue_name: str = "intake"  # several deployments (or test runs) may share one Redis
+    # Keys of intake's keyed hashes (reply tokens), newest first; unset: one generated and kept
+    # in the database (intake.keys).
+    secret_keys: tuple[str, ...] = ()
+    # authserv-ids (RFC 8601) of the receiving hosts whose Authentication-Results headers are
+    # trusted: the host that stamps them on arrival (an MTA or IMAP server in front of intake).
+    authserv_ids: tuple[str, ...] = ()
 
     @property
     def slack_enabled(self) -> bool:
@@ -169,6 +175,8 @@ class Settings:
             max_attachment_bytes=_int_env(env, "INTAKE_MAX_ATTACHMENT_BYTES", 5 * 1024 * 1024),
             queue_path=env.get("INTAKE_QUEUE_PATH") or None,
             queue_name=env.get("INTAKE_QUEUE_NAME") or "intake",
+            secret_keys=_split_list(env.get("INTAKE_SECRET_KEY")),
+            authserv_ids=tuple(a.lower() for a in _split_list(env.get("INTAKE_AUTHSERV_ID"))),
         )
         if not values["slack_api_url"].endswith("/"):
             # slack_sdk joins method names onto the base URL; without the slash it drops "api".

@@ -12,6 +12,7 @@ generated from these models and a test fails when the two disagree.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from typing import Any
 
 from sqlalchemy import (
@@ -205,6 +206,11 @@ class Message(Base):
     # (a lease, so a crashed sender's message is retried only after it expires).
     processed_at: Mapped[dt.datetime | None]
     sent_at: Mapped[dt.datetime | None]
+    # Inbound: is the From address really the sender's? "pass", "fail" or "none" (no evidence),
+    # from the provider's SPF/DKIM/DMARC verdicts or a trusted Authentication-Results header
+    # (intake.mail.authentication); null until processed. The reasons are for staff to read.
+    authentication: Mapped[str | None] = mapped_column(String(16))
+    authentication_reasons: Mapped[list[Any] | None]
 
     inquiry: Mapped[Inquiry | None] = relationship(back_populates="messages")
     attachments: Mapped[list["Attachment"]] = relationship(
@@ -401,3 +407,27 @@ class GroupMember(Base):
     joined_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     split_by: Mapped[str | None] = mapped_column(String(64))  # Slack user ID
     split_at: Mapped[dt.datetime | None]
+class Secret(Base):
+    """A value intake generates once and keeps: the key of its keyed hashes when
+    ``INTAKE_SECRET_KEY`` is unset (intake.keys), so a fresh install needs no setup."""
+
+    __tablename__ = "secrets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    value: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+def fit_identifier(value: str | None, length: int = 255) -> str | None:
+    """An identifier from outside (a provider's event id, a replay token) as a column of
+    ``length`` characters can hold it: unchanged when it fits and is plain text, otherwise
+    ``sha256:<hex>`` of it. Hashing rather than cutting keeps two long ids distinct, and a NUL or a
+    lone surrogate (which PostgreSQL refuses in text) never reaches the database."""
+    if value is None:
+        return None
+    printable = value.isprintable() and not any("\ud800" <= ch <= "\udfff" for ch in value)
+    if len(value) <= length and printable:
+        return value
+    data = value.encode("utf-8", "surrogatepass")
+    return "sha256:" + hashlib.sha256(data).hexdigest()

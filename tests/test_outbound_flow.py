@@ -48,7 +48,7 @@ def test_applicant_reply_threads_back_and_gets_no_second_ack(settings, db):
         with rt.db.session() as session:
             assert session.get(Inquiry, inquiry_id).category == "application"
         acks = [r for r in server.received if r.message["Auto-Submitted"] == "auto-replied"]
-        assert len(acks) == 1 and acks[0].rcpt_tos == ["maria.reply@example.net"]
+        assert len(acks) == 1 and acks[0].rcpt_tos == ["maria.lopez@example.org"]  # From, never Reply-To
 
         out_id = send_reply(rt, inquiry_id, "Hello María, the deadline is 1 December.", "U_STAFF")
         reply = server.received[-1].message

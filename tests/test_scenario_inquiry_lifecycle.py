@@ -130,7 +130,7 @@ def test_an_inquiry_from_email_to_reply_and_back(fake_slack, db_url, tmp_path):
             sent = smtp.received[1].message
             assert smtp.received[1].rcpt_tos == ["nia.campbell@example.org"]
             assert sent["In-Reply-To"] == "<nia-1@example.org>"
-            assert f"[#{inquiry_id}]" in sent["Subject"] and sent["Subject"].startswith("Re: ")
+            assert f"[#{inquiry_id}-" in sent["Subject"] and sent["Subject"].startswith("Re: ")
             assert "Auto-Submitted" not in sent
             assert "The deadline is 15 January." in sent.get_body(("plain",)).get_content()
             def reply_recorded():

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from intake import tickets
 from intake.db import is_unique_violation
 from intake.events import record_event
 from intake.models import Inquiry, Message
@@ -72,6 +73,12 @@ def _suppress(session: Session, inquiry_id: int, message_id: int, kind: str, rea
     record_event(session, inquiry_id, "system", kind, message_id=message_id, reasons=reasons[:10], **detail)
 
 
+def _quotable(message: Message) -> bool:
+    """Issue 10: only an authenticated sender's own words (subject, name) go back out in an
+    acknowledgment; a forged From would otherwise make us deliver a spammer's subject line."""
+    return message.authentication == "pass"
+
+
 def _body(rt: "Runtime", options: OutboundOptions, inquiry: Inquiry, message: Message, facts: MailFacts) -> tuple[str, str | None]:
     """The rendered template, with the knowledge-base answer when the category allows it."""
     answer_text, answer_key = "", None
@@ -81,10 +88,12 @@ def _body(rt: "Runtime", options: OutboundOptions, inquiry: Inquiry, message: Me
         if suggestion is not None and suggestion.score >= options.answer_min_score:
             answer_text = f"\nIn the meantime, this may already answer your question:\n\n{suggestion.answer}\n"
             answer_key = suggestion.key
+    quotable = _quotable(message)
+    sender_name = (facts.from_name or message.sender_name) if quotable else None
     values = {
-        "first_name": first_name(facts.from_name or message.sender_name),
-        "name": (facts.from_name or message.sender_name or "").strip(),
-        "subject": header_text(inquiry.subject or message.subject) or "your message",
+        "first_name": first_name(sender_name),
+        "name": (sender_name or "").strip(),
+        "subject": (header_text(inquiry.subject or message.subject) if quotable else "") or "your message",
         "inquiry_id": str(inquiry.id),
         "reference": f"#{inquiry.id}",
         "answer": answer_text,
@@ -136,12 +145,14 @@ def _decide_and_queue(rt: "Runtime", session: Session, options: OutboundOptions,
         reasons.append("classified as automated")
     if message.parse_status == "unparseable":
         reasons.append("unparseable message")
+    if message.authentication == "fail":  # a forged From: acknowledging it is backscatter
+        reasons.append("the sender failed authentication: " + "; ".join((message.authentication_reasons or [])[:3]))
     facts = mail_facts(message)
     reasons += header_blockers(facts, [options.from_address, rt.settings.from_address or ""])
     to_address = None
     if not reasons:
-        try:
-            to_address = validate_address(facts.reply_address)
+        try:  # the From address only: an acknowledgment never follows an arbitrary Reply-To
+            to_address = validate_address(facts.from_address)
         except InvalidAddress:
             reasons.append("no valid reply address")
     if reasons or to_address is None:
@@ -166,8 +177,10 @@ def _decide_and_queue(rt: "Runtime", session: Session, options: OutboundOptions,
             from_address=options.from_address,
             from_name=options.from_name,
             to_address=to_address,
-            to_name=facts.from_name if to_address == facts.from_address else None,
-            subject=reply_subject(inquiry.subject or message.subject or facts.header("Subject"), inquiry.id),
+            to_name=facts.from_name if _quotable(message) else None,
+            subject=reply_subject((inquiry.subject or message.subject or facts.header("Subject"))
+                                  if _quotable(message) else None,
+                                  inquiry.id, tickets.tag(session, rt.settings, inquiry.id)),
             body=body,
             in_reply_to=parent_id,
             references=references_chain(message.references or facts.header("References"), parent_id),

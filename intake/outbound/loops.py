@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from email.header import decode_header, make_header
 from email.parser import BytesParser
 from email.policy import compat32
-from email.utils import getaddresses
 from typing import Any, Iterable
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from intake.mail.headers import parse_addresses
 from intake.mail.types import first_header
 from intake.models import Message, utcnow
 from intake.outbound.options import Cap
@@ -78,13 +78,12 @@ def _decoded(value: str) -> str:
 
 
 def _first_address(value: str | None) -> tuple[str | None, str | None]:
-    if not value:
+    """(display name, address) of the first mailbox, read the mail layer's way: the address from
+    the addr-spec, never from a display name (``=?utf-8?q?John_<ceo@x>?= <attacker@y>``)."""
+    found = parse_addresses([str(value)]) if value else []
+    if not found:
         return None, None
-    pairs = [(n, a) for n, a in getaddresses([str(value)]) if a]
-    if not pairs:
-        return None, None
-    name, addr = pairs[0]
-    return (_decoded(name).strip() or None), addr.strip().lower()
+    return found[0].name, found[0].address
 
 
 def facts_from_raw(raw: bytes) -> MailFacts:

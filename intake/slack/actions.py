@@ -73,11 +73,13 @@ def reply_view(deps: SlackDeps, inquiry_id: int, *, body: str | None = None,
                revision: int = 0, default_action: str = B.REPLY_SEND) -> dict[str, Any] | None:
     with deps.rt.db.session() as session:
         card = Q.card_data(session, inquiry_id, with_folded=False)
+        choices = Q.recipient_choices(session, inquiry_id)
     if card is None:
         return None
     return B.reply_modal(
+        recipients=choices,
         inquiry_id=inquiry_id, subject=card.subject,
-        sender=B.sender_text(card.sender_name, card.sender_address) if card.sender_address else None,
+        sender=B.sender_label(card.sender_name, card.sender_address) if card.sender_address else None,
         latest=card.latest_reply, templates=templates_for(deps, card.category), body=body,
         revision=revision, default_action=default_action,
     )
@@ -133,7 +135,7 @@ def open_modal(deps: SlackDeps, client: WebClient, body: dict[str, Any], inquiry
             # the quoted history and signature).
             full = (latest.text_body or latest.latest_reply) if latest is not None else None
         view = B.full_text_modal(inquiry_id=inquiry_id, subject=card.subject,
-                                 sender=B.sender_text(card.sender_name, card.sender_address),
+                                 sender=B.sender_label(card.sender_name, card.sender_address),
                                  text=full) if card else None
     elif kind == "edit_suggestion":
         suggestion = suggestion_for(deps, inquiry_id)
@@ -155,13 +157,17 @@ def modal_action(deps: SlackDeps, kind: str) -> Callable[..., None]:
     return listener
 
 
-def send_reply(deps: SlackDeps, inquiry_id: int, text: str, author: str, *, version: int | None = None) -> int:
+def send_reply(deps: SlackDeps, inquiry_id: int, text: str, author: str, *, version: int | None = None,
+               to_address: str | None = None) -> int:
     """Queue an email reply; its event owes the sending and the card update. Returns the
-    outbound message id."""
+    outbound message id.
+
+    ``to_address``: the recipient picked in the reply modal (the outbound layer accepts only
+    one of the inquiry's own addresses); None for the conversation's address."""
     from intake.outbound import OutboundConfigError, send_reply as queue_and_owe
 
     try:
-        return int(queue_and_owe(deps.rt, inquiry_id, text, author, version=version))
+        return int(queue_and_owe(deps.rt, inquiry_id, text, author, version=version, to_address=to_address))
     except (LookupError, ValueError, OutboundConfigError) as exc:
         raise ActionRefused(str(exc)) from exc
 

@@ -131,12 +131,26 @@ class CardData:
     @property
     def button_value(self) -> str:
         return f"{self.inquiry_id}:{self.version}"
+    reply_to: str | None = None  # where a staff reply goes now (intake.recipients)
+    # Plain sentences staff must see before replying: a Reply-To new to the conversation, a
+    # message that failed sender authentication.
+    reply_warnings: Sequence[str] = ()
 
     @property
     def organization(self) -> str | None:
         if self.sender_address and "@" in self.sender_address:
             return self.sender_address.rpartition("@")[2]
         return None
+
+
+@dataclass(frozen=True)
+class RecipientChoice:
+    """One address the reply modal offers: the default first."""
+
+    address: str
+    label: str  # "Name <address>"
+    note: str  # why it is offered
+    warning: bool = False  # new to the conversation or unverified
 
 
 @dataclass(frozen=True)
@@ -275,6 +289,15 @@ def slack_date(when: dt.datetime | None) -> str:
     epoch = int(when.timestamp())
     fallback = when.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return f"<!date^{epoch}^{{date_short_pretty}} {{time}}|{fallback}>"
+
+
+def sender_label(name: str | None, address: str | None) -> str:
+    """``Name (address)`` as plain text, for the builders that take a sender and escape it
+    themselves (thread lines, modals): passing them ``sender_text`` escaped it twice."""
+    name, address = (name or "").strip(), (address or "").strip()
+    if name and address:
+        return f"{name} ({address})"
+    return name or address or "unknown sender"
 
 
 def sender_text(name: str | None, address: str | None) -> str:
@@ -423,6 +446,10 @@ def triage_card(card: CardData, categories: Sequence[str]) -> Message:
     ]
     if card.reasons:
         blocks.append(context("*Why:* " + escape_trim("; ".join(card.reasons), 1500)))
+    if card.reply_to:
+        blocks.append(context(f"*Replies go to* {escape_trim(card.reply_to, 320)}"))
+    for warning in list(card.reply_warnings)[:3]:
+        blocks.append(context(":warning: " + escape_trim(warning, 600)))
     excerpt = card.latest_reply or ""
     quoted = escape_trim(excerpt.strip() or "(empty message)", CARD_EXCERPT_CHARS)
     quoted = "\n".join("&gt; " + line if line else "&gt;" for line in quoted.splitlines()) or "&gt;"
@@ -512,6 +539,8 @@ EVENT_VERBS = {
     "send_failed": ":warning: could not send the email to {to}: {error}",
     "smtp_delayed": ":warning: the email to {to} is delayed (attempt {attempts}); still retrying",
     "split_from_group": "took it out of group {group} (it asks something else)",
+    "sender_unverified": ":warning: the follow-up claiming to be from {address} failed sender "
+                         "authentication ({reasons}); replies still go to {reply_to}",
 }
 # The verbs of the domain's older spelling, so a renamed event kind still reads well.
 EVENT_VERBS.update({
@@ -615,11 +644,29 @@ def text_input(block_id: str, label: str, *, multiline: bool = False, initial: s
             "label": plain(label, 2000), "element": element}
 
 
+def _recipient_block(choices: Sequence[RecipientChoice]) -> dict[str, Any]:
+    """Who the email goes to: the conversation's address preselected; any other address is
+    used only when picked here (radio buttons show each option's reason)."""
+    options = [
+        {"text": plain(("⚠ " if c.warning else "") + c.label, MAX_OPTION_TEXT),
+         "description": plain(c.note, MAX_OPTION_TEXT), "value": c.address[:150]}
+        for c in list(choices)[:10]  # Slack's limit for radio buttons
+    ]
+    return {
+        "type": "input",
+        "block_id": "recipient",
+        "label": plain("Send the email to", 2000),
+        "element": {"type": "radio_buttons", "action_id": "value", "options": options,
+                    "initial_option": options[0]},
+    }
+
+
 def reply_modal(*, inquiry_id: int, subject: str, sender: str | None, latest: str | None,
                 templates: Sequence[tuple[str, str]] = (), body: str | None = None,
-                default_action: str = REPLY_SEND, revision: int = 0) -> dict[str, Any]:
-    """Reply modal: the applicant's latest message, a template picker, the text, and two
-    distinct outcomes chosen with radio buttons (never a prefix typed into the text).
+                default_action: str = REPLY_SEND, revision: int = 0,
+                recipients: Sequence[RecipientChoice] = ()) -> dict[str, Any]:
+    """Reply modal: the applicant's latest message, a template picker, the text, who it goes to,
+    and two distinct outcomes chosen with radio buttons (never a prefix typed into the text).
 
     ``revision`` changes the body input's block_id so that Slack shows a new initial value after
     a template is picked (Slack keeps what the user typed in a block it already knows).
@@ -640,6 +687,10 @@ def reply_modal(*, inquiry_id: int, subject: str, sender: str | None, latest: st
             }],
         })
     blocks.append(text_input(f"body_{revision}", "Message", multiline=True, initial=body))
+    if len(recipients) > 1:
+        blocks.append(_recipient_block(recipients))
+    elif recipients:
+        blocks.append(context(f"The email goes to {escape_trim(recipients[0].label, 400)}"))
     send = option("Send to applicant (email)", REPLY_SEND)
     note = option("Save as internal note (not sent)", REPLY_NOTE)
     blocks.append({

@@ -266,7 +266,7 @@ def _fold(rt: "Runtime", ticket: Ticket, plan: _CardPlan) -> str:
         return "skipped"
     if rt.settings.slack_enabled:
         line = B.followup_line(inquiry_id=plan.inquiry_id, direction="inbound",
-                               sender=B.sender_text(card.sender_name, card.sender_address),
+                               sender=B.sender_label(card.sender_name, card.sender_address),
                                subject=card.subject, body=card.latest_reply, show_id=True)
         metadata = _metadata(LINE_METADATA, f"fold:{plan.inquiry_id}", plan.inquiry_id)
         _, line_ts = post_once(rt, ticket, channel, line, metadata, thread_ts=ts)
@@ -342,7 +342,7 @@ def deliver_message_line(rt: "Runtime", ticket: Ticket) -> str:
             filtered=not inquiry.slack_ts and Q.is_filtered(session, inquiry),
             line=B.followup_line(
                 inquiry_id=inquiry.id, direction=message.direction,
-                sender=B.sender_text(message.sender_name, message.sender_address),
+                sender=B.sender_label(message.sender_name, message.sender_address),
                 subject=message.subject, body=message.latest_reply or message.text_body,
                 author=message.author, reopened=bool(ticket.args.get("reopened")),
                 show_id=bool(inquiry.slack_ts) and len(Q.card_group(session, inquiry)) > 1,

@@ -64,7 +64,7 @@ def register(app: App, deps: SlackDeps) -> None:
             return
         try:
             if mode == B.REPLY_SEND:
-                send_reply(deps, inquiry_id, text, _user(body))
+                send_reply(deps, inquiry_id, text, _user(body), to_address=got.get("recipient"))
             else:
                 run_action(deps, inquiry_id, domain().add_note, text, actor=_user(body))
         except ActionRefused as exc:
