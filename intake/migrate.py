@@ -93,6 +93,9 @@ def stored_revision(engine: Engine) -> str | None:
     """The revision in the database's ``alembic_version`` table; None when there is none (or
     several). Failing to connect raises, as it should."""
     with engine.connect() as conn:
+        # A read: on SQLite it begins deferred (intake.db), so a command or a worker starting
+        # while another process writes does not queue behind that writer's lock.
+        conn.execution_options(intake_readonly=True)
         try:
             rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
         except DBAPIError:  # no alembic_version table: a database never migrated
