@@ -177,7 +177,7 @@ def db() -> None:
 
 
 @db.command("upgrade")
-@click.option("--revision", default="head", show_default=True)
+@click.option("--revision", default="head", show_default=True, help="The revision to migrate to (head: the newest).")
 def db_upgrade(revision: str) -> None:
     """Apply migrations (Alembic upgrade head)."""
     from sqlalchemy.exc import OperationalError
