@@ -316,8 +316,8 @@ def ingest(paths: tuple[str, ...], as_json: bool) -> None:
     """Store raw RFC 822 messages from files, directories, mbox files or - (stdin), and process them.
 
     A file is taken as mail when its header has a From, a Message-ID, a MIME-Version, or a Date
-    and a Subject; anything else is rejected with the reason (no message, no inquiry). The first run
-    fits the classifier's seed model (some seconds; cached afterwards).
+    and a Subject; anything else is rejected with the reason (no message, no inquiry). The
+    first run fits the classifier's seed model (some seconds; cached afterwards).
     """
     from sqlalchemy.exc import OperationalError
     from tqdm import tqdm
