@@ -183,7 +183,7 @@ def db() -> None:
 
 
 @db.command("upgrade")
-@click.option("--revision", default="head", show_default=True)
+@click.option("--revision", default="head", show_default=True, help="The revision to migrate to (head: the newest).")
 def db_upgrade(revision: str) -> None:
     """Apply migrations (Alembic upgrade head)."""
     from sqlalchemy.exc import OperationalError
@@ -327,8 +327,8 @@ def ingest(paths: tuple[str, ...], as_json: bool, received_from_date: bool) -> N
     """Store raw RFC 822 messages from files, directories, mbox files or - (stdin), and process them.
 
     A file is taken as mail when its header has a From, a Message-ID, a MIME-Version, or a Date
-    and a Subject; anything else is rejected with the reason and stored nowhere. The first run
-    fits the classifier's seed model (some seconds; cached afterwards).
+    and a Subject; anything else is rejected with the reason (no message, no inquiry). The
+    first run fits the classifier's seed model (some seconds; cached afterwards).
     """
     from sqlalchemy.exc import OperationalError
     from tqdm import tqdm
