@@ -13,7 +13,8 @@ Home search box and app mentions, compiled to one SQLAlchemy select.
 * ``since:`` / ``before:`` ``7d``, ``12h``, ``2w``, ``today``, ``yesterday`` or a date
   ``2026-12-01`` (UTC); ``since`` includes that moment, ``before`` excludes it.
 * ``has:`` ``attachment``, ``note`` (an internal note), ``reply`` (we replied).
-* ``overdue``: past its first-response target (needs response targets, issue 12).
+* ``overdue``: a response is owed and its target has passed (the response clock of issue 12,
+  ``intake due``; the rule is ``intake.sla.clock``'s).
 * ``"exact phrase"`` and plain words are searched in the subject, the sender and the messages.
 
 ``natural=True`` (app mentions: ``@intake open press inquiries this week``) also accepts a few
@@ -361,11 +362,6 @@ def _has_clause(value: str):
     return exists().where(Message.inquiry_id == Inquiry.id, Message.direction == direction, Message.kind == kind)
 
 
-def overdue_clause(now: dt.datetime):
-    """Response targets (issue 12) are not part of this installation yet."""
-    raise QueryError("overdue", "overdue needs response targets, which this installation does not have yet")
-
-
 def compile_query(query: Query, *, now: dt.datetime | None = None) -> Select:
     """One select of inquiries, newest first. Status, category and assignee filters are served by
     the inquiries indexes (status, category, received_at) and (assignee, status)."""
@@ -390,6 +386,8 @@ def compile_query(query: Query, *, now: dt.datetime | None = None) -> Select:
         where.append(Inquiry.id.in_(select(GroupMember.inquiry_id).where(
             GroupMember.group_id.in_(query.groups), GroupMember.split_at.is_(None))))
     if query.overdue:
+        from intake.sla.clock import overdue_clause
+
         where.append(overdue_clause(now or utcnow()))
     where += [text_clause(t) for t in (*query.phrases, *query.words)]
     return stmt.where(*where).order_by(Inquiry.received_at.desc(), Inquiry.id.desc())

@@ -97,7 +97,7 @@ def test_the_parser_never_crashes(text):
             assert str(exc)
         else:
             assert isinstance(query, Query)
-            search.compile_query(query, now=NOW) if not query.overdue else None
+            search.compile_query(query, now=NOW)
 
 
 @hsettings(max_examples=200, deadline=None)
@@ -175,8 +175,18 @@ def test_every_filter_on_both_databases(rt, desk):
     assert run(rt, "from:@city.gov since:1d category:partnership county") == [d["sub"]]
     # Newest first, like intake list.
     assert run(rt, "status:new,open") == [d["sub"], d["visa"], d["press"], d["city"]]
-    with pytest.raises(QueryError, match="overdue needs response targets"):
-        run(rt, "overdue")
+
+def test_overdue_follows_the_response_clock(rt, desk):
+    """A response owed and its target passed; a future target, a closed inquiry or one waiting on
+    the applicant is not overdue (the rule of intake.sla.clock)."""
+    now = dt.datetime.now(dt.timezone.utc)
+    with rt.db.session() as session:
+        for key, due in (("visa", -1), ("press", 24), ("old", -48), ("sub", -2)):
+            inquiries.get_inquiry(session, desk[key]).response_due = now + dt.timedelta(hours=due)
+        inquiries.get_inquiry(session, desk["sub"]).status = "waiting"
+    assert run(rt, "overdue") == [desk["visa"]]
+    assert run(rt, "overdue category:press") == []
+    assert run(rt, "<@UBOT> overdue applications", natural=True) == [desk["visa"]]
 
 
 def test_group_filter(rt):

@@ -20,6 +20,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from sqlalchemy import and_
+
 from intake.models import Inquiry
 from intake.sla.calendar import BusinessCalendar, as_utc
 from intake.sla.settings import SlaSettings
@@ -146,6 +148,13 @@ def evaluate(inquiry: Inquiry, rules: Policy, at: dt.datetime) -> DueState | Non
         return DueState(_utc(inquiry.first_response_due), "met")
     due = as_utc(inquiry.response_due)
     return DueState(due, stage(rules, due, at) or "on_track")
+
+
+def overdue_clause(at: dt.datetime):
+    """The SQL form of "overdue" (a response owed and its target passed at ``at``), for the
+    search language's ``overdue`` (issue 16); the same rule as :func:`evaluate` and :func:`stage`,
+    served by the (status, response_due) index."""
+    return and_(Inquiry.status.in_(RUNNING), Inquiry.response_due.is_not(None), Inquiry.response_due <= at)
 
 
 def stage(rules: Policy, due: dt.datetime, at: dt.datetime) -> str | None:
