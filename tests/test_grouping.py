@@ -214,7 +214,7 @@ def test_answer_all_queues_one_threaded_reply_per_person_once(rt):
                                                             Message.direction == "inbound")).one()
             assert message.to_address == inbound.sender_address  # one person each
             assert message.in_reply_to == inbound.message_id  # threaded to their own conversation
-            assert f"[#{message.inquiry_id}]" in message.subject
+            assert f"[#{message.inquiry_id}-" in message.subject  # its own keyed ticket tag
         assert session.get(InquiryGroup, group.id).answered_by == "U100"
         again = answer_group(session, group.id, "Applications close on 1 March.", "U100",
                              request_key="V1", settings=rt.settings)

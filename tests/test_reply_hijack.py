@@ -62,9 +62,11 @@ def opened(rt: Runtime) -> int:
 
 
 def outbound(rt: Runtime, inquiry_id: int) -> list[Message]:
+    """Staff replies of the inquiry (its acknowledgment, also to the applicant, is not one)."""
     with rt.db.session() as session:
         return list(session.scalars(select(Message).where(
-            Message.inquiry_id == inquiry_id, Message.direction == "outbound").order_by(Message.id)))
+            Message.inquiry_id == inquiry_id, Message.direction == "outbound", Message.kind == "reply")
+            .order_by(Message.id)))
 
 
 @pytest.mark.parametrize("authentication", ["failing", "absent"])
