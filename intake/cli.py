@@ -83,6 +83,10 @@ class LayeredGroup(click.Group):
         "train": ("intake.classify.commands", "train_command"),
         "eval": ("intake.classify.commands", "eval_command"),
         "slack": ("intake.slack.socket", "slack_command"),
+        "forget": ("intake.privacy.commands", "forget_command"),
+        "export": ("intake.privacy.commands", "export_command"),
+        "delete": ("intake.privacy.commands", "delete_command"),
+        "purge": ("intake.privacy.commands", "purge_command"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import json
 import logging
+import re
 import uuid
 from dataclasses import dataclass, field
 from email.utils import format_datetime, make_msgid
@@ -204,6 +205,9 @@ def _store_statements(dialect: str) -> _StoreStatements:
     )
 
 
+_LEDGER_ADDRESS = re.compile(r"[^\s<>()\[\]\"',;:@]+@[^\s<>()\[\]\"',;:@]+")
+
+
 def record_receipt(
     session: Session,
     provider: str,
@@ -214,13 +218,17 @@ def record_receipt(
     detail: str | None = None,
     message_id: int | None = None,
 ) -> Receipt:
-    """Log a delivery attempt that stored nothing (refused, malformed, too large)."""
+    """Log a delivery attempt that stored nothing (refused, malformed, too large).
+
+    The ledger proves what arrived without keeping who wrote it: an address in ``detail`` (an
+    error quoting a header) is replaced, so an erased person cannot linger here (intake.privacy).
+    """
     receipt = Receipt(
         provider=provider,
         provider_event_id=provider_event_id,
         outcome=outcome,
         size=size,
-        detail=(detail or "")[:2000] or None,
+        detail=_LEDGER_ADDRESS.sub("[address]", detail or "")[:2000] or None,
         message_id=message_id,
     )
     session.add(receipt)

@@ -29,6 +29,8 @@ JOB_MODULES = (
     "intake.pipeline",
     "intake.slack.jobs",
     "intake.outbound",
+    "intake.privacy.jobs",  # the daily retention run
+    "intake.slack.erasure",  # cards and thread lines after an erasure (until the outbox)
 )
 
 

@@ -106,6 +106,9 @@ class Inquiry(Base):
     slack_ts: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Set when retention removed its text and addresses (intake.privacy); category, dates and
+    # message counts stay so reports still add up.
+    redacted_at: Mapped[dt.datetime | None]
 
     contact: Mapped[Contact | None] = relationship(back_populates="inquiries")
     messages: Mapped[list["Message"]] = relationship(
@@ -258,6 +261,11 @@ class Receipt(Base):
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
     size: Mapped[int | None] = mapped_column(Integer)
     detail: Mapped[str | None] = mapped_column(Text)
+    # When the message was erased (intake.privacy): ``message_id`` is then NULL and ``sha256``
+    # keeps the hash of the bytes that arrived, so the ledger still proves nothing was lost
+    # without keeping what was erased.
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    erased_at: Mapped[dt.datetime | None]
 
     __table_args__ = (Index("ix_receipts_provider_received", "provider", "received_at"),)
 
@@ -290,3 +298,18 @@ class SeenNonce(Base):
         UniqueConstraint("kind", "value", name="uq_seen_nonces_kind_value"),
         Index("ix_seen_nonces_seen_at", "seen_at"),
     )
+
+
+class Secret(Base):
+    """A secret generated once and kept with the data, for keyed hashes (``intake.keys``).
+
+    Used only when ``INTAKE_SECRET_KEY`` is unset, so a newcomer needs no setup; production
+    sets the variable, so that a copy of the database alone cannot test guesses against a hash.
+    """
+
+    __tablename__ = "secrets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
