@@ -76,21 +76,22 @@ def register(app: App, deps: SlackDeps) -> None:
         channel = (shortcut.get("channel") or {}).get("id")
         with rt.db.read_session() as session:
             inquiry = inquiry_for_message(session, channel, message.get("ts"), message.get("thread_ts"))
+            inquiry_id = inquiry.id if inquiry is not None else None
             address = _address_of(inquiry) if inquiry is not None else None
             preview = actions.preview_forget(session, address, with_mentions=False) if address else None
-        if inquiry is None:
+        if inquiry_id is None:
             client.views_open(trigger_id=trigger, view=B.notice_modal(
                 "Forget this person", "This message is not an inquiry's card: use the shortcut on a card."))
             return
         if preview is None:
             client.views_open(trigger_id=trigger, view=B.notice_modal(
-                "Forget this person", f"Inquiry #{inquiry.id} has no sender address. To remove it, "
-                                      f"run `intake delete {inquiry.id}`."))
+                "Forget this person", f"Inquiry #{inquiry_id} has no sender address. To remove it, "
+                                      f"run `intake delete {inquiry_id}`."))
             return
-        meta = json.dumps({"inquiry_id": inquiry.id,
+        meta = json.dumps({"inquiry_id": inquiry_id,
                            "address_hmac": erasure.address_hash(secret_key(rt.db), preview.address)})
         client.views_open(trigger_id=trigger, view=B.forget_modal(B.ForgetPreviewData(
-            inquiry_id=inquiry.id, address=preview.address, inquiries=[i["id"] for i in preview.inquiries],
+            inquiry_id=inquiry_id, address=preview.address, inquiries=[i["id"] for i in preview.inquiries],
             messages=preview.messages, attachments=preview.attachments,
             messages_elsewhere=preview.messages_elsewhere,
         ), meta))
