@@ -229,3 +229,36 @@ def test_secret_key_prefers_the_environment(db):
     assert len(generated) == 32 and secret_key(db, env={}) == generated  # made once, kept
     assert secret_key(db, env={"INTAKE_SECRET_KEY": "from-env"}) == b"from-env"
     assert utcnow()  # the clock the audit uses is timezone-aware
+
+
+@pytest.mark.corpus
+def test_forget_on_the_real_corpus(rt):
+    """The whole shared corpus loaded, then its busiest sender erased: the address and a phrase
+    only they wrote are gone from the files, everyone else's inquiries remain."""
+    from intake import mail
+    from tests.conftest import corpus_dir
+
+    for path in sorted(p for p in corpus_dir().rglob("*") if p.is_file()):
+        raw = path.read_bytes()
+        if mail.looks_like_message(raw) is None:
+            ingest(rt, raw)
+    with rt.db.session() as session:
+        busiest = session.execute(
+            select(Contact.address, func.count(Inquiry.id)).join(Inquiry, Inquiry.contact_id == Contact.id)
+            .group_by(Contact.address).order_by(func.count(Inquiry.id).desc(), Contact.address).limit(1)
+        ).one()
+        address = busiest.address
+        others = {i for i in session.scalars(select(Inquiry.id).join(Contact).where(Contact.address != address))}
+        stored = [(m.sender_address, m.text_body or "", m.raw.lower()) for m in session.scalars(select(Message))]
+    # A phrase of theirs that appears in nobody else's message, parsed or raw.
+    theirs = [words for sender, text, _ in stored if sender == address for words in [text.split()]]
+    candidates = [" ".join(words[i:i + 4]) for words in theirs for i in range(0, max(0, len(words) - 4), 4)]
+    phrase = next(c for c in candidates if len(c) > 15 and not any(
+        c in text or c.lower().encode() in raw for sender, text, raw in stored if sender != address))
+    allowed = tuple({s for s, _, _ in stored if s and address in s and s != address})
+    run.forget_person(rt, address, "cli:tester")
+    found = (leftovers_sqlite(rt.settings.database_url, [address, phrase], allowed=allowed) if rt.db.is_sqlite
+             else leftovers_postgres(rt.settings.database_url, [address, phrase], allowed=allowed))
+    assert found == []
+    with rt.db.session() as session:
+        assert set(session.scalars(select(Inquiry.id).where(Inquiry.id.in_(others)))) == others
