@@ -209,9 +209,9 @@ def test_delete_removes_one_inquiry_and_its_contact(rt, desk):
 
 
 def test_receipt_ledger_keeps_no_address():
-    from intake.inquiries import _LEDGER_ADDRESS
+    from intake.inquiries.store import LEDGER_ADDRESS
 
-    assert _LEDGER_ADDRESS.sub("[address]", "bad header From: <ann@example.org>, ok") == \
+    assert LEDGER_ADDRESS.sub("[address]", "bad header From: <ann@example.org>, ok") == \
         "bad header From: <[address]>, ok"
 
 

@@ -21,7 +21,7 @@ from intake.privacy.erasure import SlackCleanup
 from intake.runtime import Runtime
 from intake.slack import blocks as B
 from intake.slack.app import build_bolt_app, register_flask
-from intake.slack.erasure import deliver_cleanup
+from intake.slack.erasure import cleanup
 from intake.slack.forget import FORGET_CALLBACK
 from tests.fakeslack import (  # noqa: F401  (fixtures)
     TRIAGE_CHANNEL,
@@ -81,11 +81,8 @@ def cards(rt, fake_slack):
                             body=f"My {PHRASE} needs me this spring."))
     arrive(rt, email(sender=f"{JANE_NAME} <{JANE}>", subject="Re: Deferral", in_reply_to="<j1@mail.example>",
                      body=f"Also the {PHRASE} again."))
-    with rt.db.session() as session:
-        note = inquiries.add_note(session, jane.inquiry_id, f"She mentioned the {PHRASE}.", STAFF)
-        session.flush()
-        note_id = note.id
-    rt.enqueue("slack.post_event", note_id)
+    with rt.db.session() as session:  # the note's line is owed with it, and delivered on commit
+        inquiries.add_note(session, jane.inquiry_id, f"She mentioned the {PHRASE}.", STAFF)
     bob = arrive(rt, email(sender=f"Bob Builder <{BOB}>", subject="Hosting fellows", message_id="<b1@city.example>",
                            body=f"Ask {JANE} about us.", cc=f"{JANE_NAME} <{JANE}>"))
     arrive(rt, email(sender=f"Bob Builder <{BOB}>", subject="Re: Hosting fellows", in_reply_to="<b1@city.example>",
@@ -121,11 +118,11 @@ def test_cleanup_is_idempotent_and_tolerates_what_is_gone(rt, fake_slack, cards)
     lines = [m["ts"] for m in fake_slack.thread(channel, ts)]
     plan = SlackCleanup(channel, ts, "erased", inquiry_ids=[cards["jane"]], lines=lines,
                         at=dt.datetime(2027, 1, 2, tzinfo=dt.timezone.utc).isoformat())
-    assert deliver_cleanup(rt, plan) == "erased: 2 line(s) deleted, 0 rewritten"
-    assert deliver_cleanup(rt, plan) == "erased: 0 line(s) deleted, 0 rewritten"
+    assert cleanup(rt, plan) == "erased: -2 ~0"
+    assert cleanup(rt, plan) == "erased: -0 ~0"
     assert len(fake_slack.calls_to("chat.update", ok_only=True)) >= 2
     fake_slack.error("chat.update", "message_not_found")
-    deliver_cleanup(rt, plan)  # a card someone deleted by hand: nothing left to do, no error
+    cleanup(rt, plan)  # a card someone deleted by hand: nothing left to do, no error
 
 
 def test_delete_removes_the_card(rt, fake_slack, cards):
@@ -142,7 +139,7 @@ def test_a_slack_error_is_raised_for_the_queue_to_retry(rt, fake_slack, cards):
     fake_slack.error("chat.delete", "internal_error")
     plan = SlackCleanup(channel, ts, "deleted", lines=[])
     with pytest.raises(SlackApiError):
-        deliver_cleanup(rt, plan)
+        cleanup(rt, plan)
 
 
 # ---- the shortcut -----------------------------------------------------------------------------
@@ -231,3 +228,45 @@ def test_forget_modal_escapes_and_fits():
     text = view["blocks"][0]["text"]["text"]
     assert "a&lt;b&gt;@example.org" in text and "#30…" in text and "2 in other people's" in text
     assert len(view["title"]["text"]) <= B.MAX_MODAL_TITLE
+
+
+# ---- through the outbox -----------------------------------------------------------------------
+
+
+def test_the_cleanup_is_owed_with_the_erasure_and_nothing_owed_names_them(rt, fake_slack, cards):
+    from intake.models import Delivery
+    from tests.fakeslack import owed
+
+    run.forget_person(rt, JANE, "cli:tester")
+    with rt.db.session() as session:
+        rows = list(session.scalars(select(Delivery)))
+    cleanups = [d for d in rows if d.kind == "slack.erasure_cleanup"]
+    assert {d.state for d in cleanups if not d.key.endswith(":again")} == {"done"}
+    assert [d.state for d in cleanups if d.key.endswith(":again")] == ["pending", "pending"]
+    assert all(d.inquiry_id is None for d in cleanups)
+    assert not any(d.inquiry_id == cards["jane"] for d in rows)
+    gone = {a.get("message_id") for a in owed(rt, "slack.message_line")}
+    with rt.db.session() as session:
+        from intake.models import Message
+
+        assert gone <= set(session.scalars(select(Message.id)))  # no line owed for a message that went
+    assert JANE not in json.dumps([d.args for d in rows]).lower()
+
+
+def test_a_line_posted_late_is_deleted_by_the_second_pass(rt, fake_slack, cards):
+    from intake.slack.client import slack_client
+    from intake.slack.deliveries import LINE_METADATA
+    from tests.fakeslack import run_delivery
+
+    channel, ts = card_of(rt, cards["jane"])
+    result = run.forget_person(rt, JANE, "cli:tester")
+    # A line delivery that read her text just before the erasure posts it just after.
+    late = slack_client(rt).chat_postMessage(
+        channel=channel, thread_ts=ts, text=f"Follow-up: {PHRASE}",
+        metadata={"event_type": LINE_METADATA, "event_payload": {"key": "line:message:999", "inquiry_id": cards["jane"]}},
+    )["ts"]
+    staff_reply = slack_client(rt).chat_postMessage(channel=channel, thread_ts=ts, text="noted")["ts"]
+    again = f"erasure:{result.audit_event_id}:{channel}:{ts}:erased:again"
+    assert run_delivery(rt, again) == "erased: -1 ~0"
+    assert (channel, late) not in fake_slack.messages
+    assert (channel, staff_reply) in fake_slack.messages  # not ours to judge: no intake metadata

@@ -109,12 +109,12 @@ def forget(session: Session, address: str, *, actor: str, scan: ByteScan | None 
     tally = Tally()
     slack = erasure.plan_cards(session, found.inquiry_ids, "erased", at=at)
     models = erasure.withdraw_models(session, found.inquiry_ids, found.message_ids)
-    removed_lines = erasure.delete_messages(session, found.message_ids, tally, key, at)
+    removed = erasure.delete_messages(session, found.message_ids, tally, key, at)
     erasure.delete_rows(session, Inquiry.__table__, found.inquiry_ids, tally, key, at)
     if found.contact_id is not None:
         erasure.delete_rows(session, Contact.__table__, [found.contact_id], tally, key, at)
     changed = erasure.sweep(session, needles, scan=scan)
-    slack += erasure.plan_rewrites(session, changed, removed_lines)
+    slack += erasure.plan_rewrites(session, changed, removed)
     counts = tally.as_dict()
     counts.update({f"redacted_{table}": len(ids) for table, ids in sorted(changed.items())})
     if models:
@@ -124,8 +124,8 @@ def forget(session: Session, address: str, *, actor: str, scan: ByteScan | None 
     digest = erasure.address_hash(key, found.address)
     event = erasure.audit(session, FORGET_EVENT, actor, {
         "address_hmac": digest, "counts": counts, "inquiries": found.inquiry_ids,
-        "slack_cards": [plan.key() for plan in slack],
     })
+    erasure.owe_slack(session, slack, f"erasure:{event.id}")
     return ErasureResult("forget", counts, found.inquiry_ids, event.id, digest, slack)
 
 
@@ -159,4 +159,5 @@ def delete_inquiry(session: Session, inquiry_id: int, *, actor: str, at: dt.date
     erasure.delete_orphan_contacts(session, contacts, tally, key, at)
     counts = tally.as_dict()
     event = erasure.audit(session, DELETE_EVENT, actor, {"inquiry": inquiry_id, "counts": counts})
+    erasure.owe_slack(session, slack, f"erasure:{event.id}")
     return ErasureResult("delete", counts, [inquiry_id], event.id, None, slack)

@@ -40,6 +40,7 @@ from intake.models import (
     Base,
     Classification,
     Contact,
+    Delivery,
     Event,
     Inquiry,
     Message,
@@ -62,8 +63,6 @@ PLAIN_DETAIL_KEYS = frozenset({
     "message_id", "category", "previous", "assignee", "attempts", "cap", "kind", "answer",
     "after_id", "through_id", "counts",
 })
-# Event kinds whose thread line quotes a message's text (staff-written notes and replies).
-TEXT_EVENT_KINDS = ("note", "reply_sent")
 ADDRESS_PURPOSE = "privacy.address"
 RECEIPT_PURPOSE = "privacy.receipt"
 
@@ -83,9 +82,12 @@ class SlackCleanup:
     """One card's worth of Slack work after an erasure, computed before the rows are gone.
 
     ``card``: ``erased`` or ``redacted`` (replace the card with a placeholder), ``deleted``
-    (remove it), ``refresh`` (re-render it from a surviving inquiry, ``refresh_inquiry_id``).
-    ``lines``: thread lines to delete. ``rewrite_messages`` / ``rewrite_events``: lines whose
-    rows survive with an address replaced, re-rendered from the store.
+    (remove it), ``refresh`` (the card stays: other inquiries share it, or only some of its lines
+    go; the card itself is re-rendered by its own ``slack.card`` delivery).
+    Thread lines to delete: the recorded ``lines`` (ts), and any line whose Slack metadata names
+    one of ``inquiry_ids`` (going whole) or one of ``line_keys`` (single messages and events that
+    go), which also finds a line whose ts was never recorded. ``rewrite_messages`` /
+    ``rewrite_events``: lines whose rows stay with an address replaced, re-rendered in place.
     """
 
     channel: str
@@ -93,6 +95,7 @@ class SlackCleanup:
     card: str
     inquiry_ids: list[int] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
+    line_keys: list[str] = field(default_factory=list)
     refresh_inquiry_id: int | None = None
     rewrite_messages: list[int] = field(default_factory=list)
     rewrite_events: list[int] = field(default_factory=list)
@@ -103,11 +106,41 @@ class SlackCleanup:
         return asdict(self)
 
     def key(self) -> str:
-        """The delivery key: one card's cleanup is owed once per erasure run."""
+        """One card's cleanup is owed once per erasure: ``<erasure>:<this>``."""
         return f"{self.channel}:{self.card_ts}:{self.card}"
 
+    @property
+    def needs_slack(self) -> bool:
+        """False for a card that only needs re-rendering (its ``slack.card`` delivery does it)."""
+        return self.card != "refresh" or bool(self.lines or self.line_keys or self.inquiry_ids
+                                               or self.rewrite_messages or self.rewrite_events)
 
-def _lines_of(session: Session, inquiry_ids: Sequence[int], *, text_only: bool = False) -> dict[int, list[str]]:
+
+# A line delivery already under way when an erasure commits may still post (it read the text a
+# moment before): the cleanup runs once more this much later and deletes what it finds then.
+CLEANUP_AGAIN_AFTER = dt.timedelta(minutes=10)
+CLEANUP_KIND = "slack.erasure_cleanup"
+
+
+def owe_slack(session: Session, plans: Sequence[SlackCleanup], erasure_key: str) -> None:
+    """Owe, in the erasure's transaction, what Slack must show (intake.slack.erasure delivers).
+
+    Not tied to an inquiry (``inquiry_id`` None): the inquiries may be gone by the time it runs.
+    """
+    from intake.outbox import owe, owe_card
+
+    again = utcnow() + CLEANUP_AGAIN_AFTER
+    for plan in plans:
+        if plan.refresh_inquiry_id is not None:
+            owe_card(session, plan.refresh_inquiry_id)
+        if not plan.needs_slack:
+            continue
+        key = f"{erasure_key}:{plan.key()}"
+        owe(session, CLEANUP_KIND, key=key, args=plan.as_args())
+        owe(session, CLEANUP_KIND, key=f"{key}:again", args=plan.as_args(), not_before=again)
+
+
+def _lines_of(session: Session, inquiry_ids: Sequence[int]) -> dict[int, list[str]]:
     """The thread lines (ts) posted for these inquiries' messages and events."""
     found: dict[int, list[str]] = {}
     for chunk in chunks(inquiry_ids):
@@ -116,20 +149,19 @@ def _lines_of(session: Session, inquiry_ids: Sequence[int], *, text_only: bool =
         ):
             found.setdefault(inquiry_id, []).append(ts)
         events = select(Event.inquiry_id, Event.slack_ts).where(Event.inquiry_id.in_(chunk), Event.slack_ts.is_not(None))
-        if text_only:
-            events = events.where(Event.kind.in_(TEXT_EVENT_KINDS))
         for inquiry_id, ts in session.execute(events):
             found.setdefault(inquiry_id, []).append(ts)
     return found
 
 
-def plan_cards(session: Session, inquiry_ids: Sequence[int], card: str, *, text_lines_only: bool = False,
+def plan_cards(session: Session, inquiry_ids: Sequence[int], card: str, *,
                at: dt.datetime | None = None) -> list[SlackCleanup]:
     """Slack plans for inquiries about to be erased, deleted or redacted.
 
-    Inquiries folded into one card share it: when every inquiry on a card goes, the card gets
-    ``card``; when some stay, it is re-rendered from the first that stays and only the lines of
-    the ones that go are deleted.
+    Their thread lines all go (a redacted card keeps no line either: follow-ups and notes quote
+    text, and "claimed it" alone under a placeholder says nothing). Inquiries folded into one
+    card share it: when every inquiry on a card goes, the card gets ``card``; when some stay, it
+    is re-rendered from the first that stays and only the lines of the ones that go are deleted.
     """
     going = set(inquiry_ids)
     cards: dict[tuple[str, str], list[int]] = {}
@@ -143,7 +175,7 @@ def plan_cards(session: Session, inquiry_ids: Sequence[int], card: str, *, text_
             categories[row.id] = row.category
     if not cards:
         return []
-    lines = _lines_of(session, [i for ids in cards.values() for i in ids], text_only=text_lines_only)
+    lines = _lines_of(session, [i for ids in cards.values() for i in ids])
     plans = []
     for (channel, ts), ids in sorted(cards.items()):
         sharing = set(session.scalars(select(Inquiry.id).where(Inquiry.slack_channel == channel, Inquiry.slack_ts == ts)))
@@ -158,7 +190,7 @@ def plan_cards(session: Session, inquiry_ids: Sequence[int], card: str, *, text_
     return plans
 
 
-def plan_rewrites(session: Session, changed: dict[str, set[int]], removed_lines: dict[int, list[str]]) -> list[SlackCleanup]:
+def plan_rewrites(session: Session, changed: dict[str, set[int]], removed: "RemovedLines") -> list[SlackCleanup]:
     """Slack plans for surviving inquiries whose rows the sweep changed or lost a message.
 
     Their cards are re-rendered; lines of rows that changed are re-rendered, lines of rows that
@@ -179,10 +211,14 @@ def plan_rewrites(session: Session, changed: dict[str, set[int]], removed_lines:
                                                refresh_inquiry_id=inquiry_id, at=utcnow().isoformat())
         return touched[inquiry_id]
 
-    for inquiry_id, lines in removed_lines.items():
+    for inquiry_id, lines in removed.ts.items():
         plan = plan_for(inquiry_id)
         if plan is not None:
             plan.lines.extend(lines)
+    for inquiry_id, keys in removed.keys.items():
+        plan = plan_for(inquiry_id)
+        if plan is not None:
+            plan.line_keys.extend(keys)
     for chunk in chunks(changed.get("messages", ())):
         for row in session.execute(select(Message.id, Message.inquiry_id, Message.slack_ts).where(Message.id.in_(chunk))):
             plan = plan_for(row.inquiry_id)
@@ -204,6 +240,7 @@ def plan_rewrites(session: Session, changed: dict[str, set[int]], removed_lines:
         key = (plan.channel, plan.card_ts)
         if key in merged:
             merged[key].lines.extend(plan.lines)
+            merged[key].line_keys.extend(plan.line_keys)
             merged[key].rewrite_messages.extend(plan.rewrite_messages)
             merged[key].rewrite_events.extend(plan.rewrite_events)
         else:
@@ -288,33 +325,50 @@ def delete_rows(session: Session, table: Table, ids: Sequence[int], tally: Tally
     tally.rows[table.name] += len(ids)
 
 
-def delete_messages(session: Session, message_ids: Sequence[int], tally: Tally, key: bytes, at: dt.datetime) -> dict[int, list[str]]:
-    """Delete single messages from conversations that stay, with the events about them.
+@dataclass
+class RemovedLines:
+    """Thread lines of single messages and events that went, by inquiry: the recorded ts, and
+    the keys their lines carry in Slack metadata (``line:message:<id>``, ``line:event:<id>``)."""
 
-    Returns the thread lines (ts) that went with them, by inquiry.
-    """
+    ts: dict[int, list[str]] = field(default_factory=dict)
+    keys: dict[int, list[str]] = field(default_factory=dict)
+
+    def add(self, inquiry_id: int, key: str, ts: str | None) -> None:
+        self.keys.setdefault(inquiry_id, []).append(key)
+        if ts:
+            self.ts.setdefault(inquiry_id, []).append(ts)
+
+
+def delete_messages(session: Session, message_ids: Sequence[int], tally: Tally, key: bytes, at: dt.datetime) -> RemovedLines:
+    """Delete single messages from conversations that stay, with the events about them and the
+    outbox rows that would deliver either (a line, an email)."""
+    removed = RemovedLines()
     if not message_ids:
-        return {}
+        return removed
     gone = set(message_ids)
-    lines: dict[int, list[str]] = {}
     inquiry_ids = set()
     for chunk in chunks(message_ids):
-        for row in session.execute(select(Message.inquiry_id, Message.slack_ts).where(Message.id.in_(chunk))):
+        for row in session.execute(select(Message.id, Message.inquiry_id, Message.slack_ts).where(Message.id.in_(chunk))):
             if row.inquiry_id is not None:
                 inquiry_ids.add(row.inquiry_id)
-                if row.slack_ts:
-                    lines.setdefault(row.inquiry_id, []).append(row.slack_ts)
+                removed.add(row.inquiry_id, f"line:message:{row.id}", row.slack_ts)
     # Events point at messages inside their JSON detail ("follow_up", "reply_sent", ...).
-    about: list[int] = []
+    about: set[int] = set()
     for chunk in chunks(sorted(inquiry_ids)):
         for event in session.execute(select(Event.id, Event.inquiry_id, Event.detail, Event.slack_ts).where(Event.inquiry_id.in_(chunk))):
             if _int((event.detail or {}).get("message_id")) in gone:
-                about.append(event.id)
-                if event.slack_ts:
-                    lines.setdefault(event.inquiry_id, []).append(event.slack_ts)
-    delete_rows(session, Event.__table__, about, tally, key, at)
+                about.add(event.id)
+                removed.add(event.inquiry_id, f"line:event:{event.id}", event.slack_ts)
+    owed: list[int] = []
+    for chunk in chunks(sorted(inquiry_ids)):
+        for delivery in session.execute(select(Delivery.id, Delivery.args).where(Delivery.inquiry_id.in_(chunk))):
+            args = delivery.args or {}
+            if _int(args.get("message_id")) in gone or _int(args.get("event_id")) in about:
+                owed.append(delivery.id)
+    delete_rows(session, Delivery.__table__, owed, tally, key, at)
+    delete_rows(session, Event.__table__, sorted(about), tally, key, at)
     delete_rows(session, Message.__table__, message_ids, tally, key, at)
-    return lines
+    return removed
 
 
 def _int(value: Any) -> int | None:
@@ -601,8 +655,10 @@ def address_hash(key: bytes, address: str) -> str:
 
 
 def audit(session: Session, kind: str, actor: str, detail: dict[str, Any]) -> Event:
-    """The one row an erasure leaves: who, when, what kind and how much (never the text)."""
-    event = Event(inquiry_id=None, actor=actor[:64], kind=kind, detail=detail)
-    session.add(event)
-    session.flush()
-    return event
+    """The one row an erasure leaves: who, when, what kind and how much (never the text).
+
+    Recorded like every fact (``intake.events``); it names no inquiry, so it owes no card or line.
+    """
+    from intake.events import record_event
+
+    return record_event(session, None, actor[:64], kind, **detail)

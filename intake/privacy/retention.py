@@ -79,14 +79,18 @@ class PurgeResult:
 
 
 def apply_batch(session: Session, delete: list[int], redact: list[int], at: dt.datetime, tally: Tally) -> list[SlackCleanup]:
-    """One batch of the policy in the caller's transaction; returns what Slack must show."""
+    """One batch of the policy in the caller's transaction, with what Slack must show owed in it."""
+    if not (delete or redact):
+        return []
     key = secret_key(session)
     slack = erasure.plan_cards(session, delete, "deleted", at=at)
-    slack += erasure.plan_cards(session, redact, "redacted", text_lines_only=True, at=at)
+    slack += erasure.plan_cards(session, redact, "redacted", at=at)
     contacts = erasure.contacts_of(session, delete)
     erasure.delete_rows(session, Inquiry.__table__, delete, tally, key, at)
     erasure.delete_orphan_contacts(session, contacts, tally, key, at)
     erasure.redact_inquiries(session, redact, at, tally, key)
+    # Keyed by the batch's first inquiry: a batch that is rolled back and run again owes once.
+    erasure.owe_slack(session, slack, f"retention:{min(delete + redact)}")
     return slack
 
 

@@ -5,7 +5,7 @@ retention redacted say when (redacted_at); `secrets` holds the key for keyed has
 INTAKE_SECRET_KEY is unset (intake/keys.py).
 
 Revision ID: 0006
-Revises: 0001
+Revises: 0002
 Create Date: 2026-12-01 21:29:22.154476
 """
 from typing import Sequence, Union
@@ -15,7 +15,8 @@ import sqlalchemy as sa
 
 
 revision: str = '0006'
-down_revision: Union[str, None] = '0001'
+# Chained after main's 0002 (the outbox) once it was merged here; the lead re-chains on merge.
+down_revision: Union[str, None] = '0002'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
