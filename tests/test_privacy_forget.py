@@ -262,3 +262,8 @@ def test_forget_on_the_real_corpus(rt):
     assert found == []
     with rt.db.session() as session:
         assert set(session.scalars(select(Inquiry.id).where(Inquiry.id.in_(others)))) == others
+
+
+def test_intake_own_address_is_not_a_person(rt):
+    with pytest.raises(footprint.NotAnAddress, match="intake's own address"):
+        run.forget_person(rt, "Intake <intake@intake.invalid>", "cli:tester")

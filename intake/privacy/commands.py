@@ -49,11 +49,11 @@ def forget_command(address: str, yes: bool, as_json: bool) -> None:
     labels and Slack cards. Only an audit event with a keyed hash of the address remains."""
     from intake.privacy import actions, footprint, run
 
+    rt = _runtime()
     try:
-        address = footprint.normalized(address)
+        address = footprint.normalized(address, own_address=run.own_address(rt))
     except footprint.NotAnAddress as exc:
         raise click.ClickException(str(exc)) from None
-    rt = _runtime()
     say = _out(as_json)
     with rt.db.read_session() as session:
         preview = actions.preview_forget(session, address)

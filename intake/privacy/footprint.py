@@ -52,12 +52,18 @@ class NotAnAddress(ValueError):
     pass
 
 
-def normalized(address: str) -> str:
-    """The address as the store keeps it, or NotAnAddress."""
+def normalized(address: str, *, own_address: str | None = None) -> str:
+    """The address as the store keeps it, or NotAnAddress.
+
+    Intake's own address is refused: every reply we sent is "from" it, so erasing it as a person
+    would erase every conversation's outbound half.
+    """
     value = mail.normalize_address(address or "")
     local, at, domain = value.rpartition("@")
     if not (local and at and domain) or any(ch.isspace() for ch in value):
         raise NotAnAddress(f"{address!r} is not an email address (expected name@example.org)")
+    if own_address and value == mail.normalize_address(own_address):
+        raise NotAnAddress(f"{value} is intake's own address (INTAKE_FROM_ADDRESS), not a person's")
     return value
 
 

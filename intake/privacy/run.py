@@ -18,12 +18,20 @@ if TYPE_CHECKING:  # pragma: no cover
     from intake.runtime import Runtime
 
 
+def own_address(rt: "Runtime") -> str:
+    """The address intake's mail comes from (never a person to forget)."""
+    from intake.outbound.options import load_options
+
+    return load_options(rt.settings).from_address
+
+
 def forget_person(rt: "Runtime", address: str, actor: str) -> ErasureResult:
     """Erase a person; the database files keep nothing of them afterwards (SQLite: VACUUM).
 
     The stored mail is scanned for their address once before the write transaction, so the
     transaction (on SQLite: the one write lock) re-reads only what matched and what came since.
     """
+    address = footprint.normalized(address, own_address=own_address(rt))
     with rt.db.read_session() as session:
         found = footprint.find(session, address)
         scan = erasure.prescan(session, actions.needles_for(found))
