@@ -18,6 +18,7 @@ Prints one line per measurement; a benchmark, not a test.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import re
 import sys
@@ -109,60 +110,59 @@ def desk(rt: Runtime, count: int, samples: list[bytes]) -> None:
             inquiries.process_message(session, rt, stored.message_id)
 
 
-def bench_forget(kind: str, count: int) -> None:
-    from intake.privacy import actions, erasure, footprint, storage
-
-    samples = load_samples()
+@contextlib.contextmanager
+def loaded_desk(kind: str, count: int):
+    """A runtime on a fresh database holding ``desk(count)``; dropped afterwards."""
     with tempfile.TemporaryDirectory() as tmp:
         url, drop = make_url(kind, Path(tmp))
         try:
             rt = runtime(url)
-            desk(rt, count, samples)
-            size = Path(url.removeprefix("sqlite:///")).stat().st_size if kind == "sqlite" else 0
-            target = "target.person@bench.example"
-            start = time.perf_counter()
-            with rt.db.read_session() as session:
-                scan = erasure.prescan(session, actions.needles_for(footprint.find(session, target)))
-            scanned = time.perf_counter()
-            with rt.db.session() as session:
-                result = actions.forget(session, target, actor="bench", scan=scan)
-            committed = time.perf_counter()
-            storage.settle(rt.db, vacuum=True)
-            settled = time.perf_counter()
-            print(f"{kind:<10} forget    {count} messages{f' ({size / 1e6:.0f} MB file)' if size else ''}: "
-                  f"scan {scanned - start:.2f} s, transaction {committed - scanned:.2f} s"
-                  + (f", VACUUM+checkpoint {settled - committed:.2f} s" if kind == "sqlite" else "")
-                  + f"; erased {result.counts.get('inquiries')} inquiries, {result.counts.get('messages')} messages",
-                  flush=True)
+            desk(rt, count, load_samples())
+            yield rt
             rt.db.dispose()
         finally:
             drop()
+
+
+def bench_forget(kind: str, count: int) -> None:
+    from intake.privacy import actions, erasure, footprint, storage
+
+    with loaded_desk(kind, count) as rt:
+        url = rt.settings.database_url
+        size = Path(url.removeprefix("sqlite:///")).stat().st_size if kind == "sqlite" else 0
+        target = "target.person@bench.example"
+        start = time.perf_counter()
+        with rt.db.read_session() as session:
+            scan = erasure.prescan(session, actions.needles_for(footprint.find(session, target)))
+        scanned = time.perf_counter()
+        with rt.db.session() as session:
+            result = actions.forget(session, target, actor="bench", scan=scan)
+        committed = time.perf_counter()
+        storage.settle(rt.db, vacuum=True)
+        settled = time.perf_counter()
+        print(f"{kind:<10} forget    {count} messages{f' ({size / 1e6:.0f} MB file)' if size else ''}: "
+              f"scan {scanned - start:.2f} s, transaction {committed - scanned:.2f} s"
+              + (f", VACUUM+checkpoint {settled - committed:.2f} s" if kind == "sqlite" else "")
+              + f"; erased {result.counts.get('inquiries')} inquiries, {result.counts.get('messages')} messages",
+              flush=True)
 
 
 def bench_retention(kind: str, count: int) -> None:
     from intake.privacy import run
 
-    samples = load_samples()
-    with tempfile.TemporaryDirectory() as tmp:
-        url, drop = make_url(kind, Path(tmp))
-        try:
-            rt = runtime(url)
-            desk(rt, count, samples)
-            old = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
-            with rt.db.session() as session:
-                session.execute(update(Inquiry).where(Inquiry.id % 5 == 0).values(
-                    status="spam", last_message_at=old, received_at=old))
-                session.execute(update(Inquiry).where(Inquiry.id % 5 == 1).values(
-                    status="closed", closed_at=old, last_message_at=old, received_at=old))
-            start = time.perf_counter()
-            result = run.apply_retention(rt)
-            elapsed = time.perf_counter() - start
-            print(f"{kind:<10} retention {count} messages: deleted {result.deleted}, redacted {result.redacted} "
-                  f"inquiries in {elapsed:.2f} s ({(result.deleted + result.redacted) / elapsed:,.0f} inquiries/s)",
-                  flush=True)
-            rt.db.dispose()
-        finally:
-            drop()
+    with loaded_desk(kind, count) as rt:
+        old = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
+        with rt.db.session() as session:
+            session.execute(update(Inquiry).where(Inquiry.id % 5 == 0).values(
+                status="spam", last_message_at=old, received_at=old))
+            session.execute(update(Inquiry).where(Inquiry.id % 5 == 1).values(
+                status="closed", closed_at=old, last_message_at=old, received_at=old))
+        start = time.perf_counter()
+        result = run.apply_retention(rt)
+        elapsed = time.perf_counter() - start
+        print(f"{kind:<10} retention {count} messages: deleted {result.deleted}, redacted {result.redacted} "
+              f"inquiries in {elapsed:.2f} s ({(result.deleted + result.redacted) / elapsed:,.0f} inquiries/s)",
+              flush=True)
 
 
 def main() -> None:

@@ -1,10 +1,10 @@
 """Everything held about a person, as one JSON document (a subject access request).
 
-The same rule as ``forget`` decides what is theirs (``footprint``): their inquiries whole (every
-message with its raw bytes in base64, so the copy is exact; attachments; classifications;
-events; our replies), their messages in other conversations, and a list of the other messages
-that merely name them. Those belong to someone else too, so only where and when is listed, not
-their content.
+The same rule as ``forget`` decides what is theirs (``footprint``): their inquiries whole, as
+``intake show --json`` gives them (classifications, events, our replies) with every message's
+raw bytes in base64, so the copy is exact; their messages in other conversations; and a list of
+the other messages that merely name them. Those belong to someone else too, so only where and
+when is listed, not their content.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from intake.inquiries.queries import inquiry_detail
 from intake.models import Contact, Inquiry, Message, utcnow
 from intake.privacy import erasure, footprint
 
@@ -23,49 +24,40 @@ FORMAT = "intake.subject-access/1"
 
 
 def _iso(value: dt.datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:  # SQLite hands back naive datetimes; they were stored as UTC
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return value.isoformat()
+    # SQLite hands back naive datetimes; they were stored as UTC.
+    return value.replace(tzinfo=value.tzinfo or dt.timezone.utc).isoformat() if value else None
 
 
-def _message(m: Message) -> dict[str, Any]:
+def _full(message: Message) -> dict[str, Any]:
+    """What `intake show` leaves out and a copy for the person must have: the exact bytes."""
     return {
-        "id": m.id, "inquiry_id": m.inquiry_id, "direction": m.direction, "kind": m.kind,
-        "source": m.source, "provider": m.provider, "message_id": m.message_id,
-        "from": m.sender_address, "from_name": m.sender_name, "reply_to": m.reply_to,
-        "to": m.to_address, "recipients": m.recipients or [], "subject": m.subject,
-        "date": _iso(m.date), "received_at": _iso(m.created_at), "sent_at": _iso(m.sent_at),
-        "state": m.state, "parse_status": m.parse_status, "language": m.language,
-        "automated": m.automated, "text": m.text_body, "author": m.author,
-        "sha256": m.sha256, "size": m.size,
-        "raw_base64": base64.b64encode(m.raw or b"").decode("ascii"),
-        "attachments": [
-            {"filename": a.filename, "content_type": a.content_type, "size": a.size, "sha256": a.sha256}
-            for a in m.attachments
-        ],
+        "raw_base64": base64.b64encode(message.raw or b"").decode("ascii"),
+        "text": message.text_body, "reply_to": message.reply_to, "recipients": message.recipients or [],
+        "from_name": message.sender_name, "sent_at": _iso(message.sent_at), "author": message.author,
     }
 
 
-def _inquiry(inquiry: Inquiry) -> dict[str, Any]:
-    return {
-        "id": inquiry.id, "subject": inquiry.subject, "status": inquiry.status,
-        "category": inquiry.category, "confidence": inquiry.confidence, "language": inquiry.language,
-        "received_at": _iso(inquiry.received_at), "closed_at": _iso(inquiry.closed_at),
-        "first_response_at": _iso(inquiry.first_response_at),
-        "messages": [_message(m) for m in inquiry.messages],
-        "classifications": [
-            {"category": c.category, "confidence": c.confidence, "source": c.source,
-             "model_version": c.model_version, "reasons": c.reasons or [], "actor": c.actor,
-             "at": _iso(c.created_at)}
-            for c in inquiry.classifications
-        ],
-        "events": [
-            {"kind": e.kind, "actor": e.actor, "detail": e.detail or {}, "at": _iso(e.created_at)}
-            for e in inquiry.events
-        ],
-    }
+def _messages(session: Session, messages: list[Message]) -> list[dict[str, Any]]:
+    """Messages as `intake show --json` gives them (one rule for both), plus ``_full``."""
+    by_inquiry: dict[int, dict[int, dict[str, Any]]] = {}
+    out = []
+    for message in messages:
+        if message.inquiry_id is None:  # stored, not processed yet: only what the row knows
+            shown = {"id": message.id, "direction": message.direction, "received_at": _iso(message.created_at),
+                     "sha256": message.sha256, "size": message.size, "parse_status": message.parse_status}
+        else:
+            if message.inquiry_id not in by_inquiry:
+                detail = inquiry_detail(session, message.inquiry_id)
+                by_inquiry[message.inquiry_id] = {m["id"]: m for m in detail["messages"]}
+            shown = dict(by_inquiry[message.inquiry_id][message.id], inquiry_id=message.inquiry_id)
+        out.append({**shown, **_full(message)})
+    return out
+
+
+def _inquiry(session: Session, inquiry: Inquiry) -> dict[str, Any]:
+    detail = inquiry_detail(session, inquiry.id)
+    detail["messages"] = _messages(session, list(inquiry.messages))
+    return detail
 
 
 def export_person(session: Session, address: str) -> dict[str, Any]:
@@ -85,7 +77,7 @@ def export_person(session: Session, address: str) -> dict[str, Any]:
         "exported_at": utcnow().isoformat(),
         "contact": {"address": contact.address, "name": contact.name, "created_at": _iso(contact.created_at)}
         if contact is not None else None,
-        "inquiries": [_inquiry(i) for i in inquiries],
-        "messages_in_other_conversations": [_message(m) for m in elsewhere],
+        "inquiries": [_inquiry(session, i) for i in inquiries],
+        "messages_in_other_conversations": _messages(session, elsewhere),
         "mentioned_in": mentions,
     }
