@@ -34,6 +34,8 @@ def intake(db_url):
 
 def test_export_round_trips_the_raw_bytes(intake, tmp_path):
     target = tmp_path / "amara.json"
+    target.write_text("an older export, readable by all")
+    target.chmod(0o644)
     result = intake("export", "Amara Okafor <AMARA.OKAFOR@example.org>", "--output", str(target))
     assert result.exit_code == 0, result.output
     assert stat.S_IMODE(os.stat(target).st_mode) == 0o600

@@ -270,3 +270,20 @@ def test_a_line_posted_late_is_deleted_by_the_second_pass(rt, fake_slack, cards)
     assert run_delivery(rt, again) == "erased: -1 ~0"
     assert (channel, late) not in fake_slack.messages
     assert (channel, staff_reply) in fake_slack.messages  # not ours to judge: no intake metadata
+
+
+def test_retention_redacts_old_cards_and_deletes_old_spam_cards(rt, fake_slack, cards):
+    with rt.db.session() as session:
+        inquiries.close(session, cards["jane"], STAFF)
+        inquiries.mark_spam(session, cards["bob"], STAFF)
+    jane_channel, jane_ts = card_of(rt, cards["jane"])
+    bob_channel, bob_ts = card_of(rt, cards["bob"])
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=401)
+    result = run.apply_retention(rt, later)
+    assert result.as_json() == {"deleted": 1, "redacted": 1}
+    card = fake_slack.messages[(jane_channel, jane_ts)]
+    assert "removed by the retention policy" in json.dumps(card["blocks"])
+    assert fake_slack.thread(jane_channel, jane_ts) == []
+    assert (bob_channel, bob_ts) not in fake_slack.messages
+    shown = everything_in_slack(fake_slack)
+    assert PHRASE not in shown and JANE not in shown and BOB not in shown

@@ -80,7 +80,7 @@ def forget_command(address: str, yes: bool, as_json: bool) -> None:
     click.echo(f"erased {address}: {counts}")
     click.echo(f"audit event #{result.audit_event_id} keeps the keyed hash {result.address_hash[:16]}…")
     if result.slack:
-        click.echo(f"{len(result.slack)} Slack card(s) are being replaced by a placeholder")
+        click.echo(f"Slack: {len(result.slack)} card(s) are being updated and their lines about them deleted")
     if result.storage and result.storage.get("note"):
         click.echo(f"note: {result.storage['note']}")
 
@@ -107,6 +107,7 @@ def export_command(address: str, output: str | None) -> None:
         return
     # Personal data: the file is created for its owner only, whatever the umask.
     descriptor = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # an existing file keeps its mode through O_CREAT: narrow it
     with os.fdopen(descriptor, "w", encoding="utf-8") as fh:
         fh.write(text + "\n")
     click.echo(f"wrote {len(document['inquiries'])} inquiries and "
