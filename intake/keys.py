@@ -1,14 +1,16 @@
-"""The secret behind keyed hashes: ``INTAKE_SECRET_KEY``, or one generated once and kept in the DB.
+"""Intake's secret key, and keyed hashes built on it.
 
 A keyed hash (HMAC-SHA256) lets intake recognise a value it was told to forget (an erased
 address in the audit trail) without keeping the value. Without a secret, anyone holding the
-database could hash a guessed address and compare; with one, they also need the key. Production
-sets ``INTAKE_SECRET_KEY`` (outside the database, so a copy of the database alone is not enough);
-a newcomer's first run needs no setup, because a random key is generated on first use and kept in
-the ``secrets`` table.
+database could hash a guessed address and compare; with one, they also need the key.
 
-Each use derives its own key from the secret (``purpose``), so a hash made for one feature can
-never be replayed as another's.
+The key comes from ``INTAKE_SECRET_KEY`` (several comma-separated values rotate it: the first one
+is used). Production sets it, outside the database, so a copy of the database alone is not
+enough. Unset, a random key is generated on first use and kept in the ``secrets`` table, so a
+fresh install needs no setup and every process of a deployment agrees.
+
+The shape (table, row name, ``keyed_digest``) is the one the ``hostile`` branch gives its
+``intake/keys.py`` for reply tokens, so the two merge into one module.
 """
 
 from __future__ import annotations
@@ -23,24 +25,24 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from intake.db import Database
-from intake.models import Secret, utcnow
+from intake.db import Database, is_unique_violation
+from intake.models import Secret
 
 ENV_VAR = "INTAKE_SECRET_KEY"
-SECRET_NAME = "intake"
-KEY_BYTES = 32
+KEY_NAME = "secret_key"
 
 
 def secret_key(db_or_session: Database | Session, env: Mapping[str, str] | None = None) -> bytes:
-    """The installation's secret: the environment's, else the database's (made on first use).
+    """The key: the environment's first, else the database's (made on first use).
 
-    Given a ``Session``, a first-use key is inserted in the caller's transaction; given a
-    ``Database``, in a short transaction of its own.
+    Given a ``Session``, a first-use key is inserted in the caller's transaction (a job inside
+    its transaction must not open a second write transaction: on SQLite it would wait on
+    itself); given a ``Database``, in a short transaction of its own.
     """
     env = os.environ if env is None else env
-    configured = env.get(ENV_VAR)
+    configured = [part.strip() for part in (env.get(ENV_VAR) or "").split(",") if part.strip()]
     if configured:
-        return configured.encode("utf-8")
+        return configured[0].encode("utf-8")
     if isinstance(db_or_session, Database):
         with db_or_session.session() as session:
             return _stored_key(session)
@@ -48,20 +50,23 @@ def secret_key(db_or_session: Database | Session, env: Mapping[str, str] | None 
 
 
 def _stored_key(session: Session) -> bytes:
-    found = session.scalar(select(Secret.value).where(Secret.name == SECRET_NAME))
+    found = session.scalar(select(Secret.value).where(Secret.name == KEY_NAME))
     if found is not None:
-        return bytes(found)
-    # Two processes may generate at once: the unique name lets one insert win (the loser's
-    # savepoint rolls back), and both then read the winner's key.
+        return found.encode("utf-8")
     try:
-        with session.begin_nested():
-            session.add(Secret(name=SECRET_NAME, value=token_source.token_bytes(KEY_BYTES), created_at=utcnow()))
-    except IntegrityError:
-        pass
-    return bytes(session.scalar(select(Secret.value).where(Secret.name == SECRET_NAME)))
+        with session.begin_nested():  # two processes at once: the unique name lets one win
+            session.add(Secret(name=KEY_NAME, value=token_source.token_urlsafe(32)))
+    except IntegrityError as exc:
+        if not is_unique_violation(exc):
+            raise
+    return session.scalar(select(Secret.value).where(Secret.name == KEY_NAME)).encode("utf-8")
 
 
-def keyed_hash(key: bytes, purpose: str, value: str) -> str:
-    """HMAC-SHA256 of ``value`` under a key derived for ``purpose``; hex."""
-    derived = hmac.new(key, purpose.encode("utf-8"), hashlib.sha256).digest()
-    return hmac.new(derived, value.encode("utf-8"), hashlib.sha256).hexdigest()
+def keyed_digest(key: bytes, purpose: str, message: str) -> bytes:
+    """HMAC-SHA256 of ``message`` for one ``purpose`` (so one key serves several uses apart)."""
+    return hmac.new(key, f"{purpose}\x00{message}".encode("utf-8"), hashlib.sha256).digest()
+
+
+def keyed_hash(key: bytes, purpose: str, message: str) -> str:
+    """``keyed_digest`` in hex, for a column or a JSON document."""
+    return keyed_digest(key, purpose, message).hex()

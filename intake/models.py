@@ -343,15 +343,16 @@ class Delivery(Base):
 
 
 class Secret(Base):
-    """A secret generated once and kept with the data, for keyed hashes (``intake.keys``).
+    """A value intake generates once and keeps: the key of its keyed hashes when
+    ``INTAKE_SECRET_KEY`` is unset (intake.keys), so a fresh install needs no setup.
 
-    Used only when ``INTAKE_SECRET_KEY`` is unset, so a newcomer needs no setup; production
-    sets the variable, so that a copy of the database alone cannot test guesses against a hash.
+    The same table as the ``hostile`` branch's (its migration 0003 creates it too): on merge one
+    of the two migrations drops its ``create_table``.
     """
 
     __tablename__ = "secrets"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
-    value: Mapped[bytes] = mapped_column(LargeBinary)
+    value: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -2,7 +2,8 @@
 
 Receipts of erased messages keep the hash of what arrived (sha256, erased_at); inquiries that
 retention redacted say when (redacted_at); `secrets` holds the key for keyed hashes when
-INTAKE_SECRET_KEY is unset (intake/keys.py).
+INTAKE_SECRET_KEY is unset (intake/keys.py). The hostile branch's 0003 creates the same `secrets`
+table: on merge, keep one create_table.
 
 Revision ID: 0006
 Revises: 0002
@@ -25,7 +26,7 @@ def upgrade() -> None:
     op.create_table('secrets',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=64), nullable=False),
-    sa.Column('value', sa.LargeBinary(), nullable=False),
+    sa.Column('value', sa.String(length=255), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_secrets')),
     sa.UniqueConstraint('name', name=op.f('uq_secrets_name'))
