@@ -287,3 +287,20 @@ def test_retention_redacts_old_cards_and_deletes_old_spam_cards(rt, fake_slack, 
     assert (bob_channel, bob_ts) not in fake_slack.messages
     shown = everything_in_slack(fake_slack)
     assert PHRASE not in shown and JANE not in shown and BOB not in shown
+
+
+def test_deleting_one_inquiry_of_a_folded_burst_keeps_the_card(fake_slack, db_url, tmp_path):
+    config = tmp_path / "intake.toml"
+    config.write_text("[slack]\npost_interval_seconds = 0\nburst_minutes = 10\n")
+    settings = Settings.from_env(slack_env(fake_slack, db_url, config))
+    runtime = Runtime(settings, Database.from_settings(settings), RecordingQueue())
+    first = arrive(runtime, email(sender=f"{JANE_NAME} <{JANE}>", subject="Question one", body="About the stipend."))
+    second = arrive(runtime, email(sender=f"{JANE_NAME} <{JANE}>", subject="Question two", body=f"About my {PHRASE}."))
+    channel, ts = card_of(runtime, first.inquiry_id)
+    assert card_of(runtime, second.inquiry_id) == (channel, ts)  # folded into one card
+    assert PHRASE in json.dumps(fake_slack.thread(channel, ts))
+    run.delete_inquiry(runtime, second.inquiry_id, "cli:tester")
+    card = fake_slack.messages[(channel, ts)]
+    assert "Question one" in card["text"] and "Question two" not in json.dumps(card["blocks"])
+    assert PHRASE not in json.dumps(fake_slack.posted())
+    runtime.db.dispose()

@@ -114,7 +114,7 @@ def forget(session: Session, address: str, *, actor: str, scan: ByteScan | None 
     if found.contact_id is not None:
         erasure.delete_rows(session, Contact.__table__, [found.contact_id], tally, key, at)
     changed = erasure.sweep(session, needles, scan=scan)
-    slack += erasure.plan_rewrites(session, changed, removed)
+    slack = erasure.merge_plans([*slack, *erasure.plan_rewrites(session, changed, removed)])
     counts = tally.as_dict()
     counts.update({f"redacted_{table}": len(ids) for table, ids in sorted(changed.items())})
     if models:

@@ -16,7 +16,8 @@ and retention (old spam deleted, old closed inquiries redacted):
   its text, attachments and addresses.
 
 Every function takes the caller's Session (one transaction). What Slack must show afterwards is
-returned as ``SlackCleanup`` plans; the caller hands them to the Slack layer once committed.
+planned (``SlackCleanup``) before the rows go and owed through the outbox in the same
+transaction (``owe_slack``): the erasure and its Slack cleanup commit together or not at all.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.types import JSON
 
 from intake.keys import keyed_hash
+from intake.outbox import owe, owe_card
 from intake.models import (
     Attachment,
     Base,
@@ -127,10 +129,8 @@ def owe_slack(session: Session, plans: Sequence[SlackCleanup], erasure_key: str)
 
     Not tied to an inquiry (``inquiry_id`` None): the inquiries may be gone by the time it runs.
     """
-    from intake.outbox import owe, owe_card
-
     again = utcnow() + CLEANUP_AGAIN_AFTER
-    for plan in plans:
+    for plan in merge_plans(plans):
         if plan.refresh_inquiry_id is not None:
             owe_card(session, plan.refresh_inquiry_id)
         if not plan.needs_slack:
@@ -229,22 +229,24 @@ def plan_rewrites(session: Session, changed: dict[str, set[int]], removed: "Remo
             plan = plan_for(row.inquiry_id)
             if plan is not None and row.slack_ts:
                 plan.rewrite_events.append(row.id)
-    for table, column in (("inquiries", Inquiry.id), ("classifications", Classification.inquiry_id)):
-        for chunk in chunks(changed.get(table, ())):
-            owner = Inquiry.id if table == "inquiries" else Classification.id
-            for inquiry_id in session.scalars(select(column).where(owner.in_(chunk))):
-                plan_for(inquiry_id)
-    # Cards that several surviving inquiries share: one plan each.
-    merged: dict[tuple[str, str], SlackCleanup] = {}
-    for plan in touched.values():
-        key = (plan.channel, plan.card_ts)
-        if key in merged:
-            merged[key].lines.extend(plan.lines)
-            merged[key].line_keys.extend(plan.line_keys)
-            merged[key].rewrite_messages.extend(plan.rewrite_messages)
-            merged[key].rewrite_events.extend(plan.rewrite_events)
-        else:
-            merged[key] = plan
+    for inquiry_id in changed.get("inquiries", ()):
+        plan_for(inquiry_id)
+    for chunk in chunks(changed.get("classifications", ())):
+        for inquiry_id in session.scalars(select(Classification.inquiry_id).where(Classification.id.in_(chunk))):
+            plan_for(inquiry_id)
+    return list(touched.values())
+
+
+def merge_plans(plans: Iterable[SlackCleanup]) -> list[SlackCleanup]:
+    """One plan per card and outcome (several inquiries can share a card: a folded burst)."""
+    merged: dict[str, SlackCleanup] = {}
+    for plan in plans:
+        if plan.key() not in merged:
+            merged[plan.key()] = plan
+            continue
+        into = merged[plan.key()]
+        for name in ("inquiry_ids", "lines", "line_keys", "rewrite_messages", "rewrite_events"):
+            getattr(into, name).extend(x for x in getattr(plan, name) if x not in getattr(into, name))
     return list(merged.values())
 
 
