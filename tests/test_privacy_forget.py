@@ -267,3 +267,36 @@ def test_forget_on_the_real_corpus(rt):
 def test_intake_own_address_is_not_a_person(rt):
     with pytest.raises(footprint.NotAnAddress, match="intake's own address"):
         run.forget_person(rt, "Intake <intake@intake.invalid>", "cli:tester")
+
+
+def test_groups_that_held_them_are_relabelled_or_dissolved(rt, desk):
+    """A group's label is one member's question in their words: an erased member's words go."""
+    from intake.models import Delivery, GroupMember, InquiryGroup
+
+    other = ingest(rt, email(sender="Olga Other <olga@example.org>", subject="Stipend amount",
+                             body="What is the stipend for the 2027 cohort?")).inquiry_id
+    with rt.db.session() as session:
+        big = InquiryGroup(category="application", label=f"Can my {PHRASE} count?", size=3)
+        small = InquiryGroup(category="application", label=f"Is the {PHRASE} ok?", size=2)
+        session.add_all([big, small])
+        session.flush()
+        session.add_all([GroupMember(inquiry_id=desk["jane"], group_id=big.id),
+                         GroupMember(inquiry_id=desk["mary"], group_id=big.id),
+                         GroupMember(inquiry_id=other, group_id=big.id)])
+        ids = (big.id, small.id)
+    # Jane's second group: her second inquiry and Bob's.
+    second = ingest(rt, email(sender=f"{JANE_NAME} <{JANE}>", subject="Another question",
+                              body=f"Is the {PHRASE} ok?")).inquiry_id
+    with rt.db.session() as session:
+        session.add_all([GroupMember(inquiry_id=desk["bob"], group_id=ids[1]),
+                         GroupMember(inquiry_id=second, group_id=ids[1])])
+    run.forget_person(rt, JANE, "cli:tester")
+    with rt.db.session() as session:
+        big, small = session.get(InquiryGroup, ids[0]), session.get(InquiryGroup, ids[1])
+        assert big.size == 2 and big.dissolved_at is None and big.label == "What is the stipend for the 2027 cohort?"
+        members = set(session.scalars(select(GroupMember.inquiry_id).where(GroupMember.group_id == big.id)))
+        assert members == {desk["mary"], other}
+        assert session.scalar(select(func.count(Delivery.id)).where(Delivery.key == f"group_card:{big.id}")) == 1
+    assert small.dissolved_at is not None and small.size == 0  # only Bob was left
+    assert small.label == "Hosting two fellows at the city"  # Bob's subject (his body asks no question)
+    assert leftovers(rt, [PHRASE]) == []

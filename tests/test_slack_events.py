@@ -651,3 +651,68 @@ def test_a_reply_that_cannot_be_sent_keeps_the_modal_open(web, slack_rt):
     with slack_rt.db.session() as session:
         assert session.scalar(select(func.count(Message.id)).where(Message.direction == "outbound")) == 0
     assert owed(slack_rt, "email.send") == []
+
+
+# ---- idempotent staff actions ----------------------------------------------------------------
+
+
+def _card_button_value(fake_slack, channel, action_id):
+    card = fake_slack.top_level(channel)[0]
+    return next(e["value"] for b in card["blocks"] if b["type"] == "actions" for e in b["elements"]
+                if e.get("action_id") == action_id)
+
+
+def test_a_double_click_acts_once(web, slack_rt, fake_slack):
+    inquiry_id = make_inquiry(slack_rt)
+    channel, ts = posted_card(slack_rt, fake_slack, inquiry_id)
+    value = _card_button_value(fake_slack, channel, B.A_CLOSE)
+    assert value == f"{inquiry_id}:0"  # the button carries the card's version
+    for _ in range(2):  # the same drawing of the card, clicked twice
+        assert post_interactive(web, button_payload(B.A_CLOSE, value, message_ts=ts)).status_code == 200
+    assert [k for k, _ in events_of(slack_rt, inquiry_id)] == ["closed"]
+    assert thread_texts(fake_slack, channel, ts) == ["<@U100> closed it"]
+    refusal = fake_slack.calls_to("chat.postEphemeral")[-1].params["text"]
+    assert "changed since that card was drawn" in refusal
+    # The updated card carries the new version, and a click on it acts.
+    assert _card_button_value(fake_slack, channel, B.A_REOPEN) == f"{inquiry_id}:1"
+
+
+def test_two_people_claiming_at_once_claim_once(web, slack_rt, fake_slack):
+    import threading
+
+    inquiry_id = make_inquiry(slack_rt)
+    channel, ts = posted_card(slack_rt, fake_slack, inquiry_id)
+    value = _card_button_value(fake_slack, channel, B.A_CLAIM)
+    results = []
+
+    def click(user):
+        results.append(post_interactive(web, button_payload(B.A_CLAIM, value, user=user, message_ts=ts)).status_code)
+
+    threads = [threading.Thread(target=click, args=(user,)) for user in ("U100", "U200")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [200, 200]
+    claims = [e for e in events_of(slack_rt, inquiry_id) if e[0] == "claimed"]
+    assert len(claims) == 1
+    assert get_inquiry(slack_rt, inquiry_id).assignee == claims[0][1]
+
+
+def test_send_suggested_answer_clicked_twice_sends_one_reply(web, slack_rt, fake_slack):
+    from intake import outbound
+
+    text = "Hello, when is the application deadline for the fellowship this year?"
+    if outbound.suggest_answer(slack_rt.settings, text, "application") is None:
+        pytest.skip("the default knowledge base has no match")
+    inquiry_id = make_inquiry(slack_rt, body=text)
+    channel, ts = posted_card(slack_rt, fake_slack, inquiry_id)
+    value = _card_button_value(fake_slack, channel, B.A_SUGGEST_SEND)
+    for user in ("U100", "U200"):  # a double click, or two people on the same card
+        post_interactive(web, button_payload(B.A_SUGGEST_SEND, value, user=user, message_ts=ts,
+                                             block_id=f"card_suggest:{inquiry_id}"))
+    with slack_rt.db.session() as session:
+        replies = session.scalars(select(Message).where(Message.direction == "outbound",
+                                                        Message.kind == "reply")).all()
+        assert len(replies) == 1 and replies[0].author == "U100"
+    assert len(owed(slack_rt, "email.send")) == 1

@@ -35,9 +35,9 @@ from intake.events import record_event
 from intake.inquiries.lifecycle import on_reply_sent
 from intake.models import Inquiry, Message, utcnow
 from intake.outbound.loops import cap_exceeded
-from intake.outbound.options import OutboundOptions, load_options
+from intake.outbound.options import LOGGED_ONLY_NOTE, OutboundOptions, load_options
 from intake.outbound.smtp import DeliveryError, deliver, smtp_settings
-from intake.outbox import GiveUp, Retry, Ticket, deliverer
+from intake.outbox import GiveUp, Retry, Ticket, deliverer, still_ours
 
 if TYPE_CHECKING:  # pragma: no cover
     from intake.runtime import Runtime
@@ -143,16 +143,18 @@ def _delayed(session: Session, ticket: Ticket, error: str) -> None:
 @deliverer("email.send", channel="email", on_give_up=_gave_up, on_delayed=_delayed)
 def deliver_email(rt: "Runtime", ticket: Ticket) -> str:
     """Send outbound message row ``ticket.args["message_id"]`` (returns its resulting state)."""
-    return send_message(rt, int(ticket.args["message_id"]))
+    return send_message(rt, int(ticket.args["message_id"]), ticket=ticket)
 
 
-def send_message(rt: "Runtime", message_id: int) -> str:
+def send_message(rt: "Runtime", message_id: int, *, ticket: Ticket | None = None) -> str:
     options = load_options(rt.settings)
     prepared = _prepare(rt, message_id, options)
     if prepared.payload is None:
         log.info("outbound message %s not sent now: state %s", message_id, prepared.state)
         return prepared.state
     info = prepared.payload
+    if ticket is not None and not still_ours(rt, ticket):
+        raise Retry(f"delivery {ticket.key} outlived its lease; another attempt has it")
 
     note = None
     if options.log_only:
@@ -160,7 +162,7 @@ def send_message(rt: "Runtime", message_id: int) -> str:
             "SMTP_URL is unset: not sending message %s to %s (%s), Message-ID <%s>",
             info["id"], info["to"], info["subject"], info["message_id"],
         )
-        note = "logged only: SMTP_URL is unset"
+        note = LOGGED_ONLY_NOTE  # firstrun: one constant, read by `intake show` (was_logged_only)
     else:
         cfg = rt.service("outbound.smtp", lambda rt: smtp_settings(rt.settings.smtp_url or ""))
         try:

@@ -19,9 +19,9 @@ from intake.outbox.core import (
     owe,
     owe_card,
 )
-from intake.outbox.worker import Poller, deliver, due_ids, kick, pending_summary, run_due
+from intake.outbox.worker import Poller, deliver, due_ids, kick, pending_summary, run_due, still_ours
 
 __all__ = [
     "SPECS", "DeliverySpec", "GiveUp", "Poller", "Retry", "Ticket", "deliver", "deliverer", "due_ids",
-    "kick", "load_deliverers", "owe", "owe_card", "pending_summary", "run_due",
+    "kick", "load_deliverers", "owe", "owe_card", "pending_summary", "run_due", "still_ours",
 ]

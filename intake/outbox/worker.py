@@ -69,6 +69,21 @@ def claim(rt: "Runtime", delivery_id: int, *, now: dt.datetime | None = None) ->
                   row.requested, _aware(row.created_at))
 
 
+def still_ours(rt: "Runtime", ticket: Ticket) -> bool:
+    """Whether this attempt still holds the delivery's lease: checked right before an act that
+    cannot be taken back (a post, an SMTP transaction), so an attempt that outlived its lease
+    (a stalled process) never acts beside the attempt that took over."""
+    table = Delivery.__table__
+    with rt.db.read_session() as session:
+        row = session.execute(
+            select(table.c.attempts, table.c.leased_until, table.c.state).where(table.c.id == ticket.id)
+        ).first()
+    if row is None or row.state != "pending" or row.attempts != ticket.attempts:
+        return False
+    leased_until = _aware(row.leased_until)
+    return leased_until is not None and leased_until > utcnow()
+
+
 def _complete(rt: "Runtime", ticket: Ticket, result: str) -> bool:
     """Mark done (or pending again if re-requested meanwhile); True when it must run again."""
     table = Delivery.__table__
@@ -266,4 +281,4 @@ def pending_summary(rt: "Runtime") -> dict[str, int]:
 
 
 __all__ = ["Poller", "backoff_seconds", "claim", "deliver", "deliver_job", "due_ids", "kick",
-           "pending_summary", "run_due"]
+           "pending_summary", "run_due", "still_ours"]

@@ -110,7 +110,7 @@ def forget(session: Session, address: str, *, actor: str, scan: ByteScan | None 
     slack = erasure.plan_cards(session, found.inquiry_ids, "erased", at=at)
     models = erasure.withdraw_models(session, found.inquiry_ids, found.message_ids)
     removed = erasure.delete_messages(session, found.message_ids, tally, key, at)
-    erasure.delete_rows(session, Inquiry.__table__, found.inquiry_ids, tally, key, at)
+    erasure.erase_inquiries(session, found.inquiry_ids, tally, key, at)
     if found.contact_id is not None:
         erasure.delete_rows(session, Contact.__table__, [found.contact_id], tally, key, at)
     changed = erasure.sweep(session, needles, scan=scan)
@@ -155,7 +155,7 @@ def delete_inquiry(session: Session, inquiry_id: int, *, actor: str, at: dt.date
     tally = Tally()
     slack = erasure.plan_cards(session, [inquiry_id], "deleted", at=at)
     contacts = erasure.contacts_of(session, [inquiry_id])
-    erasure.delete_rows(session, Inquiry.__table__, [inquiry_id], tally, key, at)
+    erasure.erase_inquiries(session, [inquiry_id], tally, key, at)
     erasure.delete_orphan_contacts(session, contacts, tally, key, at)
     counts = tally.as_dict()
     event = erasure.audit(session, DELETE_EVENT, actor, {"inquiry": inquiry_id, "counts": counts})

@@ -35,6 +35,7 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 from sqlalchemy.types import JSON
 
+from intake.grouping.store import dissolve, label_for, owe_group_card
 from intake.keys import keyed_hash
 from intake.outbox import owe, owe_card
 from intake.models import (
@@ -44,7 +45,9 @@ from intake.models import (
     Contact,
     Delivery,
     Event,
+    GroupMember,
     Inquiry,
+    InquiryGroup,
     Message,
     ModelVersion,
     Receipt,
@@ -339,6 +342,35 @@ class RemovedLines:
         self.keys.setdefault(inquiry_id, []).append(key)
         if ts:
             self.ts.setdefault(inquiry_id, []).append(ts)
+
+
+def erase_inquiries(session: Session, inquiry_ids: Sequence[int], tally: Tally, key: bytes, at: dt.datetime) -> None:
+    """Delete whole inquiries (``delete_rows``), then mend the groups they were in."""
+    groups = set()
+    for chunk in chunks(inquiry_ids):
+        groups.update(session.scalars(select(GroupMember.group_id).where(GroupMember.inquiry_id.in_(chunk))))
+    delete_rows(session, Inquiry.__table__, inquiry_ids, tally, key, at)
+    mend_groups(session, sorted(groups))
+
+
+def mend_groups(session: Session, group_ids: Sequence[int]) -> None:
+    """Groups that lost a member to an erasure (``intake.grouping``): a group's label is a
+    member's question in their own words, and its card lists the members, so each is re-labelled
+    from a member that stays (or dissolved below two) and its card is owed again."""
+    for group in session.scalars(select(InquiryGroup).where(InquiryGroup.id.in_(list(group_ids) or [0]))):
+        staying = list(session.scalars(select(GroupMember.inquiry_id).where(
+            GroupMember.group_id == group.id, GroupMember.split_at.is_(None)).order_by(GroupMember.inquiry_id)))
+        if group.dissolved_at is None and len(staying) < 2:
+            dissolve(session, group)
+        if staying:
+            first = session.scalar(select(Message).where(Message.inquiry_id == staying[0], Message.direction == "inbound")
+                                   .order_by(Message.id).limit(1))
+            subject = session.scalar(select(Inquiry.subject).where(Inquiry.id == staying[0])) or ""
+            group.label = label_for(subject, (first.latest_reply or first.text_body or "") if first else "")
+        else:
+            group.label = ""
+        group.size = len(staying) if group.dissolved_at is None else 0
+        owe_group_card(session, group.id)
 
 
 def delete_messages(session: Session, message_ids: Sequence[int], tally: Tally, key: bytes, at: dt.datetime) -> RemovedLines:

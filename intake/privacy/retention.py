@@ -86,7 +86,7 @@ def apply_batch(session: Session, delete: list[int], redact: list[int], at: dt.d
     slack = erasure.plan_cards(session, delete, "deleted", at=at)
     slack += erasure.plan_cards(session, redact, "redacted", at=at)
     contacts = erasure.contacts_of(session, delete)
-    erasure.delete_rows(session, Inquiry.__table__, delete, tally, key, at)
+    erasure.erase_inquiries(session, delete, tally, key, at)
     erasure.delete_orphan_contacts(session, contacts, tally, key, at)
     erasure.redact_inquiries(session, redact, at, tally, key)
     # Keyed by the batch's first inquiry: a batch that is rolled back and run again owes once.

@@ -28,7 +28,7 @@ from sqlalchemy import select, update
 
 from intake.jobs import periodic
 from intake.models import Event, Inquiry, Message, utcnow
-from intake.outbox import Retry, Ticket, deliverer, owe
+from intake.outbox import Retry, Ticket, deliverer, owe, still_ours
 from intake.slack import blocks as B
 from intake.slack import queries as Q
 from intake.slack.client import channel_throttle, slack_client
@@ -128,6 +128,8 @@ def post_once(rt: "Runtime", ticket: Ticket, channel: str, message: B.Message, m
             log.info("delivery %s: found its earlier post %s in %s; not posting again", ticket.key, found, channel)
             return channel, found
     channel_throttle(rt).wait(channel)
+    if not still_ours(rt, ticket):
+        raise Retry(f"delivery {ticket.key} outlived its lease; another attempt has it")
     kwargs: dict[str, Any] = {"thread_ts": thread_ts} if thread_ts else {}
     resp = client.chat_postMessage(channel=channel, metadata=metadata, **kwargs, **POST_OPTIONS,
                                    **message.as_kwargs())
@@ -220,8 +222,11 @@ def deliver_card(rt: "Runtime", ticket: Ticket) -> str:
         return "skipped"
     if not rt.settings.slack_enabled:
         message = B.triage_card(plan.card, rt.settings.category_names)
-        log.info("Slack is off; would %s card in %s: %s", "update" if plan.ts else "post",
-                 plan.channel or "(no channel)", message.text)
+        # Said once per inquiry at INFO (what a newcomer needs to see); later changes to the
+        # same card (an acknowledgment, a claim) only at DEBUG.
+        first = ticket.requested == 1
+        log.log(logging.INFO if first else logging.DEBUG, "Slack is off; would %s card in %s: %s",
+                "post" if first else "update", plan.channel or "(no channel)", message.text)
         return "logged"
     if not plan.channel:
         log.warning("no Slack channel for inquiry #%s: set SLACK_TRIAGE_CHANNEL", inquiry_id)

@@ -6,7 +6,7 @@ INTAKE_SECRET_KEY is unset (intake/keys.py). The hostile branch's 0003 creates t
 table: on merge, keep one create_table.
 
 Revision ID: 0006
-Revises: 0002
+Revises: 0007
 Create Date: 2026-12-01 21:29:22.154476
 """
 from typing import Sequence, Union
@@ -16,8 +16,8 @@ import sqlalchemy as sa
 
 
 revision: str = '0006'
-# Chained after main's 0002 (the outbox) once it was merged here; the lead re-chains on merge.
-down_revision: Union[str, None] = '0002'
+# Chained after the head of main when merged here (0007, groups); the lead re-chains on merge.
+down_revision: Union[str, None] = '0007'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
