@@ -129,10 +129,10 @@ class LayeredGroup(click.Group):
         "groups": "Open inquiries that ask the same question.",
         "due": "Open inquiries against their response targets.",
         "report": "Volume and response figures for a period.",
-        "forget": "Erase everything about a person (nothing of it left in the database files).",
+        "forget": "Erase everything held about a person.",
         "export": "Everything held about a person, as one JSON document.",
         "delete": "Remove one inquiry loaded by mistake.",
-        "purge": "Apply the retention policy: old spam deleted, old closed inquiries redacted.",
+        "purge": "Apply the retention policy (old spam deleted, old closed redacted).",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
