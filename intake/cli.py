@@ -110,6 +110,10 @@ class LayeredGroup(click.Group):
         "groups": ("intake.grouping.commands", "groups_command"),
         "due": ("intake.sla.commands", "due_command"),
         "report": ("intake.sla.commands", "report_command"),
+        "forget": ("intake.privacy.commands", "forget_command"),
+        "export": ("intake.privacy.commands", "export_command"),
+        "delete": ("intake.privacy.commands", "delete_command"),
+        "purge": ("intake.privacy.commands", "purge_command"),
     }
     # The one-line help `intake --help` shows for each lazy command; the command gets the same
     # text as its short help once loaded.
@@ -125,6 +129,10 @@ class LayeredGroup(click.Group):
         "groups": "Open inquiries that ask the same question.",
         "due": "Open inquiries against their response targets.",
         "report": "Volume and response figures for a period.",
+        "forget": "Erase everything held about a person.",
+        "export": "Everything held about a person, as one JSON document.",
+        "delete": "Remove one inquiry loaded by mistake.",
+        "purge": "Apply the retention policy (old spam deleted, old closed redacted).",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

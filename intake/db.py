@@ -1,7 +1,8 @@
 """Engine and session scope: one session per request or job, explicit transactions.
 
 SQLite is the embedded default. It gets WAL (readers never block the writer), a busy timeout
-(two processes ingesting at once wait instead of failing) and enforced foreign keys.
+(two processes ingesting at once wait instead of failing), enforced foreign keys and
+secure_delete (erased text is zeroed, not left in free pages).
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # pragma: no cover - tr
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # Deleted and rewritten content is overwritten with zeros instead of lingering in free
+    # pages, so an erased person's text leaves the file (intake.privacy; cost in
+    # docs/benchmarks.md).
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 

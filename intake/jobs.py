@@ -31,6 +31,7 @@ JOB_MODULES = (
     "intake.slack.deliveries",
     "intake.grouping.jobs",  # issue 16: groups.refresh
     "intake.sla.jobs",  # sla.tick: response-target reminders, the daily digest, the weekly report
+    "intake.privacy.jobs",  # the daily retention run
 )
 
 

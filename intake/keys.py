@@ -16,14 +16,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 import secrets
+from typing import Mapping
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from intake.config import Settings
-from intake.db import is_unique_violation
+from intake.db import Database, is_unique_violation
 from intake.models import Secret
 
 KEY_NAME = "secret_key"
@@ -39,6 +41,23 @@ def signing_keys(session: Session, settings: Settings) -> list[bytes]:
     if stored is not None:
         keys.append(stored)
     return keys
+
+
+def secret_key(db_or_session: Database | Session, env: Mapping[str, str] | None = None) -> bytes:
+    """The signing key alone (the first of ``INTAKE_SECRET_KEY``, else the stored one): what the
+    privacy layer's keyed hashes of erased addresses use.
+
+    Given a ``Session``, a first-use key is inserted in the caller's transaction; given a
+    ``Database``, in a short transaction of its own.
+    """
+    env = os.environ if env is None else env
+    configured = [part.strip() for part in (env.get("INTAKE_SECRET_KEY") or "").split(",") if part.strip()]
+    if configured:
+        return configured[0].encode("utf-8")
+    if isinstance(db_or_session, Database):
+        with db_or_session.session() as session:
+            return _stored_key(session, create=True)
+    return _stored_key(db_or_session, create=True)
 
 
 def _stored_key(session: Session, *, create: bool) -> bytes | None:
@@ -63,6 +82,11 @@ def _stored_key(session: Session, *, create: bool) -> bytes | None:
 def keyed_digest(key: bytes, purpose: str, message: str) -> bytes:
     """HMAC-SHA256 of ``message`` for one ``purpose`` (so one key serves several uses apart)."""
     return hmac.new(key, f"{purpose}\x00{message}".encode("utf-8"), hashlib.sha256).digest()
+
+
+def keyed_hash(key: bytes, purpose: str, message: str) -> str:
+    """``keyed_digest`` in hex, for a column or a JSON document."""
+    return keyed_digest(key, purpose, message).hex()
 
 
 def short_tag(key: bytes, purpose: str, message: str, length: int) -> str:

@@ -129,6 +129,9 @@ class Inquiry(Base):
     version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Set when retention removed its text and addresses (intake.privacy); category, dates and
+    # message counts stay so reports still add up.
+    redacted_at: Mapped[dt.datetime | None]
 
     contact: Mapped[Contact | None] = relationship(back_populates="inquiries")
     messages: Mapped[list["Message"]] = relationship(
@@ -297,6 +300,11 @@ class Receipt(Base):
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
     size: Mapped[int | None] = mapped_column(Integer)
     detail: Mapped[str | None] = mapped_column(Text)
+    # When the message was erased (intake.privacy): ``message_id`` is then NULL and ``sha256``
+    # keeps the hash of the bytes that arrived, so the ledger still proves nothing was lost
+    # without keeping what was erased.
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    erased_at: Mapped[dt.datetime | None]
 
     __table_args__ = (Index("ix_receipts_provider_received", "provider", "received_at"),)
 
@@ -407,6 +415,8 @@ class GroupMember(Base):
     joined_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     split_by: Mapped[str | None] = mapped_column(String(64))  # Slack user ID
     split_at: Mapped[dt.datetime | None]
+
+
 class Secret(Base):
     """A value intake generates once and keeps: the key of its keyed hashes when
     ``INTAKE_SECRET_KEY`` is unset (intake.keys), so a fresh install needs no setup."""

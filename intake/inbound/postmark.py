@@ -105,13 +105,15 @@ def rebuild(payload: dict[str, Any]) -> tuple[bytes, list[str]]:
 def _attachments(payload: dict[str, Any]) -> list[Part]:
     parts = []
     items = payload.get("Attachments")
-    for item in items if isinstance(items, list) else []:
+    for index, item in enumerate(items if isinstance(items, list) else [], start=1):
         if not isinstance(item, dict):
             continue
         try:
             data = base64.b64decode(item.get("Content") or item.get("Data") or "", validate=False)
         except (binascii.Error, ValueError, TypeError):
-            raise Malformed(f"attachment {item.get('Name')!r} is not valid base64") from None
+            # By position, not name: the error is kept in the receipt ledger, and a file name
+            # ("Jane_Doe_passport.pdf") is personal data the ledger must not hold.
+            raise Malformed(f"attachment {index} is not valid base64") from None
         parts.append(
             Part(
                 data=data,

@@ -1033,3 +1033,72 @@ def sla_weekly_report(data: WeeklyReportData) -> Message:
         blocks += [section(row_text(r)) for r in list(data.oldest_open)[:5]]
     blocks.append(context("Chart in the thread · `intake report --since DATE --until DATE` for any period"))
     return Message(text=title, blocks=fit_message(blocks))
+
+
+# --------------------------------------------------------------------------------------------
+# Erasure (intake.privacy): the placeholder a card becomes, and "Forget this person"
+
+V_FORGET = "forget_person_modal"
+FORGET_REFUSAL = ("Only members of the privacy admin group can erase a person "
+                  "(`[privacy] admin_usergroup`). Nothing was changed.")
+
+
+@dataclass(frozen=True)
+class ErasedCardData:
+    """What a card shows once its inquiry is erased or redacted: ids, when, why; no text."""
+
+    inquiry_ids: Sequence[int]
+    reason: str  # "erased" (a person asked) or "redacted" (retention)
+    at: dt.datetime | None
+    category: str | None = None
+
+
+def erased_card(data: ErasedCardData) -> Message:
+    ids = ", ".join(f"#{i}" for i in data.inquiry_ids) or "#?"
+    if data.reason == "redacted":
+        line = (f":file_folder: *Inquiry {ids}* was closed long ago: its text, attachments and "
+                f"addresses were removed by the retention policy on {slack_date(data.at)}.")
+        extra = [f"Category {category_text(data.category, None)}"] if data.category else []
+    else:
+        line = (f":wastebasket: *Inquiry {ids}* was erased at the person's request on "
+                f"{slack_date(data.at)}. Nothing of it is kept.")
+        extra = []
+    blocks = [section(line)]
+    if extra:
+        blocks.append(context(*extra))
+    return Message(text=f"Inquiry {ids}: {data.reason}", blocks=blocks)
+
+
+@dataclass(frozen=True)
+class ForgetPreviewData:
+    inquiry_id: int
+    address: str
+    inquiries: Sequence[int]
+    messages: int
+    attachments: int
+    messages_elsewhere: int
+
+
+def forget_modal(data: ForgetPreviewData, private_metadata: str) -> dict[str, Any]:
+    """The confirmation: who, and what goes. The address is shown so the admin checks it."""
+    ids = ", ".join(f"#{i}" for i in list(data.inquiries)[:30]) + ("…" if len(data.inquiries) > 30 else "")
+    lines = [
+        f"Erase everything held about *{escape_trim(data.address, 320)}*?",
+        f"• {len(data.inquiries)} inquir{'y' if len(data.inquiries) == 1 else 'ies'}: {ids or 'none'}",
+        f"• {data.messages} message{'s' if data.messages != 1 else ''} and {data.attachments} "
+        f"attachment{'s' if data.attachments != 1 else ''}"
+        + (f", {data.messages_elsewhere} in other people's conversations" if data.messages_elsewhere else ""),
+        "• their address and name wherever else they appear",
+    ]
+    blocks = [
+        section("\n".join(lines)),
+        context("Their cards become a placeholder and the thread lines that quote them are deleted. "
+                "Only an audit entry with a keyed hash of the address remains. *This cannot be undone.*"),
+    ]
+    return modal("Forget this person", blocks, callback_id=V_FORGET, submit="Erase",
+                 private_metadata=private_metadata)
+
+
+def notice_modal(title: str, text: str) -> dict[str, Any]:
+    """A modal that only says something (a refusal, progress, a result)."""
+    return modal(title, [section(escape_trim(text, MAX_SECTION_TEXT))], callback_id="notice")
