@@ -61,12 +61,12 @@ def opened(rt: Runtime) -> int:
     return first.inquiry_id
 
 
-def outbound(rt: Runtime, inquiry_id: int) -> list[Message]:
-    """Staff replies of the inquiry (its acknowledgment, also to the applicant, is not one)."""
+def outbound(rt: Runtime, inquiry_id: int, kind: str | None = None) -> list[Message]:
     with rt.db.session() as session:
-        return list(session.scalars(select(Message).where(
-            Message.inquiry_id == inquiry_id, Message.direction == "outbound", Message.kind == "reply")
-            .order_by(Message.id)))
+        query = select(Message).where(Message.inquiry_id == inquiry_id, Message.direction == "outbound")
+        if kind is not None:
+            query = query.where(Message.kind == kind)
+        return list(session.scalars(query.order_by(Message.id)))
 
 
 @pytest.mark.parametrize("authentication", ["failing", "absent"])
@@ -97,7 +97,8 @@ def test_a_forged_follow_up_does_not_redirect_replies(rt, authentication):
     assert any(c.address == "mallory@evil.example" and c.warning for c in choices)
 
     send_reply(rt, inquiry_id, "We need nothing else, thank you.", "U_STAFF")
-    assert [m.to_address for m in outbound(rt, inquiry_id)] == [APPLICANT, APPLICANT]
+    # (its acknowledgment, also to the applicant, is not a staff reply)
+    assert [m.to_address for m in outbound(rt, inquiry_id, "reply")] == [APPLICANT, APPLICANT]
 
     shown = CliRunner().invoke(main, ["show", str(inquiry_id), "--json"],
                                env={"DATABASE_URL": rt.settings.database_url, "INTAKE_CONFIG": "", "SMTP_URL": ""})
