@@ -83,6 +83,7 @@ class LayeredGroup(click.Group):
         "train": ("intake.classify.commands", "train_command"),
         "eval": ("intake.classify.commands", "eval_command"),
         "slack": ("intake.slack.socket", "slack_command"),
+        "imap": ("intake.imap.command", "imap_command"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
