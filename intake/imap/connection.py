@@ -98,7 +98,10 @@ def connect(mailbox: Mailbox, tokens: TokenSource | None = None, *,
         Connection(client).close()
         # The server's words (e.g. "[AUTHENTICATIONFAILED] Authentication failed.") never echo
         # the password or the token.
-        raise ImapSetupError(f"{mailbox.name}: {exc}") from None
+        text = str(exc)
+        if text.startswith(("b'", 'b"')):  # imaplib hands the server's words over as bytes
+            text = text[2:-1]
+        raise ImapSetupError(f"{mailbox.name}: {text}") from None
     except BaseException:
         Connection(client).close()
         raise

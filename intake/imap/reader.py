@@ -64,6 +64,11 @@ class PassReport:
     reread_reason: str | None = None
     message_ids: list[int] = field(default_factory=list)
 
+    @property
+    def seen(self) -> int:
+        """Messages this pass dealt with in any way."""
+        return self.stored + self.duplicates + self.skipped + self.gone
+
     def summary(self) -> str:
         text = (f"{self.mailbox}: {self.stored} stored, {self.duplicates} duplicate, "
                 f"{self.skipped} skipped, {self.gone} gone")
@@ -106,7 +111,7 @@ class MailboxReader:
             self._read_batch(uids[start:start + self.batch_size], uidvalidity, set(point.pending), report)
             if progress:
                 progress(min(start + self.batch_size, total), total)
-        if report.stored or report.duplicates or report.skipped or report.gone:
+        if report.seen:
             log.info("%s", report.summary())
         return report
 

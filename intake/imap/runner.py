@@ -77,12 +77,18 @@ class MailboxRunner:
     def _serve(self, connection: Connection) -> None:
         reader = MailboxReader(self.rt, self.mailbox, connection.client)
         while not self.stop.is_set():
-            reader.run_pass()
+            report = reader.run_pass()
             self.passes += 1
             # Log in again with a fresh token before the one in use lapses.
             if connection.seconds_left() < self.idle_seconds + 60:
                 log.info("%s: access token close to expiry; logging in again", self.mailbox.name)
                 return
+            if report.seen:
+                # Wait only after a pass that found nothing: a message that arrived during a
+                # busy pass was announced (EXISTS) in answer to its STORE or MOVE, and IDLE
+                # would not announce it again. After an empty pass (SELECT, SEARCH), anything
+                # newer is announced when IDLE starts.
+                continue
             if connection.can_idle:
                 self._idle(connection)
             else:
