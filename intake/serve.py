@@ -55,7 +55,9 @@ def _load_settings() -> Settings:
 class ConsumerSupervisor:
     """Keeps one embedded consumer process alive beside the web server."""
 
-    def __init__(self, command: list[str] | None = None, workers: int = 2) -> None:
+    def __init__(self, command: list[str] | None = None, workers: int = 2,
+                 name: str = "embedded job consumer") -> None:
+        self.name = name
         self.command = command or [
             sys.executable, "-m", "intake.serve", "worker",
             "--workers", str(workers), "--exit-with-parent",
@@ -75,7 +77,7 @@ class ConsumerSupervisor:
         # init if this process died while the child was still importing.
         env = {**os.environ, PARENT_PID_ENV: str(os.getpid())}
         self.process = subprocess.Popen(self.command, env=env)
-        log.info("embedded job consumer started (pid %s)", self.process.pid)
+        log.info("%s started (pid %s)", self.name, self.process.pid)
 
     def _watch(self) -> None:
         delay = 1.0
@@ -87,7 +89,7 @@ class ConsumerSupervisor:
             # whole process group just before the server's own: not worth an error.
             log.log(
                 logging.WARNING if proc.returncode == 0 else logging.ERROR,
-                "embedded job consumer exited with %s; restarting in %.0fs", proc.returncode, delay,
+                "%s exited with %s; restarting in %.0fs", self.name, proc.returncode, delay,
             )
             if self._stopping.wait(delay):
                 return
@@ -109,7 +111,18 @@ class ConsumerSupervisor:
             proc.wait()
 
 
-def gunicorn_application(options: dict[str, Any], supervisor: ConsumerSupervisor | None):
+def _imap_mailboxes() -> tuple:
+    """The mailboxes of IMAP_URL, checked now so that a mistake stops ``serve`` with a sentence
+    instead of a reader restarting for ever."""
+    from intake.imap.settings import ImapSettings
+
+    try:
+        return ImapSettings.from_env().mailboxes
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def gunicorn_application(options: dict[str, Any], supervisors: list[ConsumerSupervisor]):
     """A gunicorn ``BaseApplication`` serving ``create_app()`` built in each worker."""
     from gunicorn.app.base import BaseApplication
 
@@ -117,9 +130,9 @@ def gunicorn_application(options: dict[str, Any], supervisor: ConsumerSupervisor
         def load_config(self) -> None:
             for key, value in options.items():
                 self.cfg.set(key, value)
-            if supervisor is not None:
-                self.cfg.set("when_ready", lambda _server: supervisor.start())
-                self.cfg.set("on_exit", lambda _server: supervisor.stop())
+            if supervisors:
+                self.cfg.set("when_ready", lambda _server: [s.start() for s in supervisors])
+                self.cfg.set("on_exit", lambda _server: [s.stop() for s in supervisors])
 
         def load(self):
             from intake.app import create_app
@@ -145,7 +158,12 @@ def serve_command(host: str | None, port: int | None, workers: int | None, queue
     if workers is None:
         workers = int(os.environ.get("WEB_CONCURRENCY") or 2)
     embedded = not settings.redis_url
-    supervisor = ConsumerSupervisor(workers=queue_workers) if embedded else None
+    supervisors = [ConsumerSupervisor(workers=queue_workers)] if embedded else []
+    # Issue #14: with the embedded queue, the IMAP reader (IMAP_URL) runs beside the consumer,
+    # supervised the same way; with Redis it is its own process (Procfile `imap: intake imap`).
+    if embedded and _imap_mailboxes():
+        supervisors.append(ConsumerSupervisor(
+            [sys.executable, "-m", "intake.imap.command", "--exit-with-parent"], name="IMAP reader"))
     options = {
         "bind": f"{host}:{port}",
         "workers": workers,
@@ -162,7 +180,7 @@ def serve_command(host: str | None, port: int | None, workers: int | None, queue
         "serving on http://%s:%s with %s web workers (%s)",
         host, port, workers, "embedded SQLite queue and worker" if embedded else "Redis queue; run `intake worker`",
     )
-    gunicorn_application(options, supervisor).run()
+    gunicorn_application(options, supervisors).run()
 
 
 @click.command("worker")

@@ -23,10 +23,11 @@ log = logging.getLogger(__name__)
 @click.option("--once", is_flag=True, help="One pass over each mailbox, then exit (cron, tests).")
 @click.option("--backfill", is_flag=True, help="Import every message since --since (batched, with a progress bar), then exit.")
 @click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), default=None, help="With --backfill: first day (YYYY-MM-DD).")
+@click.option("--batch-size", type=click.IntRange(1, 1000), default=None, help="Messages per FETCH (default 50).")
 @click.option("--poll", "poll_seconds", type=float, default=None, help="Seconds between passes where the server has no IDLE (default 60).")
 @click.option("--exit-with-parent", is_flag=True, hidden=True, help="Stop when the parent process goes away.")
-def imap_command(once: bool, backfill: bool, since: dt.datetime | None, poll_seconds: float | None,
-                 exit_with_parent: bool) -> None:
+def imap_command(once: bool, backfill: bool, since: dt.datetime | None, batch_size: int | None,
+                 poll_seconds: float | None, exit_with_parent: bool) -> None:
     """Read the mailboxes in IMAP_URL: store each message once, then move or flag it."""
     from intake.imap.settings import ImapSettings
 
@@ -48,13 +49,13 @@ def imap_command(once: bool, backfill: bool, since: dt.datetime | None, poll_sec
 
         tokens = TokenSource(imap_settings.oauth2)
     if once or backfill:
-        _one_pass(rt, imap_settings.mailboxes, tokens, since.date() if since else None)
+        _one_pass(rt, imap_settings.mailboxes, tokens, since.date() if since else None, batch_size)
         return
     if exit_with_parent:
         from intake.serve import _exit_with_parent
 
         _exit_with_parent()
-    _run_until_stopped(rt, imap_settings.mailboxes, tokens, poll_seconds)
+    _run_until_stopped(rt, imap_settings.mailboxes, tokens, poll_seconds, batch_size)
 
 
 def _runtime():
@@ -67,13 +68,13 @@ def _runtime():
     return Runtime(checked.settings, db=checked.db, queue=HueyQueue(checked.settings))
 
 
-def _one_pass(rt, mailboxes, tokens, since: dt.date | None) -> None:
+def _one_pass(rt, mailboxes, tokens, since: dt.date | None, batch_size: int | None) -> None:
     from sqlalchemy.exc import SQLAlchemyError
     from imapclient.exceptions import IMAPClientError
 
     from intake.imap.connection import ImapSetupError, connect
     from intake.imap.oauth import TokenError
-    from intake.imap.reader import MailboxReader
+    from intake.imap.reader import BATCH_SIZE, MailboxReader
 
     failed = []
     for mailbox in mailboxes:
@@ -85,7 +86,8 @@ def _one_pass(rt, mailboxes, tokens, since: dt.date | None) -> None:
             continue
         try:
             with _progress_bar(mailbox.name, enabled=since is not None) as progress:
-                report = MailboxReader(rt, mailbox, connection.client).run_pass(since=since, progress=progress)
+                reader = MailboxReader(rt, mailbox, connection.client, batch_size=batch_size or BATCH_SIZE)
+                report = reader.run_pass(since=since, progress=progress)
             click.echo(report.summary())
         except (IMAPClientError, OSError, SQLAlchemyError) as exc:
             click.echo(f"error: {mailbox.name}: the pass stopped ({exc.__class__.__name__}: {exc}); "
@@ -118,7 +120,8 @@ class _progress_bar:
         self.bar.close()
 
 
-def _run_until_stopped(rt, mailboxes, tokens, poll_seconds: float | None) -> None:
+def _run_until_stopped(rt, mailboxes, tokens, poll_seconds: float | None, batch_size: int | None) -> None:
+    from intake.imap.reader import BATCH_SIZE
     from intake.imap.runner import POLL_SECONDS, run_forever
 
     stop = threading.Event()
@@ -130,4 +133,11 @@ def _run_until_stopped(rt, mailboxes, tokens, poll_seconds: float | None) -> Non
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     log.warning("reading %d mailbox(es): %s", len(mailboxes), ", ".join(m.name for m in mailboxes))
-    run_forever(rt, mailboxes, stop, tokens=tokens, poll_seconds=poll_seconds or POLL_SECONDS)
+    run_forever(rt, mailboxes, stop, tokens=tokens, poll_seconds=poll_seconds or POLL_SECONDS,
+                batch_size=batch_size or BATCH_SIZE)
+
+
+if __name__ == "__main__":  # ``intake serve`` starts the reader as ``python -m intake.imap.command``
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
+    imap_command()

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Callable
 
 from intake.imap.connection import Connection, connect
 from intake.imap.oauth import TokenSource
-from intake.imap.reader import MailboxReader
+from intake.imap.reader import BATCH_SIZE, MailboxReader
 from intake.imap.settings import Mailbox
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,6 +42,7 @@ class MailboxRunner:
     def __init__(self, rt: "Runtime", mailbox: Mailbox, stop: threading.Event, *,
                  tokens: TokenSource | None = None, poll_seconds: float = POLL_SECONDS,
                  idle_seconds: float = IDLE_SECONDS, backoff_max: float = BACKOFF_MAX,
+                 batch_size: int = BATCH_SIZE,
                  connector: Callable[[Mailbox], Connection] | None = None) -> None:
         self.rt = rt
         self.mailbox = mailbox
@@ -49,6 +50,7 @@ class MailboxRunner:
         self.poll_seconds = poll_seconds
         self.idle_seconds = idle_seconds
         self.backoff_max = backoff_max
+        self.batch_size = batch_size
         self.connector = connector or (lambda m: connect(m, tokens))
         self.passes = 0
         self.connections = 0
@@ -75,7 +77,7 @@ class MailboxRunner:
                 connection.close()
 
     def _serve(self, connection: Connection) -> None:
-        reader = MailboxReader(self.rt, self.mailbox, connection.client)
+        reader = MailboxReader(self.rt, self.mailbox, connection.client, batch_size=self.batch_size)
         while not self.stop.is_set():
             report = reader.run_pass()
             self.passes += 1
