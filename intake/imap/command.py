@@ -74,7 +74,7 @@ def _one_pass(rt, mailboxes, tokens, since: dt.date | None, batch_size: int | No
 
     from intake.imap.connection import ImapSetupError, connect
     from intake.imap.oauth import TokenError
-    from intake.imap.reader import BATCH_SIZE, MailboxReader
+    from intake.imap.reader import BATCH_SIZE, ImapReadError, MailboxReader
 
     failed = []
     for mailbox in mailboxes:
@@ -89,7 +89,7 @@ def _one_pass(rt, mailboxes, tokens, since: dt.date | None, batch_size: int | No
                 reader = MailboxReader(rt, mailbox, connection.client, batch_size=batch_size or BATCH_SIZE)
                 report = reader.run_pass(since=since, progress=progress)
             click.echo(report.summary())
-        except (IMAPClientError, OSError, SQLAlchemyError) as exc:
+        except (IMAPClientError, ImapReadError, OSError, SQLAlchemyError) as exc:
             click.echo(f"error: {mailbox.name}: the pass stopped ({exc.__class__.__name__}: {exc}); "
                        "what was stored is kept, run again to go on", err=True)
             failed.append(mailbox.name)

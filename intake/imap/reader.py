@@ -2,8 +2,9 @@
 
 The order is what makes it exactly once:
 
-1. fetch a batch of messages (``BODY.PEEK[]``: a person's unread mail stays unread);
-2. for each, in one transaction: the raw bytes through ``inquiries.store_raw`` (the webhooks'
+1. fetch a batch of messages (``BODY.PEEK[]``: a person's unread mail stays unread), at most
+   ``BATCH_BYTES`` at a time;
+2. in one transaction: each message's raw bytes through ``inquiries.store_raw`` (the webhooks'
    function, so a byte-identical or same-Message-ID copy is recognised as a duplicate) and its
    ledger row; commit;
 3. hand each new message to processing (``hand_to_processing``);
@@ -37,7 +38,14 @@ log = logging.getLogger(__name__)
 
 PROVIDER = "imap"
 BATCH_SIZE = 50
+# A batch's bodies are fetched and committed in groups of at most this many bytes, so memory
+# and the length of a write transaction stay bounded whatever the messages weigh.
+BATCH_BYTES = 16 * 1024 * 1024
 DELETED = b"\\Deleted"
+
+
+class ImapReadError(Exception):
+    """The server answered, but not with what was asked; the pass stops and is retried."""
 
 
 def hand_to_processing(rt: "Runtime", message_id: int) -> None:
@@ -141,44 +149,51 @@ class MailboxReader:
         limit = self.rt.settings.max_message_bytes
         sizes = {uid: int(data[b"RFC822.SIZE"])
                  for uid, data in self._fetch(uids, [b"RFC822.SIZE"]).items() if b"RFC822.SIZE" in data}
-        wanted = [uid for uid in uids if uid in sizes and sizes[uid] <= limit]
-        bodies = self._fetch(wanted, [b"BODY.PEEK[]"]) if wanted else {}
-        settle: list[int] = []
-        gone_but_stored: list[int] = []
         for uid in uids:
             if uid in sizes and sizes[uid] > limit:
                 self._skip_too_large(uid, uidvalidity, sizes[uid], limit)
                 report.skipped += 1
-                continue
-            raw = bodies.get(uid, {}).get(b"BODY[]")
-            if raw is None:
+        wanted = [uid for uid in uids if sizes.get(uid, 0) <= limit]
+        for group in _by_bytes(wanted, sizes, BATCH_BYTES):
+            self._read_group(group, uidvalidity, pending, report)
+
+    def _read_group(self, uids: list[int], uidvalidity: int, pending: set[int], report: PassReport) -> None:
+        """Fetch, store in one transaction, hand on, settle: at most ``BATCH_BYTES`` in memory."""
+        bodies = self._fetch(uids, [b"BODY.PEEK[]"])
+        present = []
+        for uid in uids:
+            if b"BODY[]" in bodies.get(uid, {}):
+                present.append(uid)
+            elif self._exists(uid):
+                # The server left it out of an answer without saying why: never skip a message
+                # that is still there; the pass stops and the next one retries from here.
+                raise ImapReadError(f"{self.mailbox.name}: the server did not return UID {uid}")
+            else:
                 # Deleted on the server (by a person, another client) since the search.
                 report.gone += 1
                 log.info("%s: UID %s was deleted on the server before it could be read",
                          self.mailbox.name, uid)
-                if uid in pending:
-                    gone_but_stored.append(uid)  # already stored; nothing left to move
-                continue
-            stored = self._store(uid, uidvalidity, bytes(raw))
+        results = []
+        with self.rt.db.session() as session:
+            for uid in present:
+                event_id = f"{self.mailbox.name};UIDVALIDITY={uidvalidity};UID={uid}"
+                stored = inquiries.store_raw(session, bytes(bodies[uid][b"BODY[]"]), provider=PROVIDER,
+                                             provider_event_id=event_id[-255:])
+                ledger.record(session, self.mailbox.name, uidvalidity, uid, stored.message_id, ledger.STORED)
+                results.append(stored)
+        for stored in results:  # committed: now it may be handed on
             if stored.duplicate:
                 report.duplicates += 1
             else:
                 report.stored += 1
                 report.message_ids.append(stored.message_id)
                 self.handoff(self.rt, stored.message_id)
-            settle.append(uid)
-        self._settle(settle)
+        self._settle(present)
+        # A stored message deleted before it was moved needs nothing more either.
+        gone_but_stored = [uid for uid in uids if uid in pending and uid not in present]
         with self.rt.db.session() as session:
-            ledger.mark_done(session, self.mailbox.name, uidvalidity, settle + gone_but_stored)
-        report.settled += len(settle)
-
-    def _store(self, uid: int, uidvalidity: int, raw: bytes) -> inquiries.StoreResult:
-        event_id = f"{self.mailbox.name};UIDVALIDITY={uidvalidity};UID={uid}"
-        with self.rt.db.session() as session:
-            stored = inquiries.store_raw(session, raw, provider=PROVIDER,
-                                         provider_event_id=event_id[-255:])
-            ledger.record(session, self.mailbox.name, uidvalidity, uid, stored.message_id, ledger.STORED)
-        return stored
+            ledger.mark_done(session, self.mailbox.name, uidvalidity, present + gone_but_stored)
+        report.settled += len(present)
 
     def _skip_too_large(self, uid: int, uidvalidity: int, size: int, limit: int) -> None:
         """Refused like a webhook's 413, but left in the mailbox where a person can see it."""
@@ -250,3 +265,16 @@ class MailboxReader:
             self.client.create_folder(folder)
         self._processed_folder_ready = True
 
+
+def _by_bytes(uids: list[int], sizes: dict[int, int], budget: int) -> list[list[int]]:
+    """Consecutive groups of UIDs whose sizes add up to at most ``budget`` (at least one each)."""
+    groups: list[list[int]] = []
+    total = 0
+    for uid in uids:
+        size = sizes.get(uid, 0)
+        if not groups or total + size > budget:
+            groups.append([])
+            total = 0
+        groups[-1].append(uid)
+        total += size
+    return groups
