@@ -40,7 +40,7 @@ MESSAGE_ID = re.compile(rb"^message-id:[^\r\n]*\r?\n", re.IGNORECASE | re.MULTIL
 
 
 def samples() -> list[bytes]:
-    corpus = REPO.parent / "shared" / "corpus"
+    corpus = Path(os.environ.get("INTAKE_SHARED_DIR", REPO.parent / "shared")) / "corpus"
     paths = sorted(corpus.rglob("*.eml")) if corpus.is_dir() else sorted((REPO / "examples").glob("*.eml"))
     return [p.read_bytes() for p in paths]
 

@@ -8,9 +8,9 @@ claim a message the store does not hold, nor miss one it does.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Sequence
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from intake.models import ImapLedger, utcnow
@@ -72,26 +72,28 @@ def settled_uids(session: Session, mailbox: str, uidvalidity: int) -> set[int]:
     ))
 
 
-def record(session: Session, mailbox: str, uidvalidity: int, uid: int, message_id: int | None,
+def record(session: Session, mailbox: str, uidvalidity: int, entries: Sequence[tuple[int, int | None]],
            state: str) -> None:
-    """Note a UID as stored (or skipped); a re-read of a pending UID keeps its one row.
+    """Note ``(uid, message_id)`` pairs as stored (or skipped), in a few statements per batch.
 
-    Two readers on the same mailbox (a second ``intake imap`` started by mistake) clash on the
-    unique (mailbox, UIDVALIDITY, UID): the loser's transaction fails and stores nothing.
+    A re-read of a pending UID keeps its one row. Two readers on the same mailbox (a second
+    ``intake imap`` started by mistake) clash on the unique (mailbox, UIDVALIDITY, UID): the
+    loser's transaction fails and stores nothing.
     """
-    row = session.scalar(
-        select(ImapLedger).where(
-            ImapLedger.mailbox == mailbox, ImapLedger.uidvalidity == uidvalidity, ImapLedger.uid == uid
-        )
-    )
-    if row is None:
-        session.add(ImapLedger(mailbox=mailbox, uidvalidity=uidvalidity, uid=uid,
-                               message_id=message_id, state=state))
-        session.flush()
-    else:
-        row.message_id = message_id
-        if row.state != DONE:
-            row.state = state
+    if not entries:
+        return
+    where = (ImapLedger.mailbox == mailbox, ImapLedger.uidvalidity == uidvalidity)
+    known = dict(session.execute(
+        select(ImapLedger.uid, ImapLedger.state).where(*where, ImapLedger.uid.in_([u for u, _ in entries]))
+    ).all())
+    fresh = [dict(mailbox=mailbox, uidvalidity=uidvalidity, uid=uid, message_id=message_id,
+                  state=state, stored_at=utcnow()) for uid, message_id in entries if uid not in known]
+    if fresh:
+        session.execute(insert(ImapLedger), fresh)
+    for uid, message_id in entries:
+        if uid in known:
+            values = {"message_id": message_id} if known[uid] == DONE else {"message_id": message_id, "state": state}
+            session.execute(update(ImapLedger).where(*where, ImapLedger.uid == uid).values(**values))
 
 
 def mark_done(session: Session, mailbox: str, uidvalidity: int, uids: Iterable[int]) -> None:

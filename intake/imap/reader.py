@@ -179,9 +179,10 @@ class MailboxReader:
                 event_id = f"{self.mailbox.name};UIDVALIDITY={uidvalidity};UID={uid}"
                 stored = inquiries.store_raw(session, bytes(bodies[uid][b"BODY[]"]), provider=PROVIDER,
                                              provider_event_id=event_id[-255:])
-                ledger.record(session, self.mailbox.name, uidvalidity, uid, stored.message_id, ledger.STORED)
-                results.append(stored)
-        for stored in results:  # committed: now it may be handed on
+                results.append((uid, stored))
+            ledger.record(session, self.mailbox.name, uidvalidity,
+                          [(uid, stored.message_id) for uid, stored in results], ledger.STORED)
+        for _uid, stored in results:  # committed: now it may be handed on
             if stored.duplicate:
                 report.duplicates += 1
             else:
@@ -201,7 +202,7 @@ class MailboxReader:
         log.warning("too large to store: %s", detail)
         with self.rt.db.session() as session:
             inquiries.record_receipt(session, PROVIDER, "too_large", size=size, detail=detail)
-            ledger.record(session, self.mailbox.name, uidvalidity, uid, None, ledger.SKIPPED)
+            ledger.record(session, self.mailbox.name, uidvalidity, [(uid, None)], ledger.SKIPPED)
 
     # -- server side ------------------------------------------------------------------------
 
