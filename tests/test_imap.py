@@ -533,3 +533,27 @@ def test_serve_runs_the_reader_beside_the_embedded_consumer(db_url, db, tmp_path
         wait_for(lambda: processed_count(db) == 2, 60, "both messages stored and processed")
         assert len(dovecot.uids(user, "Done")) == 2
     assert len(stored_rows(db)) == 2
+
+
+def test_long_running_xoauth2_logs_in_again_before_the_token_lapses(rt, dovecot, tokens):
+    username = f"oauth-{Dovecot.new_user()}"
+    tokens.username, tokens.lifetime = username, 3  # Dovecot introspects with the module's server
+    try:
+        settings = ImapSettings.from_env({
+            "IMAP_URL": f"imap://{username}@127.0.0.1:{dovecot.port}/INBOX?starttls=never", **tokens.env()})
+        source = TokenSource(settings.oauth2, margin=1.5)
+        stop = threading.Event()
+        runner = MailboxRunner(rt, settings.mailboxes[0], stop, tokens=source, idle_seconds=600,
+                               poll_seconds=600, relogin_margin=1.0)
+        thread = run_in_thread(runner)
+        try:
+            wait_for(lambda: runner.connections >= 2, 15, "a second login with a fresh token")
+            dovecot.append(username, synthetic(1, tag="fresh-token"))
+            wait_for(lambda: len(stored_rows(rt.db)) == 1, 15, "the message")
+        finally:
+            stop.set()
+            thread.join(10)
+    finally:
+        tokens.username, tokens.lifetime = "oauth-user", 3600
+    assert runner.failures == 0  # no session ever ran on a lapsed token
+    assert source.refreshes >= 2 and len(set(tokens.issued)) == len(tokens.issued)

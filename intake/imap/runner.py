@@ -33,6 +33,9 @@ IDLE_SECONDS = 240.0
 # How often an IDLE wait looks at the stop flag.
 IDLE_TICK = 1.0
 BACKOFF_START = 1.0
+# Log in again with a fresh access token when the one in use has less than this left
+# (Microsoft ends a session whose token lapsed; Google may too).
+RELOGIN_MARGIN = 60.0
 BACKOFF_MAX = 300.0
 
 
@@ -42,7 +45,7 @@ class MailboxRunner:
     def __init__(self, rt: "Runtime", mailbox: Mailbox, stop: threading.Event, *,
                  tokens: TokenSource | None = None, poll_seconds: float = POLL_SECONDS,
                  idle_seconds: float = IDLE_SECONDS, backoff_max: float = BACKOFF_MAX,
-                 batch_size: int = BATCH_SIZE,
+                 batch_size: int = BATCH_SIZE, relogin_margin: float = RELOGIN_MARGIN,
                  connector: Callable[[Mailbox], Connection] | None = None) -> None:
         self.rt = rt
         self.mailbox = mailbox
@@ -51,6 +54,7 @@ class MailboxRunner:
         self.idle_seconds = idle_seconds
         self.backoff_max = backoff_max
         self.batch_size = batch_size
+        self.relogin_margin = relogin_margin
         self.connector = connector or (lambda m: connect(m, tokens))
         self.passes = 0
         self.connections = 0
@@ -81,8 +85,7 @@ class MailboxRunner:
         while not self.stop.is_set():
             report = reader.run_pass()
             self.passes += 1
-            # Log in again with a fresh token before the one in use lapses.
-            if connection.seconds_left() < self.idle_seconds + 60:
+            if connection.seconds_left() < self.relogin_margin:
                 log.info("%s: access token close to expiry; logging in again", self.mailbox.name)
                 return
             if report.seen:
@@ -91,17 +94,19 @@ class MailboxRunner:
                 # would not announce it again. After an empty pass (SELECT, SEARCH), anything
                 # newer is announced when IDLE starts.
                 continue
+            # Wake up in time to log in again before the token lapses.
+            token_window = connection.seconds_left() - self.relogin_margin
             if connection.can_idle:
-                self._idle(connection)
+                self._idle(connection, min(self.idle_seconds, token_window))
             else:
-                self.stop.wait(self.poll_seconds)
+                self.stop.wait(min(self.poll_seconds, token_window))
 
-    def _idle(self, connection: Connection) -> None:
-        """Wait until the server announces a new message, ``idle_seconds`` pass, or stop."""
+    def _idle(self, connection: Connection, seconds: float) -> None:
+        """Wait until the server announces a new message, ``seconds`` pass, or stop."""
         client = connection.client
         client.idle()
         try:
-            deadline = time.monotonic() + self.idle_seconds
+            deadline = time.monotonic() + seconds
             while not self.stop.is_set() and time.monotonic() < deadline:
                 responses = client.idle_check(timeout=IDLE_TICK)
                 if any(len(r) >= 2 and r[1] in (b"EXISTS", b"RECENT") for r in responses):
