@@ -207,55 +207,48 @@ class MailboxReader:
     # -- server side ------------------------------------------------------------------------
 
     def _fetch(self, uids: Sequence[int], items: list[bytes]) -> dict[int, dict[bytes, object]]:
-        """FETCH, tolerating messages expunged meanwhile (they are simply absent from the result).
-
-        Servers answer a FETCH naming an expunged message with ``NO`` for the whole command
-        (Dovecot: ``[EXPUNGEISSUED]``); the batch is then fetched one by one.
-        """
+        """FETCH; messages expunged meanwhile are simply absent from the result."""
         if not uids:
             return {}
-        try:
-            return self.client.fetch(list(uids), items)
-        except IMAPClientAbortError:
-            raise
-        except IMAPClientError:
-            if len(uids) == 1:
-                if self._exists(uids[0]):
-                    raise
-                return {}
-        found: dict[int, dict[bytes, object]] = {}
-        for uid in uids:
-            found.update(self._fetch([uid], items))
-        return found
-
-    def _exists(self, uid: int) -> bool:
-        return uid in self.client.search(["UID", str(uid)])
+        return self._tolerating_expunged(uids, lambda batch: self.client.fetch(batch, items))
 
     def _settle(self, uids: list[int]) -> None:
         """Move the stored messages to the processed folder, or flag them in place."""
-        if not uids:
-            return
+        if uids:
+            self._tolerating_expunged(uids, self._move_or_flag)
+
+    def _move_or_flag(self, uids: list[int]) -> None:
         folder = self.mailbox.processed_folder
+        if folder is None:
+            self.client.add_flags(uids, [self.mailbox.keyword.encode()], silent=True)
+        elif self.client.has_capability("MOVE"):
+            self.client.move(uids, folder)
+        else:
+            # UIDPLUS: expunge exactly these UIDs, never other mail a person marked deleted.
+            self.client.copy(uids, folder)
+            self.client.add_flags(uids, [DELETED], silent=True)
+            self.client.uid_expunge(uids)
+
+    def _tolerating_expunged(self, uids: Sequence[int], command: Callable[[list[int]], dict | None]) -> dict:
+        """Run ``command`` on the UIDs; when the server refuses it because some of them were
+        expunged meanwhile (Dovecot answers ``NO [EXPUNGEISSUED]`` for the whole command), run it
+        UID by UID and leave out the ones that are gone. A lost connection is not retried here."""
         try:
-            if folder is None:
-                self.client.add_flags(uids, [self.mailbox.keyword.encode()], silent=True)
-            elif self.client.has_capability("MOVE"):
-                self.client.move(uids, folder)
-            else:
-                # UIDPLUS: expunge exactly these UIDs, never other mail a person marked deleted.
-                self.client.copy(uids, folder)
-                self.client.add_flags(uids, [DELETED], silent=True)
-                self.client.uid_expunge(uids)
+            return command(list(uids)) or {}
         except IMAPClientAbortError:
             raise
         except IMAPClientError:
-            # One of them was expunged meanwhile; settle the rest one by one.
-            if len(uids) == 1:
-                if self._exists(uids[0]):
-                    raise
-                return
-            for uid in uids:
-                self._settle([uid])
+            if len(uids) > 1:
+                found: dict = {}
+                for uid in uids:
+                    found.update(self._tolerating_expunged([uid], command))
+                return found
+            if self._exists(uids[0]):
+                raise
+            return {}
+
+    def _exists(self, uid: int) -> bool:
+        return uid in self.client.search(["UID", str(uid)])
 
     def _ensure_processed_folder(self) -> None:
         folder = self.mailbox.processed_folder
