@@ -8,11 +8,15 @@ base live in one TOML file named by ``INTAKE_CONFIG``; the built-in defaults liv
 
 from __future__ import annotations
 
+import functools
 import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
+
+if TYPE_CHECKING:  # pragma: no cover
+    from intake.outbox.settings import OutboxSettings
 
 
 class ConfigError(Exception):
@@ -127,6 +131,13 @@ class Settings:
     @property
     def category_names(self) -> list[str]:
         return [c["name"] for c in self.categories]
+
+    @functools.cached_property
+    def outbox(self) -> "OutboxSettings":
+        """The ``[outbox]`` table, typed and checked (retry timing of deliveries)."""
+        from intake.outbox.settings import OutboxSettings
+
+        return OutboxSettings.from_table(self.section("outbox"))
 
     def section(self, name: str) -> Mapping[str, Any]:
         """One top-level TOML table (``classifier``, ``slack``, ``acknowledgments``...)."""

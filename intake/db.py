@@ -7,7 +7,7 @@ SQLite is the embedded default. It gets WAL (readers never block the writer), a 
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import IntegrityError
@@ -65,6 +65,9 @@ class Database:
         self.read_sessionmaker = sessionmaker(
             self.engine.execution_options(intake_readonly=True), expire_on_commit=False
         )
+        # Called after a commit with the deliveries it owed, [(kind, id)]: the runtime hands them
+        # to the queue (intake.outbox.kick). Unset, they wait for the outbox poller.
+        self.on_owed: Callable[[list[Any]], None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Database":
@@ -77,15 +80,21 @@ class Database:
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
         """A unit of work: commits on success, rolls back on any exception."""
+        from intake.outbox.core import PENDING_IDS
+
         session = self.sessionmaker()
         try:
             yield session
             session.commit()
         except BaseException:
             session.rollback()
+            session.info.pop(PENDING_IDS, None)
             raise
         finally:
             session.close()
+        owed = session.info.pop(PENDING_IDS, None)
+        if owed and self.on_owed is not None:
+            self.on_owed(owed)
 
     @contextlib.contextmanager
     def read_session(self) -> Iterator[Session]:

@@ -27,8 +27,8 @@ JobFn = Callable[..., Any]
 # Modules that register jobs.
 JOB_MODULES = (
     "intake.pipeline",
-    "intake.slack.jobs",
-    "intake.outbound",
+    "intake.outbox.worker",
+    "intake.slack.deliveries",
 )
 
 
@@ -97,6 +97,11 @@ class InlineQueue:
         self.rt = rt
 
     def enqueue(self, name: str, *args: Any, delay: float | None = None) -> None:
+        if delay:
+            # Nothing here waits: what was meant for later is in the database (an unprocessed
+            # message, a delivery backing off) and a worker's sweep or poller runs it then.
+            log.debug("inline queue: %s%r deferred to the worker (delay %ss)", name, args, delay)
+            return
         local = self._local
         if not hasattr(local, "pending"):
             local.pending, local.running = [], False

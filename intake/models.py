@@ -105,6 +105,9 @@ class Inquiry(Base):
     # Where its triage card lives in Slack; set once posted so a retried job updates instead.
     slack_channel: Mapped[str | None] = mapped_column(String(32))
     slack_ts: Mapped[str | None] = mapped_column(String(32))
+    # Bumped by every staff action: a card's buttons carry the version they were drawn at, so a
+    # double click or two people clicking the same button act once (intake.inquiries.lifecycle).
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -136,8 +139,9 @@ class Message(Base):
     kind: Mapped[str] = mapped_column(String(32), default="email")
     source: Mapped[str] = mapped_column(String(32), default="email")  # email, slack, manual
     provider: Mapped[str | None] = mapped_column(String(32))  # sendgrid, mailgun, ..., cli
-    # "mid:<Message-ID>" or, without one, "sha:<sha256>"; unique so that two processes storing
-    # the same delivery at the same moment produce one row and one `duplicate`.
+    # Inbound: "sha:<sha256 of the raw bytes>", so only a byte-identical re-delivery is a duplicate
+    # (contact forms reuse Message-IDs for different messages). Outbound: "out:", "ack:", "reply:".
+    # Unique so that two processes storing the same delivery at once produce one row.
     dedupe_key: Mapped[str] = mapped_column(String(1024), unique=True)
     message_id: Mapped[str | None] = mapped_column(String(998), index=True)
     in_reply_to: Mapped[str | None] = mapped_column(Text)
@@ -291,6 +295,44 @@ class SeenNonce(Base):
         UniqueConstraint("kind", "value", name="uq_seen_nonces_kind_value"),
         Index("ix_seen_nonces_seen_at", "seen_at"),
     )
+
+
+# Delivery states. `pending` until delivered (`done`) or past its deadline (`failed`).
+DELIVERY_STATES = ("pending", "done", "failed")
+
+
+class Delivery(Base):
+    """A side effect owed to the outside world (a Slack post, an email), written in the same
+    transaction as the state change that caused it and delivered by the workers (intake.outbox).
+
+    ``key`` makes owing idempotent: the same fact owed twice is one row. A row is claimed with a
+    lease before its network call, so a worker killed mid-call leaves it to be retried, never
+    lost; ``requested`` counts re-requests of a coalescing delivery (a card update asked for
+    again while one runs is run once more, not dropped).
+    """
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), unique=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    inquiry_id: Mapped[int | None] = mapped_column(ForeignKey("inquiries.id"), index=True)
+    args: Mapped[dict[str, Any] | None]
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    requested: Mapped[int] = mapped_column(Integer, default=1)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Past this wall-clock time a failing delivery is given up (`failed`) and staff are told.
+    deadline: Mapped[dt.datetime]
+    leased_until: Mapped[dt.datetime | None]
+    first_failed_at: Mapped[dt.datetime | None]
+    warned_at: Mapped[dt.datetime | None]  # when staff were told it is delayed (once)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    done_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (Index("ix_deliveries_state_next_attempt", "state", "next_attempt_at"),)
 
 
 class ImapLedger(Base):

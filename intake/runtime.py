@@ -26,11 +26,17 @@ class Runtime:
         self.db = db or Database.from_settings(settings)
         self.queue: Queue = queue or InlineQueue()
         self.queue.bind(self)
+        self.db.on_owed = self._kick
         # Built on first use by the layers that need them (Slack client, SMTP, classifier).
         self.services: dict[str, Any] = {}
 
     def enqueue(self, name: str, *args: Any, delay: float | None = None) -> None:
         self.queue.enqueue(name, *args, delay=delay)
+
+    def _kick(self, owed: list[Any]) -> None:
+        from intake.outbox.worker import kick
+
+        kick(self, owed)
 
     def service(self, key: str, factory) -> Any:
         """A lazily built, per-process object (a client or a loaded model), cached by key."""

@@ -193,12 +193,20 @@ def worker_command(workers: int, exit_with_parent: bool) -> None:
     from intake.queue import HueyQueue
     from intake.runtime import Runtime
 
+    from intake.outbox import Poller
+
     queue = HueyQueue(settings)
-    Runtime(settings, queue=queue)
+    rt = Runtime(settings, queue=queue)
     if exit_with_parent:
         _exit_with_parent()
     log.info("job consumer on %s", "Redis" if settings.redis_url else f"SQLite ({queue.huey.storage.filename})")
-    queue.run_consumer(workers=workers)
+    # Deliveries that are due again (a retry after backoff, a lease a killed worker left, a kick
+    # that never reached the queue) are found by the poller within seconds.
+    poller = Poller(rt).start()
+    try:
+        queue.run_consumer(workers=workers)
+    finally:
+        poller.stop()
 
 
 def _exit_with_parent() -> None:

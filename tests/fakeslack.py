@@ -119,6 +119,11 @@ class FakeSlack:
     def error(self, method: str, error: str, *, times: int = 1) -> None:
         self._add_failure(method, _Failure("error", times, error=error))
 
+    def acted_then_failed(self, method: str, *, times: int = 1, status: int = 500) -> None:
+        """Slack's worst answer: it did what was asked (the message exists) and then answered
+        with a server error, so the caller cannot know."""
+        self._add_failure(method, _Failure("acted_then_server", times, status=status))
+
     def _add_failure(self, method: str, failure: _Failure) -> None:
         with self._lock:
             self._failures.setdefault(method, []).append(failure)
@@ -180,7 +185,7 @@ class FakeSlack:
                 params.update(json.loads(body))
             else:
                 params.update({k: v[0] for k, v in parse_qs(body.decode()).items()})
-        for key in ("blocks", "view", "attachments"):
+        for key in ("blocks", "view", "attachments", "metadata"):
             if isinstance(params.get(key), str):
                 try:
                     params[key] = json.loads(params[key])
@@ -203,6 +208,10 @@ class FakeSlack:
             elif failure and failure.kind == "server":
                 call.status = failure.status
                 status, payload, extra = failure.status, {"ok": False, "error": "internal_error"}, {}
+            elif failure and failure.kind == "acted_then_server":
+                self._answer(method, params, headers)
+                call.status = failure.status
+                status, payload, extra = failure.status, {"ok": False, "error": "internal_error"}, {}
             elif failure:
                 call.status = 299  # answered, but with ok: false
                 status, payload, extra = 200, {"ok": False, "error": failure.error}, {}
@@ -219,8 +228,29 @@ class FakeSlack:
         request.end_headers()
         request.wfile.write(data)
 
+    def _page(self, found: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+        """One page of messages as Slack lists them; metadata only with include_all_metadata."""
+        start = int(params.get("cursor") or 0)
+        limit = int(params.get("limit") or 100)
+        with_metadata = str(params.get("include_all_metadata", "")).lower() in ("1", "true")
+        page = []
+        for message in found[start:start + limit]:
+            item = {"type": "message", "ts": message["ts"], "text": message.get("text", ""),
+                    "bot_id": "BBOT"}
+            if message.get("thread_ts"):
+                item["thread_ts"] = message["thread_ts"]
+            if with_metadata and message.get("metadata"):
+                item["metadata"] = message["metadata"]
+            page.append(item)
+        more = start + limit < len(found)
+        return {"ok": True, "messages": page, "has_more": more,
+                "response_metadata": {"next_cursor": str(start + limit) if more else ""}}
+
     def _next_ts(self) -> str:
-        return f"{1700000000 + next(self._ts)}.{next(self._ts):06d}"
+        """Slack's ts: the posting time in seconds with microseconds, unique per workspace (so a
+        lookup with ``oldest`` behaves as it does on Slack)."""
+        self._last_ts = max(time.time(), getattr(self, "_last_ts", 0.0) + 0.000001)
+        return f"{self._last_ts:.6f}"
 
     def _answer(self, method: str, params: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
         """A realistic ok answer; called with the lock held."""
@@ -244,6 +274,19 @@ class FakeSlack:
         if method == "chat.delete":
             self.messages.pop((params.get("channel", ""), params.get("ts", "")), None)
             return {"ok": True, "channel": params.get("channel"), "ts": params.get("ts")}
+        if method == "conversations.history":
+            channel = params.get("channel", "")
+            oldest = float(params.get("oldest") or 0)
+            found = [m for (ch, ts), m in self.messages.items()
+                     if ch == channel and not m.get("thread_ts") and float(ts) > oldest]
+            return self._page(sorted(found, key=lambda m: -float(m["ts"])), params)
+        if method == "conversations.replies":
+            channel, parent = params.get("channel", ""), str(params.get("ts", ""))
+            if (channel, parent) not in self.messages:
+                return {"ok": False, "error": "thread_not_found"}
+            found = [m for (ch, ts), m in self.messages.items()
+                     if ch == channel and (ts == parent or m.get("thread_ts") == parent)]
+            return self._page(sorted(found, key=lambda m: float(m["ts"])), params)
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": self._next_ts()}
         if method == "chat.getPermalink":
@@ -279,6 +322,7 @@ class FakeSlack:
 # Test helpers shared by tests/test_slack_*.py and bench/slack.py: signing requests exactly as
 # Slack does, a queue that runs some jobs inline and records the rest, and inquiry rows.
 
+import contextlib  # noqa: E402
 import hashlib  # noqa: E402
 import hmac  # noqa: E402
 import uuid  # noqa: E402
@@ -373,11 +417,12 @@ def radio_value(value: str) -> dict[str, Any]:
 class RecordingQueue:
     """Runs jobs whose names start with ``run_prefixes`` inline and records every enqueue.
 
-    The Slack tests run the Slack jobs for real but stop at ``pipeline.*`` and ``outbound.*``:
-    those layers have their own tests, and what matters here is that they were asked to run.
+    The Slack tests run the outbox's deliveries for real (the card, thread lines; email is only
+    logged without SMTP_URL) but stop at ``pipeline.*``: processing has its own tests, and what
+    matters here is that it was asked to run.
     """
 
-    def __init__(self, run_prefixes: tuple[str, ...] = ("slack.",)) -> None:
+    def __init__(self, run_prefixes: tuple[str, ...] = ("outbox.",)) -> None:
         from intake.jobs import InlineQueue
 
         self.inline = InlineQueue()
@@ -400,6 +445,64 @@ class RecordingQueue:
     def names(self) -> list[str]:
         with self._lock:
             return [name for name, _ in self.enqueued]
+
+
+def owed(rt: Any, kind: str) -> list[dict[str, Any]]:
+    """The args of every delivery of ``kind`` owed so far, oldest first (the outbox's ledger)."""
+    from sqlalchemy import select
+
+    from intake.models import Delivery
+
+    with rt.db.session() as session:
+        return [dict(d.args or {}) for d in session.scalars(
+            select(Delivery).where(Delivery.kind == kind).order_by(Delivery.id))]
+
+
+@contextlib.contextmanager
+def kicks_held(rt: Any):
+    """Deliveries owed inside stay in the outbox (no inline run) until a test runs them."""
+    hook, rt.db.on_owed = rt.db.on_owed, None
+    try:
+        yield
+    finally:
+        rt.db.on_owed = hook
+
+
+def run_delivery(rt: Any, key: str) -> str:
+    """Run the delivery with this key now, as the poller would once it is due (its backoff, if
+    any, moved into the past)."""
+    import datetime as dt
+
+    from sqlalchemy import select
+
+    from intake import outbox
+    from intake.models import Delivery, utcnow
+
+    with rt.db.session() as session:
+        row = session.scalars(select(Delivery).where(Delivery.key == key)).one()
+        if row.state == "pending":
+            row.next_attempt_at = utcnow() - dt.timedelta(seconds=1)
+            row.leased_until = None
+        delivery_id = row.id
+    return outbox.deliver(rt, delivery_id)
+
+
+def sync_card(rt: Any, inquiry_id: int) -> str:
+    """Owe the inquiry's card and run that delivery now; returns what the deliverer did."""
+    from intake.outbox import owe_card
+
+    with kicks_held(rt):
+        with rt.db.session() as session:
+            owe_card(session, inquiry_id)
+    return run_delivery(rt, f"card:{inquiry_id}")
+
+
+def post_card(rt: Any, inquiry_id: int) -> None:
+    """Owe the inquiry's card (as processing does); the outbox delivers it on commit."""
+    from intake.outbox import owe_card
+
+    with rt.db.session() as session:
+        owe_card(session, inquiry_id)
 
 
 def write_config(path: Path, slack: dict[str, Any] | None = None) -> Path:

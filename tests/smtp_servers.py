@@ -244,6 +244,15 @@ def seed_inquiry(rt, raw: bytes, *, category: str = "general", status: str = "ne
     message_id = (str(msg.get("Message-ID") or "").strip().strip("<>")) or None
     body = msg.get_body(("plain",))
     text = body.get_content() if body is not None else ""
+    # The mail layer's verdict on machine-written mail, stored as the pipeline stores it (the
+    # acknowledgment reads it rather than parsing the message again).
+    from intake import mail
+
+    try:
+        automation = mail.parse(raw, max_attachment_bytes=0).automation
+        automated, reasons = automation.automated, list(automation.reasons) or None
+    except Exception:  # an unparseable fixture: the header checks alone decide
+        automated, reasons = False, None
     with rt.db.session() as session:
         contact = None
         if sender:
@@ -259,6 +268,7 @@ def seed_inquiry(rt, raw: bytes, *, category: str = "general", status: str = "ne
             sender_address=sender, sender_name=name, reply_to=reply_to, subject=subject,
             text_body=text, latest_reply=text, raw=raw, sha256=hashlib.sha256(raw).hexdigest(),
             size=len(raw), parse_status="parsed", state="processed",
+            automated=automated, automation_reasons=reasons,
         )
         session.add(row)
         session.flush()

@@ -353,7 +353,7 @@ def test_shared_corpus_appended_and_read_once(rt, dovecot, user):
     handed = []
     report = read_once(rt, dovecot, box, handoff=lambda _rt, mid: handed.append(mid))
     rows = stored_rows(rt.db)
-    # Copies of one message (same Message-ID or same bytes) are one message: the dedupe key.
+    # Byte-identical copies of one message are one message: the dedupe key.
     assert report.stored == len(rows) == len({r.dedupe_key for r in rows}) and report.stored > 0
     assert report.stored + report.duplicates == len(raws) and sorted(handed) == sorted(r.id for r in rows)
     assert {r.sha256 for r in rows} <= {hashlib.sha256(raw).hexdigest() for raw in raws}

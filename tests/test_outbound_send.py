@@ -8,9 +8,11 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from intake.models import Event, Inquiry, Message, utcnow
-from intake.outbound import TransientSendError, queue_reply, send_message, send_reply
+from intake import outbox
+from intake.models import Delivery, Event, Inquiry, Message, utcnow
+from intake.outbound import queue_reply, send_message, send_reply
 from intake.outbound.replies import ReplyError
+from intake.outbox import Retry
 from intake.runtime import Runtime
 from tests.smtp_servers import DroppingServer, Recorder, fixture_bytes, free_port, plain_server, secure_server, seed_inquiry
 
@@ -32,12 +34,40 @@ def row(rt: Runtime, message_id: int) -> Message:
         return session.get(Message, message_id)
 
 
+def delivery(rt: Runtime, message_id: int) -> Delivery:
+    with rt.db.session() as session:
+        return session.scalars(select(Delivery).where(Delivery.key == f"send:{message_id}")).one()
+
+
+def retry_now(rt: Runtime, message_id: int, *, failing_since: dt.timedelta | None = None) -> str:
+    """Run the reply's delivery as the poller would once its backoff is over (time travel:
+    the backoff, and optionally how long it has been failing, are moved into the past)."""
+    with rt.db.session() as session:
+        found = session.scalars(select(Delivery).where(Delivery.key == f"send:{message_id}")).one()
+        found.next_attempt_at = utcnow() - dt.timedelta(seconds=1)
+        if failing_since is not None and found.first_failed_at is not None:
+            found.first_failed_at = utcnow() - failing_since
+            found.deadline = found.first_failed_at + rt.settings.outbox.email_deadline
+        delivery_id = found.id
+    return outbox.deliver(rt, delivery_id)
+
+
+def queue_only(rt: Runtime, inquiry_id: int, text: str) -> int:
+    """A reply queued and owed, its first delivery attempt not yet made (the kick is held)."""
+    hook, rt.db.on_owed = rt.db.on_owed, None
+    try:
+        return send_reply(rt, inquiry_id, text, "U1")
+    finally:
+        rt.db.on_owed = hook
+
+
 def test_reply_is_received_once_with_threading_headers(settings, db):
     with plain_server() as server:
         rt = runtime(settings, db, server.url())
         inquiry_id, inbound_id = seed_inquiry(rt, fixture_bytes("human.eml"), category="application")
         out_id = send_reply(rt, inquiry_id, "Hello María,\n\nThe deadline is 1 December.", "U_STAFF")
-        # The job is idempotent: running it again must not send a second copy.
+        # Delivered by the outbox at once; the delivery is done and sending again changes nothing.
+        assert delivery(rt, out_id).state == "done"
         assert send_message(rt, out_id) == "sent"
 
         assert len(server.received) == 1
@@ -98,12 +128,11 @@ def test_wrong_password_is_retried_not_lost(settings, db, tmp_path):
     with secure_server(tmp_path, "intake", "right") as server:
         rt = runtime(settings, db, server.url("intake", "wrong", cafile=server.cafile))
         inquiry_id, _ = seed_inquiry(rt, fixture_bytes("human.eml"))
-        with rt.db.session() as session:
-            out_id = queue_reply(session, inquiry_id, "Hi", "U1", settings=rt.settings).id
-        with pytest.raises(TransientSendError):
-            send_message(rt, out_id)
+        out_id = send_reply(rt, inquiry_id, "Hi", "U1")  # the outbox tries at once and backs off
         stored = row(rt, out_id)
         assert stored.state == "queued" and "login refused" in stored.last_error
+        owed = delivery(rt, out_id)
+        assert owed.state == "pending" and owed.attempts == 1 and "login refused" in owed.last_error
         assert server.received == []
 
 
@@ -114,7 +143,7 @@ def test_server_requiring_starttls_refuses_a_plain_client(settings, db, tmp_path
         with rt.db.session() as session:
             out_id = queue_reply(session, inquiry_id, "Hi", "U1", settings=rt.settings).id
         # 530 "must issue STARTTLS" is the operator's to fix: kept queued, not failed.
-        with pytest.raises(TransientSendError):
+        with pytest.raises(Retry):
             send_message(rt, out_id)
         assert row(rt, out_id).state == "queued"
         assert server.received == []
@@ -124,27 +153,29 @@ def test_outage_then_recovery_delivers_exactly_once(settings, db):
     port = free_port()
     rt = runtime(settings, db, f"smtp://127.0.0.1:{port}?timeout=3")
     inquiry_id, _ = seed_inquiry(rt, fixture_bytes("human.eml"))
-    with rt.db.session() as session:
-        out_id = queue_reply(session, inquiry_id, "Sent after the outage.", "U1", settings=rt.settings).id
-
-    with pytest.raises(TransientSendError):  # 1: nothing listening: connection refused
-        send_message(rt, out_id)
+    out_id = send_reply(rt, inquiry_id, "Sent after the outage.", "U1")  # 1: connection refused
     with DroppingServer(port) as dropping:  # 2 and 3: the relay accepts and hangs up
-        for _ in range(2):
-            with pytest.raises(TransientSendError):
-                send_message(rt, out_id)
+        assert retry_now(rt, out_id) == "pending"
+        # Failing for six minutes now: past [outbox] email_delayed_after_minutes, staff are told.
+        assert retry_now(rt, out_id, failing_since=dt.timedelta(minutes=6)) == "pending"
         assert dropping.connections == 2
     stored = row(rt, out_id)
     assert (stored.state, stored.attempts) == ("queued", 3)
+    assert delivery(rt, out_id).attempts == 3
     delayed = events(rt, "smtp_delayed")
     assert len(delayed) == 1 and delayed[0].inquiry_id == inquiry_id and delayed[0].detail["attempts"] == 3
+    # An outage of hours is still retried: the old budget of 8 attempts would have failed here.
+    assert retry_now(rt, out_id, failing_since=dt.timedelta(hours=3)) == "pending"
+    assert len(events(rt, "smtp_delayed")) == 1  # said once
 
     with plain_server(port) as server:
-        assert send_message(rt, out_id) == "sent"
-        assert send_message(rt, out_id) == "sent"  # a late duplicate job changes nothing
+        assert retry_now(rt, out_id) == "sent"
+        assert outbox.deliver(rt, delivery(rt, out_id).id) == "not due"  # a late duplicate job
+        assert send_message(rt, out_id) == "sent"  # and the sending step itself is idempotent
         assert len(server.received) == 1
         assert server.received[0].message["Message-ID"] == f"<{stored.message_id}>"
     assert len(events(rt, "reply_sent")) == 1
+    assert delivery(rt, out_id).state == "done"
 
 
 def test_temporary_data_refusal_retries_and_permanent_refusal_fails(settings, db):
@@ -152,47 +183,51 @@ def test_temporary_data_refusal_retries_and_permanent_refusal_fails(settings, db
     with plain_server(recorder=recorder) as server:
         rt = runtime(settings, db, server.url())
         inquiry_id, _ = seed_inquiry(rt, fixture_bytes("human.eml"))
-        with rt.db.session() as session:
-            out_id = queue_reply(session, inquiry_id, "Hi", "U1", settings=rt.settings).id
-        with pytest.raises(TransientSendError):
-            send_message(rt, out_id)
+        out_id = send_reply(rt, inquiry_id, "Hi", "U1")  # 451: backs off
         assert row(rt, out_id).state == "queued"
-        assert send_message(rt, out_id) == "failed"  # 550: retrying can never help
-        assert send_message(rt, out_id) == "failed"
+        assert retry_now(rt, out_id) == "failed"  # 550: retrying can never help
+        assert outbox.deliver(rt, delivery(rt, out_id).id) == "not due"
         assert server.received == []
+    assert row(rt, out_id).state == "failed"
     failed = events(rt, "send_failed")
     assert len(failed) == 1 and "550" in failed[0].detail["error"]
     assert events(rt, "reply_sent") == []
 
 
-def test_gives_up_after_max_attempts(settings, db):
+def test_gives_up_at_the_deadline_not_after_a_number_of_attempts(settings, db):
     port = free_port()
-    rt = runtime(settings, db, f"smtp://127.0.0.1:{port}", outbound={"max_attempts": 2})
+    rt = runtime(settings, db, f"smtp://127.0.0.1:{port}")
     inquiry_id, _ = seed_inquiry(rt, fixture_bytes("human.eml"))
-    with rt.db.session() as session:
-        out_id = queue_reply(session, inquiry_id, "Hi", "U1", settings=rt.settings).id
-    with pytest.raises(TransientSendError):
-        send_message(rt, out_id)
-    assert send_message(rt, out_id) == "failed"
+    out_id = send_reply(rt, inquiry_id, "Hi", "U1")
+    for _ in range(12):  # many more attempts than the old budget: still retried
+        assert retry_now(rt, out_id) == "pending"
+    assert events(rt, "send_failed") == []
+    # Failing for longer than [outbox] email_deadline_hours (48 by default): given up, and staff see it.
+    assert retry_now(rt, out_id, failing_since=dt.timedelta(hours=49)) == "failed"
+    assert row(rt, out_id).state == "failed"
     assert len(events(rt, "send_failed")) == 1
 
 
-def test_a_row_being_sent_is_not_sent_twice_until_its_lease_expires(settings, db):
+def test_a_delivery_being_sent_is_not_sent_twice_until_its_lease_expires(settings, db):
     with plain_server() as server:
         rt = runtime(settings, db, server.url())
         inquiry_id, _ = seed_inquiry(rt, fixture_bytes("human.eml"))
+        out_id = queue_only(rt, inquiry_id, "Hi")
+        # Another worker claimed it a moment ago and is talking to the server right now.
         with rt.db.session() as session:
-            out_id = queue_reply(session, inquiry_id, "Hi", "U1", settings=rt.settings).id
-            # Another worker claimed it a moment ago and is talking to the server right now.
+            owed = session.scalars(select(Delivery).where(Delivery.key == f"send:{out_id}")).one()
+            owed.leased_until = utcnow() + dt.timedelta(minutes=5)
+            owed.attempts = 1
             session.get(Message, out_id).state = "sending"
-            session.get(Message, out_id).processed_at = utcnow()
-        assert send_message(rt, out_id) == "sending"
+            delivery_id = owed.id
+        assert outbox.deliver(rt, delivery_id) == "not due"
+        assert delivery_id not in outbox.run_due(rt, now=utcnow() + dt.timedelta(minutes=1))
         assert server.received == []
-        # That worker died an hour ago: the lease expired, the same bytes go out once.
+        # That worker died: its lease expired, the same bytes go out once.
         with rt.db.session() as session:
-            session.get(Message, out_id).processed_at = utcnow() - dt.timedelta(hours=1)
-        assert send_message(rt, out_id) == "sent"
-        assert send_message(rt, out_id) == "sent"
+            session.get(Delivery, delivery_id).leased_until = utcnow() - dt.timedelta(seconds=1)
+        assert outbox.run_due(rt).get(delivery_id) == "sent"
+        assert outbox.deliver(rt, delivery_id) == "not due"
         assert len(server.received) == 1
 
 
@@ -245,18 +280,31 @@ def test_reply_errors_say_why(settings, db):
             queue_reply(session, inquiry_id, "  \n", "U1", settings=rt.settings)
 
 
-def test_the_sweeper_sends_a_reply_whose_job_was_lost(settings, db):
-    from intake.pipeline import sweep
-
+def test_the_poller_sends_a_reply_whose_kick_was_lost(settings, db):
     with plain_server() as server:
         rt = runtime(settings, db, server.url())
         inquiry_id, _ = seed_inquiry(rt, fixture_bytes("human.eml"))
-        with rt.db.session() as session:
-            # Queued and committed, but the process died before enqueueing outbound.send.
-            reply = queue_reply(session, inquiry_id, "Found by the sweeper.", "U1", settings=rt.settings)
-            reply.created_at = utcnow() - dt.timedelta(minutes=10)
-            out_id = reply.id
-        sweep(rt)
-        sweep(rt)
+        # Queued and committed with its delivery, but the process died before the queue heard.
+        out_id = queue_only(rt, inquiry_id, "Found by the poller.")
+        assert outbox.run_due(rt) == {}  # still within the grace a queued job has
+        later = utcnow() + rt.settings.outbox.kick_grace + dt.timedelta(seconds=1)
+        ran = outbox.run_due(rt, now=later)
+        assert ran[delivery(rt, out_id).id] == "sent"
+        assert outbox.run_due(rt, now=later) == {}
         assert row(rt, out_id).state == "sent"
         assert len(server.received) == 1
+
+
+def test_a_reply_and_its_delivery_commit_together_or_not_at_all(settings, db):
+    rt = runtime(settings, db, None)
+    inquiry_id, _ = seed_inquiry(rt, fixture_bytes("human.eml"))
+    with pytest.raises(RuntimeError):
+        with rt.db.session() as session:
+            queue_reply(session, inquiry_id, "Never committed.", "U1", settings=rt.settings)
+            from intake.events import record_event
+
+            record_event(session, inquiry_id, "U1", "reply_queued", message_id=0)
+            raise RuntimeError("the process dies before the commit")
+    with rt.db.session() as session:
+        assert session.scalar(select(Message.id).where(Message.direction == "outbound")) is None
+        assert session.scalar(select(Delivery.id).where(Delivery.kind == "email.send")) is None

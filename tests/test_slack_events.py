@@ -28,6 +28,8 @@ from tests.fakeslack import (  # noqa: F401  (fixtures)
     interactive_body,
     load_fixture,
     make_inquiry,
+    owed,
+    post_card,
     radio_value,
     select_payload,
     signed,
@@ -79,9 +81,7 @@ def events_of(rt, inquiry_id) -> list[tuple[str, str]]:
 
 def posted_card(rt, fake, inquiry_id):
     """Post the card as the pipeline would, and return (channel, ts)."""
-    from intake.jobs import run_job
-
-    run_job(rt, "slack.sync_card", inquiry_id)
+    post_card(rt, inquiry_id)
     row = get_inquiry(rt, inquiry_id)
     return row.slack_channel, row.slack_ts
 
@@ -263,7 +263,7 @@ def test_reply_modal_send_queues_an_email(web, slack_rt, fake_slack):
         out = session.scalars(select(Message).where(Message.direction == "outbound")).one()
         assert (out.kind, out.author, out.inquiry_id) == ("reply", "U100", inquiry_id)
         assert "the deadline is 1 March" in (out.text_body or out.raw.decode())
-    assert ("outbound.send", (out.id,)) in slack_rt.queue.enqueued
+    assert {"message_id": out.id} in owed(slack_rt, "email.send")
 
 
 def test_reply_modal_note_is_internal(web, slack_rt, fake_slack):
@@ -324,7 +324,8 @@ def test_suggestion_send_and_edit(web, slack_rt, fake_slack):
     with slack_rt.db.session() as session:
         out = session.scalars(select(Message).where(Message.direction == "outbound")).one()
         assert out.author == "U100"
-    assert "outbound.send" in slack_rt.queue.names()
+        out_id = out.id
+    assert owed(slack_rt, "email.send") == [{"message_id": out_id}]
 
 
 def test_folded_menu_acts_on_the_folded_inquiry(web, slack_rt, fake_slack):
@@ -602,7 +603,7 @@ def test_forwarded_email_end_to_end_card_then_follow_up_in_thread(fake_slack, db
     from tests.fakeslack import RecordingQueue, slack_env
 
     settings = Settings.from_env(slack_env(fake_slack, db_url, slack_config))
-    rt = Runtime(settings, Database.from_settings(settings), RecordingQueue(("slack.", "pipeline.")))
+    rt = Runtime(settings, Database.from_settings(settings), RecordingQueue(("outbox.", "pipeline.")))
     flask_app = Flask("t")
     register_flask(flask_app, rt, bolt_app=build_bolt_app(rt, process_before_response=True))
     client = flask_app.test_client()
@@ -649,4 +650,69 @@ def test_a_reply_that_cannot_be_sent_keeps_the_modal_open(web, slack_rt):
     assert answer["response_action"] == "errors" and "no valid address" in answer["errors"]["mode"]
     with slack_rt.db.session() as session:
         assert session.scalar(select(func.count(Message.id)).where(Message.direction == "outbound")) == 0
-    assert "outbound.send" not in slack_rt.queue.names()
+    assert owed(slack_rt, "email.send") == []
+
+
+# ---- idempotent staff actions ----------------------------------------------------------------
+
+
+def _card_button_value(fake_slack, channel, action_id):
+    card = fake_slack.top_level(channel)[0]
+    return next(e["value"] for b in card["blocks"] if b["type"] == "actions" for e in b["elements"]
+                if e.get("action_id") == action_id)
+
+
+def test_a_double_click_acts_once(web, slack_rt, fake_slack):
+    inquiry_id = make_inquiry(slack_rt)
+    channel, ts = posted_card(slack_rt, fake_slack, inquiry_id)
+    value = _card_button_value(fake_slack, channel, B.A_CLOSE)
+    assert value == f"{inquiry_id}:0"  # the button carries the card's version
+    for _ in range(2):  # the same drawing of the card, clicked twice
+        assert post_interactive(web, button_payload(B.A_CLOSE, value, message_ts=ts)).status_code == 200
+    assert [k for k, _ in events_of(slack_rt, inquiry_id)] == ["closed"]
+    assert thread_texts(fake_slack, channel, ts) == ["<@U100> closed it"]
+    refusal = fake_slack.calls_to("chat.postEphemeral")[-1].params["text"]
+    assert "changed since that card was drawn" in refusal
+    # The updated card carries the new version, and a click on it acts.
+    assert _card_button_value(fake_slack, channel, B.A_REOPEN) == f"{inquiry_id}:1"
+
+
+def test_two_people_claiming_at_once_claim_once(web, slack_rt, fake_slack):
+    import threading
+
+    inquiry_id = make_inquiry(slack_rt)
+    channel, ts = posted_card(slack_rt, fake_slack, inquiry_id)
+    value = _card_button_value(fake_slack, channel, B.A_CLAIM)
+    results = []
+
+    def click(user):
+        results.append(post_interactive(web, button_payload(B.A_CLAIM, value, user=user, message_ts=ts)).status_code)
+
+    threads = [threading.Thread(target=click, args=(user,)) for user in ("U100", "U200")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [200, 200]
+    claims = [e for e in events_of(slack_rt, inquiry_id) if e[0] == "claimed"]
+    assert len(claims) == 1
+    assert get_inquiry(slack_rt, inquiry_id).assignee == claims[0][1]
+
+
+def test_send_suggested_answer_clicked_twice_sends_one_reply(web, slack_rt, fake_slack):
+    from intake import outbound
+
+    text = "Hello, when is the application deadline for the fellowship this year?"
+    if outbound.suggest_answer(slack_rt.settings, text, "application") is None:
+        pytest.skip("the default knowledge base has no match")
+    inquiry_id = make_inquiry(slack_rt, body=text)
+    channel, ts = posted_card(slack_rt, fake_slack, inquiry_id)
+    value = _card_button_value(fake_slack, channel, B.A_SUGGEST_SEND)
+    for user in ("U100", "U200"):  # a double click, or two people on the same card
+        post_interactive(web, button_payload(B.A_SUGGEST_SEND, value, user=user, message_ts=ts,
+                                             block_id=f"card_suggest:{inquiry_id}"))
+    with slack_rt.db.session() as session:
+        replies = session.scalars(select(Message).where(Message.direction == "outbound",
+                                                        Message.kind == "reply")).all()
+        assert len(replies) == 1 and replies[0].author == "U100"
+    assert len(owed(slack_rt, "email.send")) == 1

@@ -5,7 +5,7 @@ The order is what makes it exactly once:
 1. fetch a batch of messages (``BODY.PEEK[]``: a person's unread mail stays unread), at most
    ``BATCH_BYTES`` at a time;
 2. in one transaction: each message's raw bytes through ``inquiries.store_raw`` (the webhooks'
-   function, so a byte-identical or same-Message-ID copy is recognised as a duplicate) and its
+   function, so a byte-identical copy is recognised as a duplicate) and its
    ledger row; commit;
 3. hand each new message to processing (``hand_to_processing``);
 4. move the batch to ``?processed=`` or flag it with the keyword, then mark the rows done.

@@ -2,18 +2,17 @@
 
 Public API (see docs/outbound.md):
 - :func:`queue_reply` / :func:`send_reply`: a staff reply as a queued outbound message.
-- jobs ``outbound.send(message_id)`` and ``outbound.acknowledge(message_id)`` (registered on import).
+- outbox deliverers ``email.send`` and ``email.acknowledge`` (intake/outbound/deliveries.py).
 - :func:`suggest_answer` -> :class:`Suggestion`; :func:`reply_templates`.
 - :func:`smtp_settings` for ``SMTP_URL``.
 """
 
-from intake.outbound import jobs  # noqa: F401  (registers outbound.send / outbound.acknowledge)
 from intake.outbound.acknowledge import AckResult, acknowledge
 from intake.outbound.compose import InvalidAddress, header_text, reply_subject, validate_address
 from intake.outbound.knowledge import Suggestion, suggest_answer
 from intake.outbound.options import OutboundConfigError, load_options
 from intake.outbound.replies import ReplyError, queue_reply, send_reply
-from intake.outbound.sending import TransientSendError, send_message
+from intake.outbound.sending import send_message
 from intake.outbound.smtp import DeliveryError, SmtpSettings, smtp_settings
 from intake.outbound.templates import render, reply_templates
 
@@ -25,7 +24,6 @@ __all__ = [
     "ReplyError",
     "SmtpSettings",
     "Suggestion",
-    "TransientSendError",
     "acknowledge",
     "header_text",
     "load_options",

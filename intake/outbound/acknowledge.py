@@ -18,13 +18,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from intake.db import is_unique_violation
-from intake.models import Event, Inquiry, Message
+from intake.events import record_event
+from intake.models import Inquiry, Message
 from intake.outbound.compose import Draft, InvalidAddress, compose, header_text, references_chain, reply_subject, validate_address
 from intake.outbound.knowledge import suggest_answer
-from intake.outbound.loops import MailFacts, cap_exceeded, facts_from_raw, header_blockers, merge_parsed, recent_count
+from intake.outbound.loops import MailFacts, cap_exceeded, facts_from_raw, header_blockers, recent_count
 from intake.outbound.options import NEVER_ACKNOWLEDGE, OutboundOptions, load_options
 from intake.outbound.replies import store_outbound
 from intake.outbound.templates import ack_template, first_name, render
+from intake.outbox import Ticket, deliverer
 
 if TYPE_CHECKING:  # pragma: no cover
     from intake.runtime import Runtime
@@ -39,19 +41,20 @@ class AckResult:
     outbound_id: int | None = None
 
 
-def mail_facts(raw: bytes) -> MailFacts:
-    """Header facts from the stdlib, refined by the mail layer's parse when it is installed."""
-    facts = facts_from_raw(raw)
-    try:
-        from intake.mail import parse  # the mail layer; optional so this module stands alone
-    except ImportError:
-        return facts
-    try:
-        parsed = parse(raw, max_attachment_bytes=0)  # only headers matter here
-    except Exception as exc:  # unparseable: the header facts alone decide, conservatively
-        facts.automation_reasons.append(f"unparseable: {exc.__class__.__name__}")
-        return facts
-    return merge_parsed(facts, parsed)
+def mail_facts(message: Message) -> MailFacts:
+    """The loop checks' facts: header evidence read from the raw bytes with the stdlib's tolerant
+    header-only parser, and the mail layer's verdict as stored when the message was processed
+    (no second full parse)."""
+    facts = facts_from_raw(message.raw)
+    if message.sender_address:
+        facts.from_address = message.sender_address.lower()
+        facts.from_name = message.sender_name or facts.from_name
+    if message.reply_to:
+        facts.reply_to = message.reply_to.lower()
+    if message.automated:
+        kinds = ", ".join(str(r) for r in (message.automation_reasons or [])[:3]) or "automated"
+        facts.automation_reasons.append(f"mail layer: {kinds}")
+    return facts
 
 
 def _is_first_inbound(session: Session, message: Message) -> bool:
@@ -64,15 +67,9 @@ def _is_first_inbound(session: Session, message: Message) -> bool:
     return first == message.id
 
 
-def _suppress(session: Session, inquiry_id: int, message_id: int, kind: str, reasons: list[str], **detail: Any) -> Event:
+def _suppress(session: Session, inquiry_id: int, message_id: int, kind: str, reasons: list[str], **detail: Any) -> None:
     log.info("no acknowledgment for message %s: %s", message_id, "; ".join(reasons))
-    event = Event(
-        inquiry_id=inquiry_id, actor="system", kind=kind,
-        detail={"message_id": message_id, "reasons": reasons[:10], **detail},
-    )
-    session.add(event)
-    session.flush()
-    return event
+    record_event(session, inquiry_id, "system", kind, message_id=message_id, reasons=reasons[:10], **detail)
 
 
 def _body(rt: "Runtime", options: OutboundOptions, inquiry: Inquiry, message: Message, facts: MailFacts) -> tuple[str, str | None]:
@@ -100,15 +97,18 @@ def _body(rt: "Runtime", options: OutboundOptions, inquiry: Inquiry, message: Me
 
 
 def acknowledge(rt: "Runtime", message_id: int) -> AckResult:
-    """Queue the acknowledgment for inbound message row ``message_id``, if one is due."""
+    """Decide the acknowledgment for inbound message row ``message_id`` and, if one is due,
+    queue it: the outbound row and its ``email.send`` delivery commit together."""
     options = load_options(rt.settings)
     if not options.ack_enabled:
         return AckResult("skipped", "acknowledgments are off")
     with rt.db.session() as session:
-        result = _decide_and_queue(rt, session, options, message_id)
-    if result.status in ("queued", "exists") and result.outbound_id is not None:
-        rt.enqueue("outbound.send", result.outbound_id)
-    return result
+        return _decide_and_queue(rt, session, options, message_id)
+
+
+@deliverer("email.acknowledge", channel="email")
+def deliver_acknowledgment(rt: "Runtime", ticket: Ticket) -> str:
+    return acknowledge(rt, int(ticket.args["message_id"])).status
 
 
 def _decide_and_queue(rt: "Runtime", session: Session, options: OutboundOptions, message_id: int) -> AckResult:
@@ -136,7 +136,7 @@ def _decide_and_queue(rt: "Runtime", session: Session, options: OutboundOptions,
         reasons.append("classified as automated")
     if message.parse_status == "unparseable":
         reasons.append("unparseable message")
-    facts = mail_facts(message.raw)
+    facts = mail_facts(message)
     reasons += header_blockers(facts, [options.from_address, rt.settings.from_address or ""])
     to_address = None
     if not reasons:
@@ -186,4 +186,5 @@ def _decide_and_queue(rt: "Runtime", session: Session, options: OutboundOptions,
         if not is_unique_violation(exc):
             raise
         return AckResult("exists", "another worker queued it")
+    record_event(session, inquiry.id, "system", "ack_queued", message_id=row.id)
     return AckResult("queued", "", row.id)

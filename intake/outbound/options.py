@@ -68,8 +68,6 @@ class OutboundOptions:
     answer_categories: frozenset[str]  # [auto_answer] categories: answers sent without a click
     answer_min_score: float
     caps: tuple[Cap, ...]
-    max_attempts: int
-    delayed_after_attempts: int
     signature: str
 
 
@@ -130,7 +128,5 @@ def load_options(settings: Settings) -> OutboundOptions:
         answer_categories=_strings(answer.get("categories", []), "[auto_answer] categories"),
         answer_min_score=float(answer.get("min_score", 0.35)),
         caps=_caps(outbound.get("caps")),
-        max_attempts=int(outbound.get("max_attempts", 8)),
-        delayed_after_attempts=int(outbound.get("warn_after_attempts", 3)),
         signature=str(outbound.get("signature", "")),
     )

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from intake.events import record_event
 from intake.models import Inquiry, Message, utcnow
 from intake.outbound.compose import (
     Composed,
@@ -56,7 +57,8 @@ def store_outbound(
     dedupe_key: str | None = None,
     meta: dict | None = None,
 ) -> Message:
-    """Insert the outbound row in state ``queued``; the caller commits, then enqueues sending."""
+    """Insert the outbound row in state ``queued``; the caller records the event that owes its
+    ``email.send`` delivery, in the same transaction."""
     refs = composed.message.get("References")
     row = Message(
         inquiry_id=inquiry_id,
@@ -98,8 +100,8 @@ def queue_reply(
     session: Session, inquiry_id: int, body: str, author: str, *, kind: str = "reply",
     settings=None,
 ) -> Message:
-    """Create the outbound ``Message`` for a staff reply; the caller commits and enqueues
-    ``outbound.send(message.id)`` (or uses :func:`send_reply`, which does both).
+    """Create the outbound ``Message`` for a staff reply; :func:`send_reply` records the event that
+    owes its sending in the same transaction.
 
     The reply goes to the Reply-To of the applicant's last message, else its From, else the
     inquiry's contact, with ``Re: <subject> [#ID]`` and that message's threading headers.
@@ -151,10 +153,17 @@ def queue_reply(
     )
 
 
-def send_reply(rt: "Runtime", inquiry_id: int, body: str, author: str) -> int:
-    """Queue a staff reply, commit, and enqueue the sending job; returns the message row id."""
+def send_reply(rt: "Runtime", inquiry_id: int, body: str, author: str, *, version: int | None = None) -> int:
+    """Queue a staff reply: the outbound row, its ``reply_queued`` event and (through that event)
+    the ``email.send`` delivery commit together. Returns the message row id.
+
+    ``version`` is the card's version when the reply came from a button on it: of two clicks on
+    the same drawing only the first queues a reply (intake.inquiries.lifecycle).
+    """
+    from intake.inquiries.lifecycle import touch_for_reply
+
     with rt.db.session() as session:
+        touch_for_reply(session, inquiry_id, version)
         message = queue_reply(session, inquiry_id, body, author, settings=rt.settings)
-        message_row_id = message.id
-    rt.enqueue("outbound.send", message_row_id)
-    return message_row_id
+        record_event(session, inquiry_id, author, "reply_queued", message_id=message.id)
+        return message.id

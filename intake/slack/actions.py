@@ -1,8 +1,11 @@
 """Button and menu clicks on the triage card, the digest and the reply modal.
 
 Every listener acknowledges first, checks the user may act, then either opens a modal (before any
-slow work: a trigger_id lives 3 seconds) or runs the domain action and enqueues the jobs that
-update the card and post "who did what" in its thread.
+slow work: a trigger_id lives 3 seconds) or runs the domain action, whose event owes the card
+update and the "who did what" line (intake/outbox/dispatch.py).
+
+Buttons carry ``<inquiry id>:<card version>``: a second click on the same drawing of a card is
+refused by the domain, so a double click or two people clicking at once act once.
 """
 
 from __future__ import annotations
@@ -16,17 +19,24 @@ from slack_sdk import WebClient
 
 from intake.slack import blocks as B
 from intake.slack import queries as Q
-from intake.slack.common import ActionRefused, SlackDeps, domain, int_or_none, outbound, refuse, run_action, tell
+from intake.slack.common import ActionRefused, SlackDeps, domain, int_or_none, refuse, run_action, tell
 
 log = logging.getLogger(__name__)
 
 
-def _inquiry_id(action: dict[str, Any]) -> int | None:
-    """Buttons carry the id as their value; selects carry it in their block_id (``card_menus:12``)."""
+def _target(action: dict[str, Any]) -> tuple[int | None, int | None]:
+    """(inquiry id, card version) from a button's value ``12:3`` (or a plain ``12`` from cards
+    drawn before versions); selects carry the id in their block_id (``card_menus:12``)."""
     value = action.get("value")
-    if value is not None:
-        return int_or_none(value)
-    return int_or_none(str(action.get("block_id", "")).rpartition(":")[2])
+    if value is None:
+        return int_or_none(str(action.get("block_id", "")).rpartition(":")[2]), None
+    raw_id, _, raw_version = str(value).partition(":")
+    version = int(raw_version) if raw_version.isdigit() else None
+    return int_or_none(raw_id), version
+
+
+def _inquiry_id(action: dict[str, Any]) -> int | None:
+    return _target(action)[0]
 
 
 def _user(body: dict[str, Any]) -> str:
@@ -34,7 +44,7 @@ def _user(body: dict[str, Any]) -> str:
 
 
 def _do(deps: SlackDeps, client: WebClient, body: dict[str, Any], inquiry_id: int | None,
-        name: str, *args: Any) -> None:
+        name: str, *args: Any, version: int | None = None) -> None:
     """Authorize, then run ``intake.inquiries.<name>`` and tell the user if the domain refused."""
     user = _user(body)
     if not deps.allowed(user):
@@ -44,7 +54,7 @@ def _do(deps: SlackDeps, client: WebClient, body: dict[str, Any], inquiry_id: in
         tell(client, body, "That button does not name an inquiry; nothing was changed.")
         return
     try:
-        run_action(deps, inquiry_id, getattr(domain(), name), *args, actor=user)
+        run_action(deps, inquiry_id, getattr(domain(), name), *args, actor=user, version=version)
     except ActionRefused as exc:
         tell(client, body, f"Could not do that on #{inquiry_id}: {exc}")
 
@@ -52,7 +62,8 @@ def _do(deps: SlackDeps, client: WebClient, body: dict[str, Any], inquiry_id: in
 def simple_action(deps: SlackDeps, name: str) -> Callable[..., None]:
     def listener(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         ack()
-        _do(deps, client, body, _inquiry_id(action), name)
+        inquiry_id, version = _target(action)
+        _do(deps, client, body, inquiry_id, name, version=version)
 
     listener.__name__ = f"on_{name}"
     return listener
@@ -73,38 +84,31 @@ def reply_view(deps: SlackDeps, inquiry_id: int, *, body: str | None = None,
 
 
 def templates_for(deps: SlackDeps, category: str | None) -> list[tuple[str, str]]:
-    module = outbound()
-    if module is None or not hasattr(module, "reply_templates"):
-        return []
-    try:
-        return [(str(n), str(t)) for n, t in module.reply_templates(deps.rt.settings, category)]
-    except Exception:
-        log.exception("reply_templates failed")
-        return []
+    from intake.outbound import reply_templates
+
+    return [(str(n), str(t)) for n, t in reply_templates(deps.rt.settings, category)]
 
 
 def fill_template(template: str, inquiry_id: int, card: B.CardData | None) -> str:
     """Fill a saved reply's placeholders with the outbound layer's safe renderer."""
-    module = outbound()
-    if module is None or not hasattr(module, "render"):
-        return template
+    from intake.outbound import render
     from intake.outbound.templates import first_name
 
     name = card.sender_name if card else None
-    return module.render(template, {
+    return render(template, {
         "first_name": first_name(name), "name": name or "", "subject": card.subject if card else "",
         "inquiry_id": str(inquiry_id), "reference": f"#{inquiry_id}",
     })
 
 
 def suggestion_for(deps: SlackDeps, inquiry_id: int) -> B.SuggestionData | None:
-    from intake.slack.jobs import _suggest
+    from intake.slack.deliveries import suggestion_for_card
 
-    with deps.rt.db.session() as session:
+    with deps.rt.db.read_session() as session:
         card = Q.card_data(session, inquiry_id, with_folded=False)
     if card is None:
         return None
-    return _suggest(deps.rt, card.latest_reply or card.subject, card.category)
+    return suggestion_for_card(deps.rt, card.latest_reply or card.subject, card.category)
 
 
 def open_modal(deps: SlackDeps, client: WebClient, body: dict[str, Any], inquiry_id: int | None,
@@ -151,23 +155,15 @@ def modal_action(deps: SlackDeps, kind: str) -> Callable[..., None]:
     return listener
 
 
-def send_reply(deps: SlackDeps, inquiry_id: int, text: str, author: str) -> int:
-    """Queue an email reply through the outbound layer; returns the outbound message id."""
-    module = outbound()
-    if module is None or not hasattr(module, "send_reply"):
-        raise ActionRefused("sending email is not set up yet; save it as a note instead")
+def send_reply(deps: SlackDeps, inquiry_id: int, text: str, author: str, *, version: int | None = None) -> int:
+    """Queue an email reply; its event owes the sending and the card update. Returns the
+    outbound message id."""
+    from intake.outbound import OutboundConfigError, send_reply as queue_and_owe
+
     try:
-        # send_reply commits the queued message and enqueues outbound.send; once sent, the
-        # outbound layer records a reply_sent event that slack.post_event puts in the thread.
-        message_id = int(module.send_reply(deps.rt, inquiry_id, text, author))
-    except (LookupError, ValueError) as exc:
+        return int(queue_and_owe(deps.rt, inquiry_id, text, author, version=version))
+    except (LookupError, ValueError, OutboundConfigError) as exc:
         raise ActionRefused(str(exc)) from exc
-    except Exception as exc:  # e.g. OutboundConfigError: tell the person what is missing
-        if exc.__class__.__name__ != "OutboundConfigError":
-            raise
-        raise ActionRefused(str(exc)) from exc
-    deps.rt.enqueue("slack.sync_card", inquiry_id)
-    return message_id
 
 
 def register(app: App, deps: SlackDeps) -> None:
@@ -204,7 +200,7 @@ def register(app: App, deps: SlackDeps) -> None:
     @app.action(B.A_SUGGEST_SEND)
     def on_suggest_send(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         ack()
-        user, inquiry_id = _user(body), _inquiry_id(action)
+        user, (inquiry_id, version) = _user(body), _target(action)
         if not deps.allowed(user):
             refuse(client, body)
             return
@@ -215,7 +211,7 @@ def register(app: App, deps: SlackDeps) -> None:
             tell(client, body, f"No suggested answer for #{inquiry_id} any more; nothing was sent.")
             return
         try:
-            send_reply(deps, inquiry_id, suggestion.answer, user)
+            send_reply(deps, inquiry_id, suggestion.answer, user, version=version)
         except ActionRefused as exc:
             tell(client, body, f"Could not send on #{inquiry_id}: {exc}")
 

@@ -15,7 +15,7 @@ from slack_bolt import App
 
 from intake.slack import actions, commands, events, home, shortcuts, views
 from intake.slack.authz import authorizer
-from intake.slack.client import slack_client
+from intake.slack.client import listener_client
 from intake.slack.common import SlackDeps
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -61,7 +61,7 @@ def build_bolt_app(rt: "Runtime", *, process_before_response: bool = False,
         return None
     if not socket_mode and not settings.slack_signing_secret:
         return None
-    client = slack_client(rt)
+    client = listener_client(rt)
     bolt_logger = logging.getLogger("slack_bolt.App")
     if _TOKEN_FILTER not in bolt_logger.filters:
         bolt_logger.addFilter(_TOKEN_FILTER)

@@ -117,6 +117,15 @@ class CardData:
     suggestion: SuggestionData | None = None
     folded: Sequence[FoldedItem] = ()
     acknowledged: bool = False  # the applicant got the automatic acknowledgment
+    # The inquiry's version as this card is drawn; buttons carry it so that a second click on
+    # the same drawing (a double click, two people at once) is refused instead of repeated.
+    version: int = 0
+    # Emails the outbox gave up on (what staff must resend or handle another way).
+    failed_deliveries: Sequence[str] = ()
+
+    @property
+    def button_value(self) -> str:
+        return f"{self.inquiry_id}:{self.version}"
 
     @property
     def organization(self) -> str | None:
@@ -327,7 +336,7 @@ def fit_message(blocks: list[dict[str, Any]], *, max_blocks: int = MAX_MESSAGE_B
 
 
 def card_actions(card: CardData) -> dict[str, Any]:
-    value = str(card.inquiry_id)
+    value = card.button_value
     elements = [
         button("Claim", A_CLAIM, value, style="primary") if not card.assignee else None,
         button("Reply", A_REPLY, value),
@@ -338,7 +347,7 @@ def card_actions(card: CardData) -> dict[str, Any]:
                     confirm=confirm_dialog("Mark as spam?", "The card moves to the spam digest.", "Spam")),
         button("Full text", A_FULL_TEXT, value),
     ]
-    return {"type": "actions", "block_id": f"card_actions:{value}", "elements": [e for e in elements if e]}
+    return {"type": "actions", "block_id": f"card_actions:{card.inquiry_id}", "elements": [e for e in elements if e]}
 
 
 def _close_or_reopen(status: str, value: str) -> dict[str, Any] | None:
@@ -413,10 +422,10 @@ def triage_card(card: CardData, categories: Sequence[str]) -> Message:
             f":bulb: *Suggested answer:* {escape_trim(s.title, 200)} (score {s.score:.2f})\n"
             + escape_trim(s.answer, 1200)
         ))
-        value = str(card.inquiry_id)
+        value = card.button_value
         blocks.append({
             "type": "actions",
-            "block_id": f"card_suggest:{value}",
+            "block_id": f"card_suggest:{card.inquiry_id}",
             "elements": [
                 button("Send suggested answer", A_SUGGEST_SEND, value, style="primary",
                        confirm=confirm_dialog("Send this answer?",
@@ -424,6 +433,8 @@ def triage_card(card: CardData, categories: Sequence[str]) -> Message:
                 button("Edit before sending", A_SUGGEST_EDIT, value),
             ],
         })
+    for problem in list(card.failed_deliveries)[:3]:
+        blocks.append(section(f":rotating_light: *Not delivered:* {escape_trim(problem, 500)}"))
     blocks.append(card_actions(card))
     blocks.append(card_menus(card, categories))
     blocks.append(context(

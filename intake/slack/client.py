@@ -1,10 +1,12 @@
-"""The Slack Web API client: one per process, with retries Slack's SDK leaves off by default.
+"""The Slack Web API clients: one per process, with the retries that are safe for what it does.
 
-``slack_sdk``'s ``WebClient`` only retries connection errors out of the box. We add its own
-``RateLimitErrorRetryHandler`` (sleeps for the ``Retry-After`` Slack sends with a 429) and
-``ServerErrorRetryHandler`` rather than writing a retry loop: they sit below every call, listeners
-and jobs alike. A job whose call still fails raises, and the queue retries the whole job, which is
-safe because jobs record the card's ts and update instead of posting twice.
+``slack_sdk``'s ``WebClient`` only retries connection errors out of the box. Listeners (modals,
+ephemeral notes) get its ``ConnectionErrorRetryHandler``, ``RateLimitErrorRetryHandler`` and
+``ServerErrorRetryHandler``: showing a modal twice is harmless. The outbox's client
+(:func:`slack_client`) retries only a 429, which Slack answers *instead of* acting. A 5xx or a
+dropped connection may come after Slack already posted, so retrying it blindly posts a second
+card; the outbox retries those itself, after looking for the first post by its metadata
+(intake/slack/deliveries.py).
 """
 
 from __future__ import annotations
@@ -28,26 +30,33 @@ if TYPE_CHECKING:  # pragma: no cover
 CLIENT_TIMEOUT_SECONDS = 10
 
 
-def build_client(settings: Settings, token: str | None = None) -> WebClient:
-    """A WebClient for ``settings.slack_api_url`` (tests point it at tests/fakeslack.py)."""
+def build_client(settings: Settings, token: str | None = None, *, idempotent_only: bool = False) -> WebClient:
+    """A WebClient for ``settings.slack_api_url`` (tests point it at tests/fakeslack.py).
+
+    ``idempotent_only``: retry nothing Slack may already have acted on (the outbox's client).
+    """
     section = settings.section("slack")
     base_url = settings.slack_api_url
     if not base_url.endswith("/"):
         base_url += "/"  # WebClient joins method names onto it; without the slash "api" is lost
+    handlers = [RateLimitErrorRetryHandler(max_retry_count=int(section.get("rate_limit_retries", 3)))]
+    if not idempotent_only:
+        handlers += [ConnectionErrorRetryHandler(max_retry_count=2), ServerErrorRetryHandler(max_retry_count=2)]
     return WebClient(
         token=token or settings.slack_bot_token,
         base_url=base_url,
         timeout=int(section.get("timeout_seconds", CLIENT_TIMEOUT_SECONDS)),
-        retry_handlers=[
-            ConnectionErrorRetryHandler(max_retry_count=2),
-            RateLimitErrorRetryHandler(max_retry_count=int(section.get("rate_limit_retries", 3))),
-            ServerErrorRetryHandler(max_retry_count=2),
-        ],
+        retry_handlers=handlers,
     )
 
 
 def slack_client(rt: "Runtime") -> WebClient:
-    """The process's client, built once (its connection settings never change at run time)."""
+    """The outbox's client, built once per process: it retries only what Slack refused (429)."""
+    return rt.service("slack.delivery_client", lambda r: build_client(r.settings, idempotent_only=True))
+
+
+def listener_client(rt: "Runtime") -> WebClient:
+    """The Bolt app's client: listeners' calls (modals, ephemeral notes) are safe to repeat."""
     return rt.service("slack.client", lambda r: build_client(r.settings))
 
 

@@ -1,8 +1,9 @@
 """What every listener shares: the runtime, the authorization check, and running a domain action.
 
 Listeners stay thin: parse the payload into ids and strings, ask :class:`SlackDeps` whether the
-user may act, call the domain in one short transaction, then enqueue the Slack jobs that update
-the card and its thread (posting never happens inside a listener's transaction).
+user may act, and call the domain in one short transaction. The domain's events owe the card
+update and the thread line in that same transaction (intake/outbox/), so a listener never posts
+and never enqueues.
 """
 
 from __future__ import annotations
@@ -63,23 +64,21 @@ def int_or_none(value: Any) -> int | None:
     return number if number > 0 else None
 
 
-def run_action(deps: SlackDeps, inquiry_id: int, action: Callable[..., Any], *args: Any, actor: str) -> int | None:
-    """Run one lifecycle action in its own transaction, then enqueue the card and thread jobs.
+def run_action(deps: SlackDeps, inquiry_id: int, action: Callable[..., Any], *args: Any, actor: str,
+               version: int | None = None) -> int | None:
+    """Run one lifecycle action in its own transaction; returns the recorded Event's id.
 
-    Returns the id of the recorded Event (None if the domain recorded none).
+    ``version`` is the card's version the button carried: a stale one (a double click, or
+    someone else acted first) is refused by the domain and nothing changes.
     """
     rt = deps.rt
+    kwargs = {"version": version} if version is not None else {}
     with rt.db.session() as session:
         try:
-            event = action(session, inquiry_id, *args, actor=actor)
+            event = action(session, inquiry_id, *args, actor=actor, **kwargs)
         except (LookupError, ValueError) as exc:
             raise ActionRefused(str(exc) or exc.__class__.__name__) from exc
-        session.flush()
-        event_id = getattr(event, "id", None)
-    rt.enqueue("slack.sync_card", inquiry_id)
-    if event_id is not None:
-        rt.enqueue("slack.post_event", event_id)
-    return event_id
+        return event.id
 
 
 def domain() -> Any:
@@ -87,15 +86,6 @@ def domain() -> Any:
     from intake import inquiries
 
     return inquiries
-
-
-def outbound() -> Any | None:
-    """``intake.outbound`` when it is installed (issue 6), else None."""
-    try:
-        from intake import outbound as module
-    except ImportError:
-        return None
-    return module
 
 
 def valid_address(address: str | None) -> str | None:

@@ -127,7 +127,22 @@ def card_data(session: Session, inquiry_id: int, *, with_folded: bool = True) ->
         acknowledged=session.scalar(
             select(Event.id).where(Event.inquiry_id == inquiry_id, Event.kind == "ack_sent").limit(1)
         ) is not None,
+        version=inquiry.version or 0,
+        failed_deliveries=failed_deliveries(session, inquiry_id),
     )
+
+
+def failed_deliveries(session: Session, inquiry_id: int) -> list[str]:
+    """Emails of this inquiry that were given up on, newest first, as sentences for the card."""
+    rows = session.execute(
+        select(Message.kind, Message.to_address, Message.last_error)
+        .where(Message.inquiry_id == inquiry_id, Message.direction == "outbound", Message.state == "failed")
+        .order_by(Message.id.desc())
+        .limit(3)
+    ).all()
+    what = {"acknowledgment": "the acknowledgment", "reply": "a reply"}
+    return [f"{what.get(kind, 'an email')} to {to or '(no address)'}: {(error or 'no reason given')[:300]}"
+            for kind, to, error in rows]
 
 
 def card_group(session: Session, inquiry: Inquiry) -> list[Inquiry]:

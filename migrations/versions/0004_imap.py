@@ -1,7 +1,7 @@
 """imap ledger: (mailbox, UIDVALIDITY, UID) of every message the IMAP reader stored
 
 Revision ID: 0004
-Revises: 0001
+Revises: 0002
 """
 from typing import Sequence, Union
 
@@ -10,7 +10,9 @@ import sqlalchemy as sa
 
 
 revision: str = '0004'
-down_revision: Union[str, None] = '0001'
+# Written against 0001; chained after main's 0002 (outbox) when main was merged in. The lead
+# re-chains it after whatever other branches add.
+down_revision: Union[str, None] = '0002'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

@@ -1,0 +1,43 @@
+"""The inquiry domain: store a message, thread it, classify it, and every staff action after.
+
+It knows the store and the mail layer, and nothing about Flask or Slack. Every function takes an
+open ``Session``; the caller owns the transaction (one per request or job). What a change owes
+the outside world (cards, thread lines, emails) is recorded as events in the same transaction and
+delivered by the outbox (intake/outbox/).
+
+- ``store``: raw bytes first (the webhook's hot path);
+- ``threads``: which inquiry a message continues;
+- ``processing``: parse, thread, classify one stored message;
+- ``lifecycle``: statuses, allowed moves, staff actions;
+- ``queries``: what the CLI and Slack read.
+"""
+
+from intake.inquiries.common import QUIET_CATEGORIES, SYSTEM, InquiryNotFound, InvalidAction, get_inquiry
+from intake.inquiries.lifecycle import (
+    ALLOWED,
+    StaleCard,
+    Status,
+    add_note,
+    assign,
+    claim,
+    close,
+    mark_not_spam,
+    mark_spam,
+    on_follow_up,
+    on_reply_sent,
+    reclassify,
+    reopen,
+)
+from intake.inquiries.processing import ProcessResult, process_message
+from intake.inquiries.queries import inquiry_detail, inquiry_summary, list_inquiries, search_inquiries
+from intake.inquiries.store import StoreResult, dedupe_key_for, record_receipt, store_raw, synthesize_message
+from intake.inquiries.threads import FALLBACK_THREAD_WINDOW, find_thread, is_participant
+
+__all__ = [
+    "ALLOWED", "FALLBACK_THREAD_WINDOW", "InquiryNotFound", "InvalidAction", "ProcessResult",
+    "QUIET_CATEGORIES", "SYSTEM", "StaleCard", "Status", "StoreResult", "add_note", "assign", "claim",
+    "close", "dedupe_key_for", "find_thread", "get_inquiry", "inquiry_detail", "inquiry_summary",
+    "is_participant", "list_inquiries", "mark_not_spam", "mark_spam", "on_follow_up", "on_reply_sent",
+    "process_message", "reclassify", "record_receipt", "reopen", "search_inquiries", "store_raw",
+    "synthesize_message",
+]

@@ -1,0 +1,213 @@
+"""Processing a stored message: parse, thread, classify, and record what happened.
+
+The events recorded here (``received``, ``follow_up``, ``unparseable``) owe, in the same
+transaction, the card, the thread line and the acknowledgment (see intake/outbox/dispatch.py):
+a worker killed after this commit loses none of them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from intake import mail
+from intake.events import record_event
+from intake.inquiries.common import SYSTEM
+from intake.inquiries.lifecycle import on_follow_up
+from intake.inquiries.threads import contact_id_for, find_thread
+from intake.mail.types import ParsedEmail, UnparseableMessage
+from intake.models import Attachment, Classification, Inquiry, Message, utcnow
+
+if TYPE_CHECKING:  # pragma: no cover
+    from intake.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    status: str  # new, follow-up, unparseable
+    inquiry_id: int
+    message_id: int
+
+
+def _fill_message(session: Session, message: Message, parsed: ParsedEmail, max_attachment_bytes: int) -> None:
+    message.message_id = message.message_id or parsed.message_id
+    message.in_reply_to = parsed.in_reply_to
+    message.references = " ".join(parsed.references) or None
+    message.sender_address = parsed.sender.address[:320] if parsed.sender else None
+    message.sender_name = parsed.sender.name if parsed.sender else None
+    message.reply_to = parsed.reply_to.address[:320] if parsed.reply_to else None
+    message.recipients = [a.address for a in [*parsed.to, *parsed.cc] if a.address] or None
+    message.subject = parsed.subject
+    message.date = parsed.date
+    message.text_body = parsed.text
+    message.latest_reply = parsed.latest_reply
+    message.automated = parsed.automation.automated
+    message.automation_reasons = list(parsed.automation.reasons) or None
+    message.parse_status = "parsed"
+    message.parse_error = "; ".join(parsed.defects)[:2000] or None
+    for part in parsed.attachments:
+        keep = not part.content_omitted and part.size <= max_attachment_bytes
+        # Added by key rather than appended to message.attachments, which would load them first.
+        session.add(
+            Attachment(
+                message_id=message.id,
+                filename=part.filename,
+                content_type=(part.content_type or "application/octet-stream")[:255],
+                size=part.size,
+                sha256=part.sha256,
+                content=part.content if keep else None,
+            )
+        )
+
+
+def _classify(rt: "Runtime", parsed: ParsedEmail, meta: dict[str, Any] | None):
+    """The classifier's verdict; a classifier failure never loses a message."""
+    from intake import classify
+
+    try:
+        return classify.get_classifier(rt).classify(classify.Document.from_parsed(parsed, meta))
+    except Exception as exc:
+        log.exception("classification failed; filing as general for review")
+        return classify.Verdict(
+            category="general" if "general" in rt.settings.category_names else rt.settings.category_names[0],
+            confidence=0.0,
+            source="rule",
+            reasons=[f"classifier error: {exc.__class__.__name__}"],
+            model_version=None,
+            needs_review=True,
+            automated=False,
+        )
+
+
+
+def process_message(session: Session, rt: "Runtime", message_id: int) -> ProcessResult:
+    """Parse, thread and classify one stored message. Idempotent: a processed one is reported."""
+    query = select(Message).where(Message.id == message_id)
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        query = query.with_for_update()
+    message = session.scalars(query).one_or_none()
+    if message is None:
+        raise LookupError(f"no stored message {message_id}")
+    if message.state == "processed" and message.inquiry_id is not None:
+        return _result_for_processed(session, message)
+
+    settings = rt.settings
+    try:
+        parsed = mail.parse(message.raw, max_attachment_bytes=settings.max_attachment_bytes)
+    except UnparseableMessage as exc:
+        return _file_unparseable(session, message, str(exc))
+    except Exception as exc:  # the parser must never crash; if it does, keep the message anyway
+        log.exception("parser crashed on message %s", message.id)
+        return _file_unparseable(session, message, f"parser error: {exc.__class__.__name__}: {exc}")
+
+    language = _language(rt, parsed)
+    with session.no_autoflush:  # the message row is written once, at the end
+        result = _thread_or_open(session, rt, message, parsed, language)
+    _fill_message(session, message, parsed, settings.max_attachment_bytes)
+    message.inquiry_id = result.inquiry_id
+    message.language = language
+    message.state = "processed"
+    message.processed_at = utcnow()
+    session.flush()
+    return result
+
+
+def _thread_or_open(
+    session: Session, rt: "Runtime", message: Message, parsed: ParsedEmail, language: str | None
+) -> ProcessResult:
+    """Join the inquiry this message continues, or open a new classified one."""
+    now = utcnow()
+    sender = parsed.sender
+    contact_id = contact_id_for(session, sender.address, sender.name) if sender and sender.address else None
+    inquiry = find_thread(session, parsed, own_address=rt.settings.from_address, now=now)
+    if inquiry is not None:
+        on_follow_up(session, inquiry, message.id, automated=parsed.automation.automated, now=now)
+        return ProcessResult("follow-up", inquiry.id, message.id)
+    verdict = _classify(rt, parsed, message.meta)
+    inquiry = Inquiry(
+        contact_id=contact_id,
+        subject=(parsed.subject or "")[:5000],
+        thread_subject=mail.thread_subject(parsed.subject or "")[:500],
+        status="new",
+        category=verdict.category,
+        confidence=verdict.confidence,
+        needs_review=verdict.needs_review,
+        automated=verdict.automated or parsed.automation.automated,
+        language=language,
+        received_at=message.created_at or now,
+        last_message_at=now,
+    )
+    if verdict.category == "spam":
+        inquiry.status = "spam"
+    elif inquiry.automated or verdict.category == "automated":
+        inquiry.status = "closed"
+        inquiry.closed_at = now
+    session.add(inquiry)
+    session.flush()  # the inquiry's id, for the rows below
+    session.add(
+        Classification(
+            inquiry_id=inquiry.id,
+            message_id=message.id,
+            category=verdict.category,
+            confidence=verdict.confidence,
+            source=verdict.source,
+            model_version=verdict.model_version,
+            reasons=list(verdict.reasons),
+        )
+    )
+    record_event(session, inquiry.id, SYSTEM, "received", message_id=message.id, category=verdict.category)
+    return ProcessResult("new", inquiry.id, message.id)
+
+
+def _language(rt: "Runtime", parsed: ParsedEmail) -> str | None:
+    """The language of the latest reply; a detector failure never loses a message."""
+    from intake import classify
+
+    try:
+        return classify.detect_language(parsed.latest_reply or parsed.text or "", rt.settings)
+    except Exception:  # pragma: no cover
+        log.exception("language detection failed")
+        return None
+
+
+def _file_unparseable(session: Session, message: Message, error: str) -> ProcessResult:
+    """Keep an unparseable message and put it in front of staff as its own inquiry."""
+    now = utcnow()
+    message.parse_status = "unparseable"
+    message.parse_error = error[:2000]
+    inquiry = Inquiry(
+        subject="(unparseable message)",
+        thread_subject="",
+        status="new",
+        category=None,
+        needs_review=True,
+        received_at=message.created_at or now,
+        last_message_at=now,
+    )
+    session.add(inquiry)
+    session.flush()
+    message.inquiry_id = inquiry.id
+    message.state = "processed"
+    message.processed_at = now
+    session.flush()
+    record_event(session, inquiry.id, SYSTEM, "unparseable", message_id=message.id, error=error[:500])
+    return ProcessResult("unparseable", inquiry.id, message.id)
+
+
+def _result_for_processed(session: Session, message: Message) -> ProcessResult:
+    if message.parse_status == "unparseable":
+        status = "unparseable"
+    else:
+        first = session.scalar(
+            select(func.min(Message.id)).where(
+                Message.inquiry_id == message.inquiry_id, Message.direction == "inbound"
+            )
+        )
+        status = "new" if first == message.id else "follow-up"
+    return ProcessResult(status, message.inquiry_id, message.id)

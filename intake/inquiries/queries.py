@@ -1,0 +1,146 @@
+"""Reading: what `intake list` / `intake show` and the Slack queries print."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Sequence
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from intake.inquiries.common import get_inquiry
+from intake.models import Contact, Inquiry, Message
+
+def list_inquiries(
+    session: Session, *, status: str | None = None, category: str | None = None, limit: int | None = None
+) -> list[Inquiry]:
+    query = select(Inquiry).order_by(Inquiry.received_at.desc(), Inquiry.id.desc())
+    if status:
+        query = query.where(Inquiry.status == status)
+    if category:
+        query = query.where(Inquiry.category == category)
+    if limit:
+        query = query.limit(limit)
+    return list(session.scalars(query))
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:  # SQLite hands back naive datetimes; they were stored as UTC
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.isoformat()
+
+
+def inquiry_summary(inquiry: Inquiry) -> dict[str, Any]:
+    contact = inquiry.contact
+    return {
+        "id": inquiry.id,
+        "status": inquiry.status,
+        "category": inquiry.category,
+        "confidence": inquiry.confidence,
+        "needs_review": inquiry.needs_review,
+        "subject": inquiry.subject,
+        "from": contact.address if contact else None,
+        "name": contact.name if contact else None,
+        "assignee": inquiry.assignee,
+        "language": inquiry.language,
+        "received_at": _iso(inquiry.received_at),
+    }
+
+
+def _shared_message_ids(session: Session, messages: Sequence[Message]) -> dict[str, int]:
+    """How many *other* stored messages carry each of these Message-IDs (a contact form or a
+    mailer reusing one): shown so nobody mistakes one message for the other."""
+    ids = {m.message_id for m in messages if m.message_id and m.direction == "inbound"}
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(Message.message_id, func.count(Message.id))
+        .where(Message.message_id.in_(ids), Message.direction == "inbound")
+        .group_by(Message.message_id)
+    ).all()
+    return {mid: count - 1 for mid, count in rows if count > 1}
+
+
+def inquiry_detail(session: Session, inquiry_id: int) -> dict[str, Any]:
+    inquiry = get_inquiry(session, inquiry_id)
+    detail = inquiry_summary(inquiry)
+    shared = _shared_message_ids(session, inquiry.messages)
+    detail.update(
+        first_response_at=_iso(inquiry.first_response_at),
+        closed_at=_iso(inquiry.closed_at),
+        messages=[
+            {
+                "id": m.id,
+                "direction": m.direction,
+                "kind": m.kind,
+                "provider": m.provider,
+                "message_id": m.message_id,
+                "message_id_shared_with": shared.get(m.message_id or "", 0),
+                "from": m.sender_address,
+                "to": m.to_address,
+                "subject": m.subject,
+                "date": _iso(m.date),
+                "received_at": _iso(m.created_at),
+                "parse_status": m.parse_status,
+                "parse_error": m.parse_error,
+                "state": m.state,
+                "language": m.language,
+                "automated": m.automated,
+                "automation_reasons": m.automation_reasons or [],
+                "latest_reply": m.latest_reply,
+                "sha256": m.sha256,
+                "size": m.size,
+                "attachments": [
+                    {"filename": a.filename, "content_type": a.content_type, "size": a.size, "sha256": a.sha256}
+                    for a in m.attachments
+                ],
+            }
+            for m in inquiry.messages
+        ],
+        classifications=[
+            {
+                "category": c.category,
+                "confidence": c.confidence,
+                "source": c.source,
+                "model_version": c.model_version,
+                "reasons": c.reasons or [],
+                "actor": c.actor,
+                "at": _iso(c.created_at),
+            }
+            for c in inquiry.classifications
+        ],
+        events=[
+            {"actor": e.actor, "kind": e.kind, "detail": e.detail or {}, "at": _iso(e.created_at)}
+            for e in inquiry.events
+        ],
+    )
+    return detail
+
+
+def search_inquiries(session: Session, words: str | Sequence[str], *, limit: int = 20) -> list[Inquiry]:
+    """Inquiries whose subject, sender or message text contain every word (case-insensitive).
+
+    Portable LIKE matching rather than full-text search: it runs the same on SQLite and
+    PostgreSQL, and the desk holds thousands of inquiries, not millions.
+    """
+    if isinstance(words, str):
+        words = words.split()
+    query = select(Inquiry).outerjoin(Contact, Inquiry.contact_id == Contact.id)
+    for word in list(words)[:8]:
+        w = word.lower()
+        in_messages = select(Message.inquiry_id).where(
+            or_(func.lower(Message.text_body).contains(w, autoescape=True),
+                func.lower(Message.subject).contains(w, autoescape=True))
+        )
+        query = query.where(
+            or_(
+                func.lower(Inquiry.subject).contains(w, autoescape=True),
+                func.lower(Contact.address).contains(w, autoescape=True),
+                func.lower(func.coalesce(Contact.name, "")).contains(w, autoescape=True),
+                Inquiry.id.in_(in_messages),
+            )
+        )
+    query = query.order_by(Inquiry.received_at.desc(), Inquiry.id.desc()).limit(limit)
+    return list(session.scalars(query))

@@ -1,0 +1,27 @@
+"""The transactional outbox: every side effect is a row written with the change that causes it.
+
+- ``core``: ``owe`` / ``owe_card`` (inside the caller's transaction) and the ``@deliverer``
+  registry, with ``Retry`` and ``GiveUp`` for deliverers to say what went wrong;
+- ``dispatch``: the one table from recorded events to what they owe;
+- ``worker``: claim with a lease, deliver, record; the poller that finds what is due.
+
+See docs/architecture.md for the whole path and the guarantees.
+"""
+
+from intake.outbox.core import (
+    SPECS,
+    DeliverySpec,
+    GiveUp,
+    Retry,
+    Ticket,
+    deliverer,
+    load_deliverers,
+    owe,
+    owe_card,
+)
+from intake.outbox.worker import Poller, deliver, due_ids, kick, pending_summary, run_due, still_ours
+
+__all__ = [
+    "SPECS", "DeliverySpec", "GiveUp", "Poller", "Retry", "Ticket", "deliver", "deliverer", "due_ids",
+    "kick", "load_deliverers", "owe", "owe_card", "pending_summary", "run_due", "still_ours",
+]

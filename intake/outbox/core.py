@@ -1,0 +1,163 @@
+"""Owing a delivery, and the registry of the functions that deliver each kind.
+
+``owe`` runs inside the caller's transaction: the delivery commits with the state change that
+caused it or not at all. The ids of new rows are remembered on the session, and once it commits
+``Database`` hands them to the queue (see ``intake.db``), so a delivery normally starts at once;
+the poller (intake/outbox/worker.py) covers a kick that was lost with a killed process.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from sqlalchemy import case
+from sqlalchemy.orm import Session
+
+from intake.models import Delivery, utcnow
+
+if TYPE_CHECKING:  # pragma: no cover
+    from intake.config import Settings
+    from intake.runtime import Runtime
+
+# Session.info key under which owe() collects the ids to kick after commit.
+PENDING_IDS = "intake.outbox.ids"
+
+
+class Retry(Exception):
+    """Raised by a deliverer: not now, try again later (after ``after`` seconds if given)."""
+
+    def __init__(self, reason: str, *, after: float | None = None) -> None:
+        super().__init__(reason)
+        self.after = after
+
+
+class GiveUp(Exception):
+    """Raised by a deliverer: this will never succeed (a permanent refusal); fail it now."""
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """What a deliverer is handed: the claimed row's facts, no ORM object."""
+
+    id: int
+    key: str
+    kind: str
+    inquiry_id: int | None
+    args: dict[str, Any]
+    attempts: int  # including this one: more than 1 means an earlier attempt may have acted
+    requested: int
+    created_at: dt.datetime
+
+    @property
+    def retried(self) -> bool:
+        return self.attempts > 1
+
+
+@dataclass(frozen=True)
+class DeliverySpec:
+    kind: str
+    fn: Callable[["Runtime", Ticket], str | None]
+    # Which deadline applies: "slack" or "email" (``[outbox]`` has one for each).
+    channel: str
+    # A coalescing kind (a card update) is owed again while pending or done, and then runs once
+    # more; other kinds are owed once per key, ever.
+    coalesce: bool = False
+    # Called in the transaction that marks the row failed, to record what staff should see.
+    on_give_up: Callable[[Session, Ticket, str], None] | None = None
+    # Called once when a delivery has failed for longer than the channel's warning delay.
+    on_delayed: Callable[[Session, Ticket, str], None] | None = None
+    # Deliveries of one lane run one after another in one job; lanes run side by side, so an
+    # acknowledgment never waits behind Slack's one-post-a-second pace.
+    lane: str = field(default="")
+
+    def deadline(self, settings: "Settings") -> dt.timedelta:
+        outbox = settings.outbox
+        return outbox.email_deadline if self.channel == "email" else outbox.slack_deadline
+
+
+SPECS: dict[str, DeliverySpec] = {}
+
+# Modules that register deliverers (imported by load_deliverers).
+DELIVERER_MODULES = ("intake.slack.deliveries", "intake.outbound.deliveries")
+
+
+def deliverer(kind: str, *, channel: str, coalesce: bool = False,
+              on_give_up: Callable[[Session, Ticket, str], None] | None = None,
+              on_delayed: Callable[[Session, Ticket, str], None] | None = None):
+    """Register ``fn(rt, ticket) -> result`` as the way to deliver ``kind``."""
+
+    def register(fn):
+        SPECS[kind] = DeliverySpec(kind, fn, channel, coalesce, on_give_up, on_delayed, lane=channel)
+        return fn
+
+    return register
+
+
+def load_deliverers() -> dict[str, DeliverySpec]:
+    import importlib
+
+    for module in DELIVERER_MODULES:
+        importlib.import_module(module)
+    return SPECS
+
+
+def _insert(dialect: str):
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
+# Deadlines when a Settings object is not at hand (owe() runs inside the domain): the defaults of
+# [outbox]; the worker re-reads the real ones when it gives up (see worker.fail).
+DEFAULT_DEADLINES = {"slack": dt.timedelta(hours=6), "email": dt.timedelta(hours=48)}
+COALESCING_KINDS = frozenset({"slack.card"})
+
+
+def owe(session: Session, kind: str, *, key: str, inquiry_id: int | None = None,
+        args: dict[str, Any] | None = None, not_before: dt.datetime | None = None,
+        coalesce: bool | None = None, deadline: dt.timedelta | None = None) -> bool:
+    """Record, in the caller's transaction, that ``kind`` is owed; the same key is owed once.
+
+    A coalescing kind owed again while its row is pending or done is asked for once more
+    (``requested`` + 1): a card changed twice while Slack was slow is updated, not forgotten.
+    Returns whether anything was owed (False: that key was owed already).
+    """
+    now = utcnow()
+    start = max(now, not_before) if not_before else now
+    coalesce = kind in COALESCING_KINDS if coalesce is None else coalesce
+    channel = "email" if kind.startswith("email.") else "slack"
+    row = dict(
+        key=key[:255], kind=kind, inquiry_id=inquiry_id, args=args or {}, state="pending",
+        attempts=0, requested=1, next_attempt_at=start,
+        deadline=start + (deadline or DEFAULT_DEADLINES[channel]), created_at=now,
+    )
+    table = Delivery.__table__
+    stmt = _insert(session.connection().dialect.name)(table).values(**row)
+    if coalesce:
+        # Pending: leave its schedule alone (it may be backing off); done or failed: run again.
+        was_pending = table.c.state == "pending"
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[table.c.key],
+            set_={
+                "requested": table.c.requested + 1,
+                "state": "pending",
+                "next_attempt_at": case((was_pending, table.c.next_attempt_at), else_=stmt.excluded.next_attempt_at),
+                "attempts": case((was_pending, table.c.attempts), else_=0),
+                "deadline": case((was_pending, table.c.deadline), else_=stmt.excluded.deadline),
+            },
+        )
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=[table.c.key])
+    new_id = session.execute(stmt.returning(table.c.id)).scalar()
+    if new_id is not None and start <= now:
+        session.info.setdefault(PENDING_IDS, []).append((kind, new_id))
+    return new_id is not None
+
+
+def owe_card(session: Session, inquiry_id: int) -> None:
+    """The inquiry's triage card must show its current state (posted once, then updated)."""
+    owe(session, "slack.card", key=f"card:{inquiry_id}", inquiry_id=inquiry_id)

@@ -1,0 +1,446 @@
+"""How the outbox delivers to Slack: triage cards, thread lines, the spam digest.
+
+Each deliverer is handed a claimed ``Ticket`` (intake/outbox/worker.py) and follows one shape:
+
+1. read what it needs in one short session and close it;
+2. call Slack with no transaction open;
+3. record the resulting ``ts`` with a guarded ``UPDATE`` (``... WHERE slack_ts IS NULL``).
+
+**One card, ever.** A card's delivery row is unique per inquiry and leased while it runs, so two
+workers never post the same card. Every card and line carries Slack message ``metadata`` naming
+what it is; when an earlier attempt may have posted (a timeout, a 5xx after Slack acted, a worker
+killed before the ``ts`` was stored: ``ticket.retried``), the deliverer looks for that metadata
+in the channel or thread before posting again. Nothing is ever posted and then deleted.
+
+With Slack credentials unset every deliverer logs what it would post and succeeds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from sqlalchemy import select, update
+
+from intake.jobs import periodic
+from intake.models import Event, Inquiry, Message, utcnow
+from intake.outbox import Retry, Ticket, deliverer, owe, still_ours
+from intake.slack import blocks as B
+from intake.slack import queries as Q
+from intake.slack.client import channel_throttle, slack_client
+
+if TYPE_CHECKING:  # pragma: no cover
+    from intake.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+DIGEST_EVERY_SECONDS = 3600
+DEFAULT_BURST_MINUTES = 10.0
+DIGEST_KIND = "slack_digest"
+# Events the outbound layer records when a per-address cap held mail back (shown in the digest).
+CAP_EVENT_KINDS = ("cap_hit",)
+# Events whose thread line quotes the text of the message they point at (staff-written text).
+TEXT_EVENT_KINDS = ("note", "reply_sent")
+# Slack errors meaning "that card is gone": post a fresh one instead of failing forever.
+GONE_ERRORS = ("message_not_found", "cant_update_message", "channel_not_found", "is_archived")
+# Message metadata event types: how a card or a line is found again after an ambiguous failure.
+CARD_METADATA = "intake_inquiry"
+LINE_METADATA = "intake_line"
+# How far back (before a delivery was owed) to look for a card that may already be posted.
+LOOKUP_SLACK = dt.timedelta(minutes=5)
+LOOKUP_PAGES = 10
+
+# Slack's posting options for anything that carries email text: no unfurling (a link in an email
+# must not fetch a preview), no link_names (never resolve @names), blocks already escaped.
+POST_OPTIONS: dict[str, Any] = {"unfurl_links": False, "unfurl_media": False}
+
+
+def channel_for(rt: "Runtime", category: str | None) -> str | None:
+    """The per-category channel from ``[slack] channels``, else ``SLACK_TRIAGE_CHANNEL``."""
+    channels = rt.settings.section("slack").get("channels") or {}
+    if category and isinstance(channels, dict) and channels.get(category):
+        return str(channels[category])
+    return rt.settings.slack_triage_channel
+
+
+def suggestion_for_card(rt: "Runtime", text: str, category: str | None) -> B.SuggestionData | None:
+    """The knowledge-base match for the card; a failing suggestion never blocks the card."""
+    from intake.outbound.knowledge import suggest_answer
+
+    try:
+        found = suggest_answer(rt.settings, text, category)
+    except Exception:  # noqa: BLE001 - a suggestion is a nicety
+        log.exception("suggest_answer failed for a card")
+        return None
+    if found is None:
+        return None
+    return B.SuggestionData(title=str(found.question or found.key), answer=str(found.answer), score=float(found.score))
+
+
+# ---- finding what an earlier attempt may have posted ---------------------------------------
+
+
+def _metadata(event_type: str, key: str, inquiry_id: int) -> dict[str, Any]:
+    return {"event_type": event_type, "event_payload": {"key": key, "inquiry_id": inquiry_id}}
+
+
+def _matches(message: dict[str, Any], metadata: dict[str, Any]) -> bool:
+    found = message.get("metadata") or {}
+    return (found.get("event_type") == metadata["event_type"]
+            and (found.get("event_payload") or {}).get("key") == metadata["event_payload"]["key"])
+
+
+def find_posted(client: WebClient, channel: str, metadata: dict[str, Any], *, thread_ts: str | None,
+                since: dt.datetime) -> str | None:
+    """The ts of a message already carrying this metadata, or None.
+
+    Top-level cards are searched in ``conversations.history`` from a little before the delivery
+    was owed; thread lines in ``conversations.replies`` of their card.
+    """
+    cursor = None
+    for _ in range(LOOKUP_PAGES):
+        if thread_ts:
+            resp = client.conversations_replies(channel=channel, ts=thread_ts, include_all_metadata=True,
+                                                limit=200, cursor=cursor)
+        else:
+            resp = client.conversations_history(channel=channel, include_all_metadata=True, limit=200,
+                                                oldest=f"{(since - LOOKUP_SLACK).timestamp():.6f}", cursor=cursor)
+        for message in resp.get("messages") or []:
+            if _matches(message, metadata):
+                return str(message["ts"])
+        cursor = (resp.get("response_metadata") or {}).get("next_cursor")
+        if not cursor:
+            return None
+    return None
+
+
+def post_once(rt: "Runtime", ticket: Ticket, channel: str, message: B.Message, metadata: dict[str, Any],
+              *, thread_ts: str | None = None) -> tuple[str, str]:
+    """Post, unless an earlier attempt of this delivery already did; returns (channel, ts)."""
+    client = slack_client(rt)
+    if ticket.retried:
+        found = find_posted(client, channel, metadata, thread_ts=thread_ts, since=ticket.created_at)
+        if found is not None:
+            log.info("delivery %s: found its earlier post %s in %s; not posting again", ticket.key, found, channel)
+            return channel, found
+    channel_throttle(rt).wait(channel)
+    if not still_ours(rt, ticket):
+        raise Retry(f"delivery {ticket.key} outlived its lease; another attempt has it")
+    kwargs: dict[str, Any] = {"thread_ts": thread_ts} if thread_ts else {}
+    resp = client.chat_postMessage(channel=channel, metadata=metadata, **kwargs, **POST_OPTIONS,
+                                   **message.as_kwargs())
+    return resp["channel"], resp["ts"]
+
+
+# ---- cards ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _CardPlan:
+    """What the card deliverer decided inside its read session."""
+
+    inquiry_id: int
+    channel: str | None
+    ts: str | None
+    owner_id: int
+    card: B.CardData | None
+    fold_into: tuple[int, str, str] | None = None  # (owner id, channel, ts)
+    filtered: bool = False
+
+
+def _plan_card(rt: "Runtime", inquiry_id: int) -> _CardPlan | None:
+    window = dt.timedelta(minutes=float(rt.settings.section("slack").get("burst_minutes", DEFAULT_BURST_MINUTES)))
+    with rt.db.read_session() as session:
+        inquiry = session.get(Inquiry, inquiry_id)
+        if inquiry is None:
+            return None
+        if not inquiry.slack_ts:
+            if Q.is_filtered(session, inquiry):
+                return _CardPlan(inquiry_id, None, None, inquiry_id, None, filtered=True)
+            owner = Q.burst_owner(session, inquiry, window) if window.total_seconds() > 0 else None
+            if owner is not None:
+                return _CardPlan(inquiry_id, owner.slack_channel, owner.slack_ts, owner.id, None,
+                                 fold_into=(owner.id, owner.slack_channel or "", owner.slack_ts or ""))
+            card = Q.card_data(session, inquiry_id)
+            return _CardPlan(inquiry_id, channel_for(rt, inquiry.category), None, inquiry_id, card)
+        group = Q.card_group(session, inquiry)
+        owner_id = group[0].id
+        card = Q.card_data(session, owner_id)
+        return _CardPlan(inquiry_id, inquiry.slack_channel, inquiry.slack_ts, owner_id, card)
+
+
+def render_card(rt: "Runtime", card: B.CardData) -> B.Message:
+    if card.status in ("new", "open"):
+        suggestion = suggestion_for_card(rt, card.latest_reply or card.subject, card.category)
+        if suggestion is not None:
+            card = B.CardData(**{**card.__dict__, "suggestion": suggestion})
+    return B.triage_card(card, rt.settings.category_names)
+
+
+def _record_card(rt: "Runtime", inquiry_id: int, channel: str, ts: str) -> bool:
+    """Store where the card lives (once; a second recording is refused by the guard)."""
+    with rt.db.session() as session:
+        result = session.execute(
+            update(Inquiry)
+            .where(Inquiry.id == inquiry_id, Inquiry.slack_ts.is_(None))
+            .values(slack_channel=channel, slack_ts=ts)
+            .execution_options(synchronize_session=False)
+        )
+        return result.rowcount == 1
+
+
+def _forget_card(rt: "Runtime", channel: str, ts: str) -> None:
+    with rt.db.session() as session:
+        session.execute(
+            update(Inquiry).where(Inquiry.slack_channel == channel, Inquiry.slack_ts == ts)
+            .values(slack_channel=None, slack_ts=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
+@deliverer("slack.card", channel="slack", coalesce=True)
+def deliver_card(rt: "Runtime", ticket: Ticket) -> str:
+    """Post the inquiry's triage card, or update it in place when it exists.
+
+    Returns what it did (``posted``, ``found``, ``updated``, ``folded``, ``filtered``, ``logged``,
+    ``skipped``).
+    """
+    assert ticket.inquiry_id is not None
+    inquiry_id = ticket.inquiry_id
+    plan = _plan_card(rt, inquiry_id)
+    if plan is None:
+        return "skipped"
+    if plan.filtered:
+        return "filtered"
+    if plan.fold_into is not None:
+        return _fold(rt, ticket, plan)
+    if plan.card is None:
+        return "skipped"
+    if not rt.settings.slack_enabled:
+        message = B.triage_card(plan.card, rt.settings.category_names)
+        log.info("Slack is off; would %s card in %s: %s", "update" if plan.ts else "post",
+                 plan.channel or "(no channel)", message.text)
+        return "logged"
+    if not plan.channel:
+        log.warning("no Slack channel for inquiry #%s: set SLACK_TRIAGE_CHANNEL", inquiry_id)
+        return "skipped"
+    message = render_card(rt, plan.card)
+    client = slack_client(rt)
+    if plan.ts:
+        try:
+            client.chat_update(channel=plan.channel, ts=plan.ts, parse="none", **message.as_kwargs())
+            return "updated"
+        except SlackApiError as exc:
+            if exc.response.get("error") not in GONE_ERRORS:
+                raise
+            log.warning("card of inquiry #%s is gone from Slack (%s); posting a new one",
+                        inquiry_id, exc.response.get("error"))
+            _forget_card(rt, plan.channel, plan.ts)
+            plan = _plan_card(rt, inquiry_id)
+            if plan is None or plan.card is None or not plan.channel or plan.fold_into is not None:
+                return "skipped"
+            message = render_card(rt, plan.card)
+    metadata = _metadata(CARD_METADATA, f"card:{plan.owner_id}", plan.owner_id)
+    channel, ts = post_once(rt, ticket, plan.channel, message, metadata)
+    if not _record_card(rt, plan.owner_id, channel, ts):
+        log.error("inquiry #%s already had a card when %s was recorded", plan.owner_id, ts)
+    return "posted"
+
+
+def _fold(rt: "Runtime", ticket: Ticket, plan: _CardPlan) -> str:
+    """Fold a burst inquiry into its sender's earlier card: one card, one thread."""
+    assert plan.fold_into is not None
+    owner_id, channel, ts = plan.fold_into
+    with rt.db.read_session() as session:
+        card = Q.card_data(session, plan.inquiry_id, with_folded=False)
+        latest = Q.latest_inbound(session, plan.inquiry_id)
+        latest_id = latest.id if latest is not None and latest.slack_ts is None else None
+    if card is None:
+        return "skipped"
+    if rt.settings.slack_enabled:
+        line = B.followup_line(inquiry_id=plan.inquiry_id, direction="inbound",
+                               sender=B.sender_text(card.sender_name, card.sender_address),
+                               subject=card.subject, body=card.latest_reply, show_id=True)
+        metadata = _metadata(LINE_METADATA, f"fold:{plan.inquiry_id}", plan.inquiry_id)
+        _, line_ts = post_once(rt, ticket, channel, line, metadata, thread_ts=ts)
+        if latest_id is not None:
+            _record_message_ts(rt, latest_id, line_ts)
+    else:
+        log.info("Slack is off; would fold inquiry #%s into the card of #%s", plan.inquiry_id, owner_id)
+    _record_card(rt, plan.inquiry_id, channel, ts)
+    with rt.db.session() as session:
+        from intake.outbox import owe_card
+
+        owe_card(session, owner_id)  # its card now lists one more folded inquiry
+    return "folded" if rt.settings.slack_enabled else "logged"
+
+
+# ---- thread lines --------------------------------------------------------------------------
+
+
+def _record_message_ts(rt: "Runtime", message_id: int, ts: str) -> bool:
+    with rt.db.session() as session:
+        result = session.execute(
+            update(Message).where(Message.id == message_id, Message.slack_ts.is_(None)).values(slack_ts=ts)
+            .execution_options(synchronize_session=False)
+        )
+        return result.rowcount == 1
+
+
+def _record_event_ts(rt: "Runtime", event_id: int, ts: str) -> bool:
+    with rt.db.session() as session:
+        result = session.execute(
+            update(Event).where(Event.id == event_id, Event.slack_ts.is_(None)).values(slack_ts=ts)
+            .execution_options(synchronize_session=False)
+        )
+        return result.rowcount == 1
+
+
+@dataclass
+class _LinePlan:
+    inquiry_id: int
+    channel: str | None
+    ts: str | None
+    filtered: bool
+    line: B.Message
+
+
+def _post_line(rt: "Runtime", ticket: Ticket, plan: _LinePlan, record) -> str:
+    """Post one line in the card's thread, once; a card not posted yet means "retry shortly"."""
+    if plan.filtered:
+        return "filtered"
+    if not rt.settings.slack_enabled:
+        log.info("Slack is off; would post in the thread of inquiry #%s: %s", plan.inquiry_id, plan.line.text)
+        return "logged"
+    if not plan.channel or not plan.ts:
+        raise Retry(f"the card of inquiry #{plan.inquiry_id} is not posted yet", after=1.0)
+    metadata = _metadata(LINE_METADATA, ticket.key, plan.inquiry_id)
+    _, ts = post_once(rt, ticket, plan.channel, plan.line, metadata, thread_ts=plan.ts)
+    record(ts)
+    return "posted"
+
+
+@deliverer("slack.message_line", channel="slack")
+def deliver_message_line(rt: "Runtime", ticket: Ticket) -> str:
+    """A follow-up email as a line in its card's thread (saying so when it reopened the inquiry)."""
+    message_id = int(ticket.args["message_id"])
+    with rt.db.read_session() as session:
+        message = session.get(Message, message_id)
+        if message is None or message.slack_ts or message.inquiry_id is None:
+            return "skipped"
+        inquiry = session.get(Inquiry, message.inquiry_id)
+        assert inquiry is not None
+        plan = _LinePlan(
+            inquiry.id, inquiry.slack_channel, inquiry.slack_ts,
+            filtered=not inquiry.slack_ts and Q.is_filtered(session, inquiry),
+            line=B.followup_line(
+                inquiry_id=inquiry.id, direction=message.direction,
+                sender=B.sender_text(message.sender_name, message.sender_address),
+                subject=message.subject, body=message.latest_reply or message.text_body,
+                author=message.author, reopened=bool(ticket.args.get("reopened")),
+                show_id=bool(inquiry.slack_ts) and len(Q.card_group(session, inquiry)) > 1,
+            ),
+        )
+    return _post_line(rt, ticket, plan, lambda ts: _record_message_ts(rt, message_id, ts))
+
+
+@deliverer("slack.event_line", channel="slack")
+def deliver_event_line(rt: "Runtime", ticket: Ticket) -> str:
+    """"Who did what" in the card's thread, once per event."""
+    event_id = int(ticket.args["event_id"])
+    with rt.db.read_session() as session:
+        event = session.get(Event, event_id)
+        if event is None or event.slack_ts or event.inquiry_id is None:
+            return "skipped"
+        inquiry = session.get(Inquiry, event.inquiry_id)
+        assert inquiry is not None
+        text = None
+        linked_id = (event.detail or {}).get("message_id")
+        if event.kind in TEXT_EVENT_KINDS and linked_id:
+            linked = session.get(Message, int(linked_id))
+            text = (linked.text_body or linked.latest_reply) if linked is not None else None
+        plan = _LinePlan(
+            inquiry.id, inquiry.slack_channel, inquiry.slack_ts,
+            filtered=not inquiry.slack_ts and Q.is_filtered(session, inquiry),
+            line=B.event_line(event.kind, event.actor, event.detail, inquiry.id, text=text,
+                              show_id=bool(inquiry.slack_ts) and len(Q.card_group(session, inquiry)) > 1),
+        )
+    return _post_line(rt, ticket, plan, lambda ts: _record_event_ts(rt, event_id, ts))
+
+
+# ---- the spam and automated-mail digest ----------------------------------------------------
+
+
+def _cap_notes(session, since) -> list[str]:
+    """Mail the outbound caps held back since the last digest: the ceiling on all mail to one
+    address (``cap_hit``) and the one-acknowledgment-per-sender limit (``ack_suppressed`` with a
+    ``cap``)."""
+    stmt = select(Event.kind, Event.detail).where(Event.kind.in_((*CAP_EVENT_KINDS, "ack_suppressed")))
+    if since is not None:
+        stmt = stmt.where(Event.created_at > since)
+    ceiling = per_sender = 0
+    for kind, detail in session.execute(stmt):
+        if kind in CAP_EVENT_KINDS:
+            ceiling += 1
+        elif (detail or {}).get("cap"):
+            per_sender += 1
+    notes = []
+    if ceiling:
+        notes.append(f"{ceiling} emails held back by the limit on mail to one address")
+    if per_sender:
+        notes.append(f"{per_sender} acknowledgments skipped: the sender already had one recently")
+    return notes
+
+
+@periodic("slack.digest", every_seconds=DIGEST_EVERY_SECONDS)
+def digest(rt: "Runtime") -> str:
+    """Owe one card counting the spam and automated inquiries filtered since the last digest.
+
+    The digest event is the run key: it is recorded in the same transaction as the delivery, and
+    the delivery's key names the range and the hour, so two workers running this at once owe one.
+    """
+    with rt.db.session() as session:
+        last = session.scalar(
+            select(Event).where(Event.kind == DIGEST_KIND).order_by(Event.id.desc()).limit(1)
+        )
+        after_id = int((last.detail or {}).get("through_id", 0)) if last else 0
+        since = Q.aware(last.created_at) if last else None
+        items = Q.filtered_since(session, after_id)
+        notes = _cap_notes(session, since)
+        if not items and not notes:
+            return "empty"
+        counts: dict[str, int] = {}
+        for inquiry in items:
+            key = "spam" if inquiry.status == "spam" else (inquiry.category or "automated")
+            counts[key] = counts.get(key, 0) + 1
+        through_id = max((i.id for i in items), default=after_id)
+        hour = utcnow().strftime("%Y%m%d%H")
+        args = {"after_id": after_id, "through_id": through_id,
+                "counts": sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])), "notes": notes}
+        if not owe(session, "slack.digest", key=f"digest:{after_id}:{through_id}:{hour}", args=args):
+            return "already owed"
+        session.add(Event(inquiry_id=None, actor="system", kind=DIGEST_KIND,
+                          detail={"after_id": after_id, "through_id": through_id, "counts": counts}))
+    return "owed"
+
+
+@deliverer("slack.digest", channel="slack")
+def deliver_digest(rt: "Runtime", ticket: Ticket) -> str:
+    args = ticket.args
+    with rt.db.read_session() as session:
+        samples = Q.rows_for(Q.filtered_since(session, int(args["after_id"]), int(args["through_id"]))[:5])
+    message = B.digest_card(B.DigestData(
+        counts=[(str(k), int(v)) for k, v in args["counts"]], after_id=int(args["after_id"]),
+        through_id=int(args["through_id"]), samples=samples, notes=list(args["notes"]),
+    ))
+    channel = rt.settings.slack_triage_channel
+    if not (rt.settings.slack_enabled and channel):
+        log.info("Slack is off; would post the digest: %s", message.text)
+        return "logged"
+    metadata = {"event_type": LINE_METADATA, "event_payload": {"key": ticket.key, "inquiry_id": 0}}
+    post_once(rt, ticket, channel, message, metadata)
+    return "posted"
