@@ -142,7 +142,13 @@ class TokenServer:
 
 
 class Dovecot:
-    """A private Dovecot: plain/STARTTLS on ``port``, implicit TLS on ``tls_port``."""
+    """A private Dovecot: plain/STARTTLS on ``port``, implicit TLS on ``tls_port``.
+
+    The same listeners on ``BASIC_HOST`` (127.0.0.2) advertise only IMAP4rev1, LITERAL+ and
+    UIDPLUS after login: a server without IDLE or MOVE, as some hosted mail still is.
+    """
+
+    BASIC_HOST = "127.0.0.2"
 
     def __init__(self, tokens: TokenServer) -> None:
         self.binary = require_dovecot()
@@ -203,17 +209,22 @@ userdb {{
 service imap-login {{
   chroot =
   inet_listener imap {{
-    address = 127.0.0.1
+    address = 127.0.0.1, {self.BASIC_HOST}
     port = {self.port}
   }}
   inet_listener imaps {{
-    address = 127.0.0.1
+    address = 127.0.0.1, {self.BASIC_HOST}
     port = {self.tls_port}
     ssl = yes
   }}
 }}
 service anvil {{
   chroot =
+}}
+local {self.BASIC_HOST} {{
+  protocol imap {{
+    imap_capability = IMAP4rev1 LITERAL+ UIDPLUS
+  }}
 }}
 """)
         # -F: in the foreground, as our child (a daemonizing dovecot would hold a captured pipe
@@ -250,14 +261,15 @@ service anvil {{
     def new_user() -> str:
         return f"u{uuid.uuid4().hex[:10]}"
 
-    def url(self, user: str, folder: str = "INBOX", *, security: str = "plain", **params: str) -> str:
+    def url(self, user: str, folder: str = "INBOX", *, security: str = "plain", host: str = "127.0.0.1",
+            **params: str) -> str:
         """An IMAP_URL entry for ``user`` (security: plain, starttls or tls)."""
         query = dict(params)
         if security == "plain":
             query["starttls"] = "never"
         scheme, port = ("imaps", self.tls_port) if security == "tls" else ("imap", self.port)
         qs = "&".join(f"{k}={quote(v)}" for k, v in query.items())
-        return f"{scheme}://{quote(user)}:{quote(PASSWORD, safe='')}@127.0.0.1:{port}/{quote(folder)}" + (f"?{qs}" if qs else "")
+        return f"{scheme}://{quote(user)}:{quote(PASSWORD, safe='')}@{host}:{port}/{quote(folder)}" + (f"?{qs}" if qs else "")
 
     def client(self, user: str) -> IMAPClient:
         """A session of our own, as a person's mail client (or the delivery agent) would have."""

@@ -134,12 +134,12 @@ class MailboxReader:
             log.warning("%s: %s", self.mailbox.name, report.reread_reason)
             return sorted(self.client.search("ALL"))
         if point.first_sight and self.mailbox.processed_folder is None:
-            # A flagged message was stored (by this deployment, before its database was new):
-            # the keyword is only ever set after the commit.
+            # A message that carries the keyword was stored already (by an earlier database of
+            # this deployment): the keyword is only ever set after the commit.
             return sorted(self.client.search(["UNKEYWORD", self.mailbox.keyword]))
         if point.first_sight:
             return sorted(self.client.search("ALL"))
-        # "N:*" always matches the highest UID, even when it is below N: filter.
+        # Resume after the watermark; "N:*" always matches the highest UID, even below N.
         fresh = [uid for uid in self.client.search(["UID", f"{point.watermark + 1}:*"])
                  if uid > point.watermark]
         return sorted(set(fresh) | set(point.pending))

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Callable
 
 from intake.imap.connection import Connection, connect
 from intake.imap.oauth import TokenSource
-from intake.imap.reader import BATCH_SIZE, MailboxReader
+from intake.imap.reader import BATCH_SIZE, MailboxReader, hand_to_processing
 from intake.imap.settings import Mailbox
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -46,7 +46,8 @@ class MailboxRunner:
                  tokens: TokenSource | None = None, poll_seconds: float = POLL_SECONDS,
                  idle_seconds: float = IDLE_SECONDS, backoff_max: float = BACKOFF_MAX,
                  batch_size: int = BATCH_SIZE, relogin_margin: float = RELOGIN_MARGIN,
-                 connector: Callable[[Mailbox], Connection] | None = None) -> None:
+                 connector: Callable[[Mailbox], Connection] | None = None,
+                 handoff: Callable[["Runtime", int], None] = hand_to_processing) -> None:
         self.rt = rt
         self.mailbox = mailbox
         self.stop = stop
@@ -55,6 +56,7 @@ class MailboxRunner:
         self.backoff_max = backoff_max
         self.batch_size = batch_size
         self.relogin_margin = relogin_margin
+        self.handoff = handoff
         self.connector = connector or (lambda m: connect(m, tokens))
         self.passes = 0
         self.connections = 0
@@ -81,7 +83,8 @@ class MailboxRunner:
                 connection.close()
 
     def _serve(self, connection: Connection) -> None:
-        reader = MailboxReader(self.rt, self.mailbox, connection.client, batch_size=self.batch_size)
+        reader = MailboxReader(self.rt, self.mailbox, connection.client, batch_size=self.batch_size,
+                               handoff=self.handoff)
         while not self.stop.is_set():
             report = reader.run_pass()
             self.passes += 1
