@@ -42,11 +42,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import redis  # noqa: E402
 from sqlalchemy import create_engine, func, select, text  # noqa: E402
 
+from intake.config import Settings  # noqa: E402
 from intake.db import Database  # noqa: E402
 from intake.models import Receipt  # noqa: E402
+from intake.queue import make_huey  # noqa: E402
 
 PG = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -108,6 +109,13 @@ def make_message(n: int, run: str) -> bytes:
 
 def sign(body: bytes) -> str:
     return "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+
+
+def clear_queue(redis_url: str, name: str) -> None:
+    """Delete a run's jobs from Redis through huey's own storage: huey strips "-" (and anything
+    but letters, digits and "_") from the queue name before it builds its keys, so a pattern
+    made from the name ("*intake-bench-...*") matched nothing and every run left its jobs."""
+    make_huey(Settings.from_env({"REDIS_URL": redis_url}), name).flush()
 
 
 def free_port() -> int:
@@ -191,9 +199,7 @@ class Bench:
             conn.execute(text(f'DROP SCHEMA "{self.schema}" CASCADE'))
         admin.dispose()
         if self.args.queue == "redis":
-            client = redis.Redis.from_url(REDIS)
-            for key in client.scan_iter(f"*{self.queue_name}*"):
-                client.delete(key)
+            clear_queue(REDIS, self.queue_name)
         shutil.rmtree(self.work, ignore_errors=True)
 
     # --- CPU accounting: web workers plus their PostgreSQL backends ---

@@ -29,6 +29,8 @@ JOB_MODULES = (
     "intake.pipeline",
     "intake.outbox.worker",
     "intake.slack.deliveries",
+    "intake.grouping.jobs",  # issue 16: groups.refresh
+    "intake.sla.jobs",  # sla.tick: response-target reminders, the daily digest, the weekly report
 )
 
 

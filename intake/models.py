@@ -27,6 +27,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -34,6 +35,24 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+class UtcDateTime(TypeDecorator):
+    """``DateTime(timezone=True)`` that stores every aware value converted to UTC.
+
+    SQLite keeps no offset: SQLAlchemy writes an aware datetime's wall-clock time and drops its
+    zone, so an email's ``Date: 14:03 -0600`` came back as 14:03 UTC, six hours off. PostgreSQL
+    converts by itself; converting first changes nothing there. Values read back are as before
+    (naive UTC on SQLite, aware on PostgreSQL).
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is not None and value.tzinfo is not None:
+            return value.astimezone(dt.timezone.utc)
+        return value
 
 
 # Stable constraint names keep Alembic migrations identical on SQLite and PostgreSQL.
@@ -49,7 +68,7 @@ NAMING_CONVENTION = {
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {
-        dt.datetime: DateTime(timezone=True),
+        dt.datetime: UtcDateTime(),
         dict[str, Any]: JSON,
         list[Any]: JSON,
     }
@@ -125,7 +144,17 @@ class Inquiry(Base):
         Index("ix_inquiries_assignee_status", "assignee", "status"),
         Index("ix_inquiries_status_received", "status", "received_at"),
         Index("ix_inquiries_contact_thread_subject", "contact_id", "thread_subject"),
+        Index("ix_inquiries_status_response_due", "status", "response_due"),
     )
+
+    # Response targets (issue 12), written only through intake.sla.clock.
+    # When the first staff email reply is due (business time from arrival, by category; None:
+    # the category has no target). Kept once met or stopped, for the reports.
+    first_response_due: Mapped[dt.datetime | None]
+    # The running clock: when the next staff email reply is due, or None when none is owed now
+    # (met by a reply, paused by "waiting on applicant", stopped by closing). An applicant's
+    # follow-up starts it again.
+    response_due: Mapped[dt.datetime | None]
 
 
 class Message(Base):
@@ -229,8 +258,8 @@ class Event(Base):
     """The audit trail: who (a Slack user ID or `system`), what, when.
 
     Kinds: received, follow_up, unparseable, reopened, claimed, assigned, reclassified, closed,
-    marked_spam, marked_not_spam, note; outbound: reply_sent, ack_sent, ack_suppressed, cap_hit,
-    smtp_delayed, send_failed.
+    marked_spam, marked_not_spam, note, waiting (on the applicant); outbound: reply_sent,
+    ack_sent, ack_suppressed, cap_hit, smtp_delayed, send_failed.
     """
 
     __tablename__ = "events"
@@ -333,6 +362,46 @@ class Delivery(Base):
     done_at: Mapped[dt.datetime | None]
 
     __table_args__ = (Index("ix_deliveries_state_next_attempt", "state", "next_attempt_at"),)
+
+
+class InquiryGroup(Base):
+    """Open inquiries from different people that ask the same question (``intake.grouping``).
+
+    A group keeps its id while its membership overlaps from one recomputation to the next, so a
+    Slack card and "group 12" in a conversation stay meaningful; once fewer than two people are
+    left it is dissolved, and its id is never reused.
+    """
+
+    __tablename__ = "inquiry_groups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    category: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(Text, default="")  # the question in a few words
+    topics: Mapped[list[Any] | None]  # known topics most members mention (grouping/features.py)
+    size: Mapped[int] = mapped_column(Integer, default=0)  # members now; 0 once dissolved
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    dissolved_at: Mapped[dt.datetime | None]
+    # The group card in Slack, set once posted so a retried job updates instead.
+    slack_channel: Mapped[str | None] = mapped_column(String(32))
+    slack_ts: Mapped[str | None] = mapped_column(String(32))
+    answered_by: Mapped[str | None] = mapped_column(String(64))  # who used "Answer all" last
+    answered_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (Index("ix_inquiry_groups_dissolved_category", "dissolved_at", "category"),)
+
+
+class GroupMember(Base):
+    """An inquiry's place in a group. A row with ``split_at`` set records that staff took the
+    inquiry out: it is never grouped again."""
+
+    __tablename__ = "group_members"
+
+    inquiry_id: Mapped[int] = mapped_column(ForeignKey("inquiries.id"), primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("inquiry_groups.id"), index=True)
+    joined_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    split_by: Mapped[str | None] = mapped_column(String(64))  # Slack user ID
+    split_at: Mapped[dt.datetime | None]
 
 
 class ImapLedger(Base):

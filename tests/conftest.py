@@ -48,6 +48,24 @@ def _isolated_model_cache(tmp_path_factory):
         os.environ["INTAKE_CACHE_DIR"] = previous
 
 
+@pytest.fixture(autouse=True)
+def _logging_restored():
+    """A command run in-process (CliRunner) configures logging (intake.logs): undo it after the
+    test, so one test's INTAKE_LOG_LEVEL=WARNING does not hide another's INFO records."""
+    import logging
+
+    from intake import logs
+
+    names = ("", "intake", *logs.QUIET_LOGGERS)
+    levels = {name: logging.getLogger(name).level for name in names}
+    yield
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, logs.StderrHandler)]:
+        root.removeHandler(handler)
+
+
 _pg_error: str | None = None
 _pg_checked = False
 

@@ -349,3 +349,40 @@ def test_mailgun_mime_route_alias_stores_the_message(client, huey_rt):
     with huey_rt.db.session() as session:
         assert session.get(Message, response.get_json()["message_id"]).raw == raw
     assert client.head("/inbound/mailgun/mime").status_code == 200
+
+
+def test_curl_data_binary_to_inbound_mime_is_stored(client, huey_rt):
+    """`curl --data-binary @message.eml` sends application/x-www-form-urlencoded; the body is
+    still the message, stored byte for byte (and not read as a form)."""
+    raw = h.fixture_bytes("latin1-8bit.eml")
+    response = client.post("/inbound/mime", data=raw, content_type="application/x-www-form-urlencoded",
+                           headers={"X-Intake-Signature": mime.sign(raw, h.HMAC_SECRET)})
+    assert response.status_code == 200, response.get_json()
+    with huey_rt.db.session() as session:
+        assert session.get(Message, response.get_json()["message_id"]).raw == raw
+    assert huey_rt.queue.huey.pending_count() == 1
+
+
+@pytest.mark.parametrize(
+    ("build", "endpoint"),
+    [(sendgrid_request, "/inbound/sendgrid"), (postmark_request, "/inbound/postmark")],
+)
+def test_a_providers_payload_sent_to_inbound_mime_names_the_right_endpoint(client, huey_rt, sns, build, endpoint):
+    _path, kwargs = build(h.fixture_bytes("apply.eml"), sns)
+    body = kwargs["data"].encode() if isinstance(kwargs["data"], str) else kwargs["data"]
+    response = client.post("/inbound/mime", data=body, content_type=kwargs["content_type"],
+                           headers={"X-Intake-Signature": mime.sign(body, h.HMAC_SECRET)})
+    assert response.status_code == 400
+    assert endpoint in response.get_json()["error"]
+    assert count(huey_rt.db, Message) == 0
+    assert outcomes(huey_rt.db) == ["invalid"]
+
+
+def test_unconfigured_warning_is_left_to_the_process_that_already_gave_it(settings, db, caplog, monkeypatch):
+    """`intake serve` warns once in the master and marks the environment its workers inherit."""
+    from intake.app import UNCONFIGURED_WARNED_ENV
+
+    caplog.set_level(logging.WARNING, logger="intake.app")
+    monkeypatch.setenv(UNCONFIGURED_WARNED_ENV, "1")
+    create_app(rt=Runtime(settings, db, HueyQueue(settings, name="apptest-warned")))
+    assert "no credentials configured" not in caplog.text

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -21,7 +22,7 @@ from sqlalchemy import select
 from intake import inquiries
 from intake.jobs import REGISTRY, job, periodic
 from intake.models import Message
-from intake.queue import HueyQueue, every
+from intake.queue import HueyQueue, every, make_huey
 from intake.runtime import Runtime
 
 from tests.fixtures.inbound import helpers as h
@@ -144,24 +145,46 @@ def test_sqlite_queue_is_shared_between_instances(settings, db):
 # --- Redis -------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def redis_settings(settings):
+def redis_available() -> None:
+    """Skip (fail under CI) when the test Redis does not answer."""
     try:
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
     except redis.RedisError as exc:
         if os.environ.get("CI") == "true":
             pytest.fail(f"Redis at {REDIS_URL} is not reachable: {exc}")
         pytest.skip(f"Redis at {REDIS_URL} is not reachable: {exc}")
+
+
+@pytest.fixture
+def redis_settings(settings):
+    redis_available()
     return dataclasses.replace(settings, redis_url=REDIS_URL)
 
 
 @pytest.fixture
-def redis_name():
+def redis_name(redis_settings):
     name = f"intake-test-{uuid.uuid4().hex[:10]}"
     yield name
-    client = redis.Redis.from_url(REDIS_URL)
-    for key in client.scan_iter(f"huey.*{name}*"):
-        client.delete(key)
+    # huey drops the hyphens from the name in its keys: let huey find them.
+    make_huey(redis_settings, name).flush()
+
+
+def huey_keys(name: str) -> list[bytes]:
+    """Every Redis key huey made for the queue ``name`` (its keys carry the name without "-")."""
+    cleaned = re.sub(r"[^A-Za-z0-9_]", "", name)
+    return list(redis.Redis.from_url(REDIS_URL).scan_iter(f"huey.*{cleaned}*"))
+
+
+def test_the_webhook_benchmark_leaves_no_jobs_in_redis(redis_settings, redis_name, db):
+    """bench/webhook.py deleted keys matching the hyphenated name, which huey never uses."""
+    from bench.webhook import clear_queue
+
+    web = HueyQueue(redis_settings, name=redis_name)
+    web.enqueue("testq.record", "left behind")
+    web.enqueue("testq.record", "later", delay=3600)
+    assert huey_keys(redis_name)
+    clear_queue(REDIS_URL, redis_name)
+    assert huey_keys(redis_name) == []
 
 
 def test_redis_queue_round_trip(redis_settings, redis_name, db):

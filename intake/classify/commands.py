@@ -161,11 +161,21 @@ def train_command(force: bool, margin: float | None) -> None:
 
 
 @click.command("eval")
-@click.argument("labels", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("labels", metavar="LABELS.csv", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the confusion matrix as a heat map PNG (needs matplotlib).")
 def eval_command(labels: Path, plot: Path | None) -> None:
-    """Per-category precision, recall and F1 and a confusion matrix on labelled files."""
+    """Per-category precision, recall and F1 and a confusion matrix on labelled files.
+
+    LABELS.csv has one row per message, `path,category`: the path of a raw message file,
+    relative to the CSV's folder (or absolute), and the category it belongs to. A first row
+    `path,category` (or `file,label`) is read as a header. For example:
+
+    \b
+        path,category
+        inbox/2026-11-03-riverton.eml,partnership
+        inbox/ooo-reply.eml,automated
+    """
     from intake.classify.evaluate import EvalError, format_report, misclassified, plot_confusion, read_labels
     from intake.classify.training import score
 

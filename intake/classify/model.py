@@ -22,6 +22,7 @@ import os
 import re
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
@@ -404,7 +405,13 @@ def seed_model(categories: Mapping[str, str] | Sequence[str]) -> ModelBundle:
         bundle = _load_cached(path)
         if bundle is None:
             examples = dedupe(load_seed(labels))
+            # The one slow step of a first run (a newcomer's first `intake ingest`): say so
+            # before it starts, and how long it took.
+            log.info("fitting the classifier's seed model on %d examples (first run only; "
+                     "it is cached in %s)...", len(examples), path.parent)
+            started = time.monotonic()
             bundle = fit_bundle(examples, version)
+            log.info("seed model fitted in %.1f s", time.monotonic() - started)
             _store_cached(path, bundle)
         _seed_models[key] = bundle
         return bundle

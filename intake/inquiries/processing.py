@@ -7,6 +7,7 @@ a worker killed after this commit loses none of them.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,11 +22,30 @@ from intake.inquiries.lifecycle import on_follow_up
 from intake.inquiries.threads import contact_id_for, find_thread
 from intake.mail.types import ParsedEmail, UnparseableMessage
 from intake.models import Attachment, Classification, Inquiry, Message, utcnow
+from intake.sla import clock as sla_clock
 
 if TYPE_CHECKING:  # pragma: no cover
     from intake.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+
+# store_raw(meta=ARRIVAL_FROM_DATE) (`intake ingest --received-from-date`): the message's own
+# Date: is its arrival time, for importing an old mailbox with its real dates and targets.
+ARRIVAL_FROM_DATE = {"arrival": "date"}
+
+
+def arrival_time(message: Message, parsed: ParsedEmail | None) -> dt.datetime:
+    """When a message reached us: when it was stored, or its ``Date:`` when it was imported with
+    ARRIVAL_FROM_DATE (never later than it was stored: a Date: in the future is a wrong clock)."""
+    stored = message.created_at or utcnow()
+    if stored.tzinfo is None:
+        stored = stored.replace(tzinfo=dt.timezone.utc)
+    if (message.meta or {}).get("arrival") == ARRIVAL_FROM_DATE["arrival"] and parsed is not None and parsed.date:
+        date = parsed.date if parsed.date.tzinfo else parsed.date.replace(tzinfo=dt.timezone.utc)
+        # In UTC: SQLite keeps the wall-clock digits of a datetime and drops its offset.
+        return min(date, stored).astimezone(dt.timezone.utc)
+    return stored
 
 
 @dataclass(frozen=True)
@@ -127,7 +147,11 @@ def _thread_or_open(
     contact_id = contact_id_for(session, sender.address, sender.name) if sender and sender.address else None
     inquiry = find_thread(session, parsed, own_address=rt.settings.from_address, now=now)
     if inquiry is not None:
+        status_before = inquiry.status
         on_follow_up(session, inquiry, message.id, automated=parsed.automation.automated, now=now)
+        if not parsed.automation.automated:  # a person wrote: a response is owed (intake.sla.clock)
+            sla_clock.applicant_wrote(inquiry, sla_clock.policy(rt), arrival_time(message, parsed),
+                                      reopened=inquiry.status != status_before)
         return ProcessResult("follow-up", inquiry.id, message.id)
     verdict = _classify(rt, parsed, message.meta)
     inquiry = Inquiry(
@@ -140,7 +164,7 @@ def _thread_or_open(
         needs_review=verdict.needs_review,
         automated=verdict.automated or parsed.automation.automated,
         language=language,
-        received_at=message.created_at or now,
+        received_at=arrival_time(message, parsed),
         last_message_at=now,
     )
     if verdict.category == "spam":
@@ -148,6 +172,7 @@ def _thread_or_open(
     elif inquiry.automated or verdict.category == "automated":
         inquiry.status = "closed"
         inquiry.closed_at = now
+    sla_clock.start(inquiry, sla_clock.policy(rt), inquiry.received_at)  # response targets
     session.add(inquiry)
     session.flush()  # the inquiry's id, for the rows below
     session.add(

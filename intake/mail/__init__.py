@@ -1,7 +1,7 @@
 """The mail layer: raw RFC 822 bytes -> ParsedEmail, free of Flask, Slack and the database."""
 
 from .bodies import html_to_text
-from .headers import looks_like_message, normalize_address, peek_message_id
+from .headers import looks_like_message, normalize_address, not_mail_reason, peek_message_id
 from .parser import parse
 from .replies import latest_reply
 from .subjects import find_ticket_token, thread_subject
@@ -26,6 +26,7 @@ __all__ = [
     "latest_reply",
     "looks_like_message",
     "normalize_address",
+    "not_mail_reason",
     "parse",
     "peek_message_id",
     "thread_subject",

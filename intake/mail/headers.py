@@ -417,3 +417,42 @@ def _looks_like_message(raw: bytes) -> str | None:
     if len(fields) >= 2:
         return None
     return "no header fields"
+
+
+# What makes a file mail for `intake ingest`: its header block has at least one of these groups.
+# RFC 5322 requires From and Date, but a message saved by a client or cut out of a bounce may
+# have lost some; a Procfile, a TOML or YAML file, or notes with `key: value` lines have none.
+# MIME-Version comes only from mail software: the shared corpus's MIME test fragments (cpython
+# msg_38/msg_39, flanker's bounce_delayed-broken.eml) carry it and nothing else of these.
+MAIL_EVIDENCE = (("from",), ("message-id",), ("date", "subject"), ("mime-version",))
+
+
+def header_field_names(raw: bytes) -> list[str]:
+    """The field names of the header block (lower case, in order), delimited like parse() does."""
+    names: list[str] = []
+    for line in _header_lines(raw):
+        if line[:1] in (b" ", b"\t") or line.startswith(b"From "):
+            continue  # a folded continuation, or an mbox envelope line
+        names.append(line.split(b":", 1)[0].strip().decode("ascii", "replace").lower())
+    return names
+
+
+def not_mail_reason(raw: bytes) -> str | None:
+    """None when the bytes are an email message to ingest, else why not (one line).
+
+    Stricter than ``looks_like_message`` (which only tells text from binary and prose), because
+    a file an operator hands to `intake ingest` by mistake must not become an inquiry.
+    """
+    reason = looks_like_message(raw)
+    if reason == "no header fields":
+        return "not an email message: no header fields"
+    if reason is not None:
+        return reason
+    names = header_field_names(raw)
+    if any(all(field in names for field in group) for group in MAIL_EVIDENCE):
+        return None
+    shown = ", ".join(dict.fromkeys(names[:6]))
+    return (
+        "not an email message: no From, Message-ID, MIME-Version, or Date and Subject header"
+        + (f" (its fields: {shown})" if shown else "")
+    )

@@ -18,6 +18,15 @@ log = logging.getLogger(__name__)
 # Used only when neither INTAKE_FROM_ADDRESS nor SMTP_URL is set: mail is then only logged, and a
 # laptop without either still runs end to end. With SMTP_URL set the address is required.
 LOG_ONLY_FROM_ADDRESS = "intake@intake.invalid"  # RFC 2606: can never be delivered
+# The delivery note (``messages.meta["delivery"]``) of a message that was only logged because
+# SMTP_URL is unset: it is marked sent so the system runs on, and `intake show` says "logged,
+# not sent" rather than showing it as sent.
+LOGGED_ONLY_NOTE = "logged only: SMTP_URL is unset"
+
+
+def was_logged_only(meta: Mapping[str, Any] | None) -> bool:
+    """True for an outbound message that was written to the log instead of sent."""
+    return (meta or {}).get("delivery") == LOGGED_ONLY_NOTE
 
 # Categories that never get an acknowledgment whatever the operator writes: answering spam
 # confirms the address, answering automated mail is how loops start.

@@ -26,6 +26,7 @@ from intake.outbound.compose import (
     validate_address,
 )
 from intake.outbound.options import OutboundOptions, load_options
+from intake.sla import clock as sla_clock
 
 if TYPE_CHECKING:  # pragma: no cover
     from intake.runtime import Runtime
@@ -98,7 +99,7 @@ def _with_signature(body: str, signature: str) -> str:
 
 def queue_reply(
     session: Session, inquiry_id: int, body: str, author: str, *, kind: str = "reply",
-    settings=None,
+    settings=None, dedupe_key: str | None = None,
 ) -> Message:
     """Create the outbound ``Message`` for a staff reply; :func:`send_reply` records the event that
     owes its sending in the same transaction.
@@ -106,6 +107,8 @@ def queue_reply(
     The reply goes to the Reply-To of the applicant's last message, else its From, else the
     inquiry's contact, with ``Re: <subject> [#ID]`` and that message's threading headers.
     ``settings`` defaults to the environment's; the Slack layer passes ``rt.settings``.
+    ``dedupe_key`` makes a repeated request (the same "Answer all" submitted twice) queue nothing
+    new: the messages table's unique key refuses the second row.
     """
     from intake.config import Settings
 
@@ -147,10 +150,14 @@ def queue_reply(
             ),
         )
     )
-    return store_outbound(
+    row = store_outbound(
         session, composed, inquiry_id=inquiry_id, kind=kind, body=body, author=author,
-        options=options,
+        options=options, dedupe_key=dedupe_key,
     )
+    # The staff member answered now (when they sent it, not when SMTP got to it): the response
+    # target is met in the same transaction as the stored reply.
+    sla_clock.responded(inquiry, row.created_at or utcnow())
+    return row
 
 
 def send_reply(rt: "Runtime", inquiry_id: int, body: str, author: str, *, version: int | None = None) -> int:

@@ -35,7 +35,7 @@ from intake.events import record_event
 from intake.inquiries.lifecycle import on_reply_sent
 from intake.models import Inquiry, Message, utcnow
 from intake.outbound.loops import cap_exceeded
-from intake.outbound.options import OutboundOptions, load_options
+from intake.outbound.options import LOGGED_ONLY_NOTE, OutboundOptions, load_options
 from intake.outbound.smtp import DeliveryError, deliver, smtp_settings
 from intake.outbox import GiveUp, Retry, Ticket, deliverer, still_ours
 
@@ -162,7 +162,7 @@ def send_message(rt: "Runtime", message_id: int, *, ticket: Ticket | None = None
             "SMTP_URL is unset: not sending message %s to %s (%s), Message-ID <%s>",
             info["id"], info["to"], info["subject"], info["message_id"],
         )
-        note = "logged only: SMTP_URL is unset"
+        note = LOGGED_ONLY_NOTE  # firstrun: one constant, read by `intake show` (was_logged_only)
     else:
         cfg = rt.service("outbound.smtp", lambda rt: smtp_settings(rt.settings.smtp_url or ""))
         try:

@@ -80,7 +80,9 @@ class DeliverySpec:
 SPECS: dict[str, DeliverySpec] = {}
 
 # Modules that register deliverers (imported by load_deliverers).
-DELIVERER_MODULES = ("intake.slack.deliveries", "intake.outbound.deliveries")
+DELIVERER_MODULES = ("intake.slack.deliveries", "intake.outbound.deliveries",
+                     "intake.slack.group_deliveries",  # slack.group_card
+                     "intake.slack.sla")  # reminders, escalations, the daily digest, the weekly report
 
 
 def deliverer(kind: str, *, channel: str, coalesce: bool = False,

@@ -16,6 +16,7 @@ bottom is reading the pipeline.
 | ``cap_hit``, ``smtp_delayed`` | a line |
 | ``send_failed`` | the card; a line |
 | ``delivery_failed`` (a Slack post given up) | nothing more in Slack, which is what failed |
+| ``split_from_group`` (issue 16) | the card; a line (the group's own card is owed by intake.grouping) |
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ OWED: dict[str, tuple[str, ...]] = {
     "cap_hit": (LINE,),
     "smtp_delayed": (LINE,),
     "send_failed": (CARD, LINE),
+    "split_from_group": (CARD, LINE),  # issue 16: staff took it out of a group
 }
 
 

@@ -173,6 +173,7 @@ def register(app: App, deps: SlackDeps) -> None:
         (B.A_REOPEN, "reopen"),
         (B.A_SPAM, "mark_spam"),
         (B.A_NOT_SPAM, "mark_not_spam"),
+        (B.A_WAITING, "wait_on_applicant"),
     ):
         app.action(action_id)(simple_action(deps, name))
     app.action(B.A_REPLY)(modal_action(deps, "reply"))

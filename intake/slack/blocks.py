@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from intake.slack.escaping import cut_escaped, escape, escape_trim, trim, user_mention
+from intake.slack.escaping import cut_escaped, escape, escape_trim, trim, user_mention, usergroup_mention
 
 # Block Kit limits (https://api.slack.com/reference/block-kit): kept here, tested against.
 MAX_MESSAGE_BLOCKS = 50
@@ -57,6 +57,8 @@ A_DIGEST_REVIEW = "digest_review"
 A_DIGEST_RESTORE = "digest_restore"
 A_REPLY_TEMPLATE = "reply_template"
 A_HOME_REFRESH = "home_refresh"
+A_HOME_SEARCH = "home_search"
+A_WAITING = "inq_waiting"
 
 V_REPLY = "reply_modal"
 V_NOTE = "note_modal"
@@ -122,6 +124,9 @@ class CardData:
     version: int = 0
     # Emails the outbox gave up on (what staff must resend or handle another way).
     failed_deliveries: Sequence[str] = ()
+    group_id: int | None = None  # one of a group asking the same question (intake/grouping)
+    response_due: dt.datetime | None = None  # the running response clock (intake.sla.clock)
+    overdue: bool = False
 
     @property
     def button_value(self) -> str:
@@ -146,6 +151,8 @@ class InquiryRow:
     assignee: str | None = None
     received_at: dt.datetime | None = None
     permalink: str | None = None
+    due_at: dt.datetime | None = None  # a staff response is owed by then
+    overdue: bool = False
 
 
 @dataclass(frozen=True)
@@ -156,6 +163,10 @@ class HomeData:
     by_category: Sequence[tuple[str, int]] = ()
     by_age: Sequence[tuple[str, int]] = ()
     allowed: bool = True
+    query: str | None = None  # the search box (the search language, intake/search.py)
+    results: Sequence[InquiryRow] = ()
+    query_error: str | None = None
+    due: Sequence[InquiryRow] = ()  # mine with a response owed, soonest first (shown first)
 
 
 @dataclass(frozen=True)
@@ -341,6 +352,7 @@ def card_actions(card: CardData) -> dict[str, Any]:
         button("Claim", A_CLAIM, value, style="primary") if not card.assignee else None,
         button("Reply", A_REPLY, value),
         button("Note", A_NOTE, value),
+        _waiting_or_resume(card.status, value),
         _close_or_reopen(card.status, value),
         button("Not spam", A_NOT_SPAM, value) if card.status == "spam"
         else button("Spam", A_SPAM, value, style="danger",
@@ -348,6 +360,15 @@ def card_actions(card: CardData) -> dict[str, Any]:
         button("Full text", A_FULL_TEXT, value),
     ]
     return {"type": "actions", "block_id": f"card_actions:{card.inquiry_id}", "elements": [e for e in elements if e]}
+
+
+def _waiting_or_resume(status: str, value: str) -> dict[str, Any] | None:
+    """Waiting on the applicant pauses the response clock; Resume takes the card back to open."""
+    if status in ("new", "open"):
+        return button("Waiting on applicant", A_WAITING, value)
+    if status == "waiting":
+        return button("Resume", A_REOPEN, value)
+    return None
 
 
 def _close_or_reopen(status: str, value: str) -> dict[str, Any] | None:
@@ -394,6 +415,8 @@ def triage_card(card: CardData, categories: Sequence[str]) -> Message:
     ]
     if card.language:
         fields.append(mrkdwn(f"*Language*\n{escape_trim(card.language, 16)}"))
+    if card.response_due and status in ("new", "open"):
+        fields.append(mrkdwn(due_text(card.response_due, card.overdue)))
     blocks: list[dict[str, Any]] = [
         header(card.subject or "(no subject)"),
         {"type": "section", "fields": fields},
@@ -441,6 +464,7 @@ def triage_card(card: CardData, categories: Sequence[str]) -> Message:
         f"Inquiry #{card.inquiry_id} · {card.message_count} message"
         f"{'s' if card.message_count != 1 else ''}"
         + (" · acknowledged by email" if card.acknowledged else "")
+        + (f" · in group {card.group_id}" if card.group_id else "")
     ))
     subject = escape_trim(card.subject or "(no subject)", 150)
     return Message(text=f"Inquiry #{card.inquiry_id}: {subject}", blocks=fit_message(blocks))
@@ -478,6 +502,7 @@ EVENT_VERBS = {
     "marked_spam": "marked it as spam",
     "marked_not_spam": "restored it (not spam) as {category}",
     "note": "added a note",
+    "waiting": ":hourglass_flowing_sand: marked it waiting on the applicant (the response clock pauses)",
     "received": "received it",
     "follow_up": "received a follow-up",
     "reply_sent": ":outbox_tray: sent the email reply to {to}",
@@ -486,6 +511,7 @@ EVENT_VERBS = {
     "cap_hit": ":warning: held back an email to {to}: more than {cap}",
     "send_failed": ":warning: could not send the email to {to}: {error}",
     "smtp_delayed": ":warning: the email to {to} is delayed (attempt {attempts}); still retrying",
+    "split_from_group": "took it out of group {group} (it asks something else)",
 }
 # The verbs of the domain's older spelling, so a renamed event kind still reads well.
 EVENT_VERBS.update({
@@ -743,6 +769,8 @@ def row_text(row: InquiryRow) -> str:
         meta.append(user_mention(row.assignee))
     if row.received_at:
         meta.append(slack_date(row.received_at))
+    if row.due_at:
+        meta.append(due_text(row.due_at, row.overdue, inline=True))
     line = " · ".join(bits) + "\n" + " · ".join(meta)
     if row.permalink and row.permalink.startswith("https://"):
         line += f" · <{escape(row.permalink)}|card>"
@@ -806,9 +834,15 @@ def home_view(data: HomeData) -> dict[str, Any]:
     blocks: list[dict[str, Any]] = [
         header("Inquiries"),
         {"type": "actions", "elements": [button("Refresh", A_HOME_REFRESH, "refresh")]},
-        header(f"Mine ({len(data.mine)})"),
+        *home_search_blocks(data),
     ]
-    budget = (MAX_VIEW_BLOCKS - 12) // 2
+    # Due and overdue first (response targets, intake.sla), then mine, then the queue.
+    budget = (MAX_VIEW_BLOCKS - len(blocks) - 10) // (3 if data.due else 2)
+    if data.due:
+        overdue = sum(1 for r in data.due if r.overdue)
+        blocks.append(header(f"Due and overdue ({len(data.due)}, {overdue} overdue)"))
+        blocks += [section(row_text(r)) for r in list(data.due)[:budget]]
+    blocks.append(header(f"Mine ({len(data.mine)})"))
     blocks += [section(row_text(r)) for r in list(data.mine)[:budget]] or [section("_Nothing assigned to you._")]
     blocks.append(header(f"Unassigned ({len(data.unassigned)}), oldest first"))
     blocks += [section(row_text(r)) for r in list(data.unassigned)[:budget]] or [section("_The queue is empty._")]
@@ -817,4 +851,134 @@ def home_view(data: HomeData) -> dict[str, Any]:
         mrkdwn("*Open by category*\n" + ("\n".join(f"• {escape_trim(k, 64)}: {v}" for k, v in data.by_category) or "_none_")),
         mrkdwn("*Open by age*\n" + ("\n".join(f"• {escape_trim(k, 64)}: {v}" for k, v in data.by_age) or "_none_")),
     ]})
-    return {"type": "home", "blocks": blocks[:MAX_VIEW_BLOCKS]}
+    view: dict[str, Any] = {"type": "home", "blocks": blocks[:MAX_VIEW_BLOCKS]}
+    if data.query:
+        view["private_metadata"] = json.dumps({"query": data.query[:2000]})
+    return view
+
+
+HOME_SEARCH_ROWS = 15
+
+
+def home_search_blocks(data: HomeData) -> list[dict[str, Any]]:
+    """A search box (press Enter to search) and, after a search, its results or its error."""
+    element: dict[str, Any] = {
+        "type": "plain_text_input", "action_id": A_HOME_SEARCH, "max_length": 500,
+        "placeholder": plain("category:press since:7d visa", 150),
+        "dispatch_action_config": {"trigger_actions_on": ["on_enter_pressed"]},
+    }
+    if data.query:
+        element["initial_value"] = trim(data.query, 500)
+    blocks: list[dict[str, Any]] = [{
+        "type": "input", "block_id": "home_search", "dispatch_action": True, "optional": True,
+        "label": plain("Search", 2000), "element": element,
+    }]
+    if data.query_error:
+        blocks.append(context(f":warning: {escape_trim(data.query_error, 500)}"))
+    elif data.query:
+        blocks += [section(row_text(r)) for r in list(data.results)[:HOME_SEARCH_ROWS]] \
+            or [section("_No inquiry matches._")]
+    return blocks
+
+
+# --------------------------------------------------------------------------------------------
+# Response targets (intake.sla): due fields, reminders, escalations, the daily digest and the
+# weekly report. Mentions are only ever built from IDs we hold (assignee, configured groups).
+
+
+def due_text(due: dt.datetime, overdue: bool, *, inline: bool = False) -> str:
+    """``*Overdue*`` (the target passed) or when the response is due, for a card field or a row."""
+    if overdue:
+        return f":rotating_light: *Overdue* since {slack_date(due)}" if inline else \
+            f"*Response due*\n:rotating_light: *Overdue* (was due {slack_date(due)})"
+    return f"due {slack_date(due)}" if inline else f"*Response due*\n{slack_date(due)}"
+
+
+def _who_to_tell(assignee: str | None, group: str | None) -> str:
+    return user_mention(assignee) or usergroup_mention(group) or "Nobody has claimed it yet"
+
+
+def sla_reminder_line(*, inquiry_id: int, due_at: dt.datetime, assignee: str | None,
+                      oncall_group: str | None, show_id: bool = False) -> Message:
+    """Before the target: the assignee (or the on-call group when nobody has it) is reminded."""
+    prefix = f"#{inquiry_id} · " if show_id else ""
+    who = _who_to_tell(assignee, oncall_group)
+    line = f"{prefix}:alarm_clock: {who}: a reply to this inquiry is due {slack_date(due_at)}."
+    return Message(text=line, blocks=[section(line)])
+
+
+def sla_escalation_line(*, inquiry_id: int, due_at: dt.datetime, assignee: str | None,
+                        escalation_group: str | None, oncall_group: str | None,
+                        show_id: bool = False) -> Message:
+    """At the target: the card turns Overdue and the escalation group is told."""
+    prefix = f"#{inquiry_id} · " if show_id else ""
+    notify = " ".join(m for m in (usergroup_mention(escalation_group),
+                                  _who_to_tell(assignee, oncall_group if not escalation_group else None)) if m)
+    line = (f"{prefix}:rotating_light: *Overdue*: the reply to #{inquiry_id} was due "
+            f"{slack_date(due_at)} and nobody has answered by email. {notify}")
+    return Message(text=line, blocks=[section(line)])
+
+
+def sla_digest(*, overdue: Sequence[InquiryRow], unassigned: Sequence[InquiryRow],
+               waiting: Sequence[InquiryRow], waiting_days: int, max_rows: int = 10) -> Message | None:
+    """The daily digest: what needs a person today, oldest first; None on a day with nothing."""
+    sections = [
+        (":rotating_light: Overdue", overdue),
+        (":inbox_tray: Unassigned", unassigned),
+        (f":hourglass_flowing_sand: Waiting on the applicant for over {waiting_days} days", waiting),
+    ]
+    if not any(rows for _, rows in sections):
+        return None
+    blocks: list[dict[str, Any]] = [header("Daily digest")]
+    summary = []
+    for title, rows in sections:
+        if not rows:
+            continue
+        summary.append(f"{len(rows)} {title.split(' ', 1)[1].lower()}")
+        blocks.append(section(f"*{title} ({len(rows)})*"))
+        blocks += [section(row_text(r)) for r in list(rows)[:max_rows]]
+        if len(rows) > max_rows:
+            blocks.append(context(f"…and {len(rows) - max_rows} more (`intake due` lists them all)."))
+    text = "Daily digest: " + escape_trim(", ".join(summary), 500)
+    return Message(text=text, blocks=fit_message(blocks))
+
+
+@dataclass(frozen=True)
+class WeeklyReportData:
+    since: dt.date
+    until: dt.date
+    received: int
+    by_category: Sequence[tuple[str, int]]
+    median_hours: float | None
+    p90_hours: float | None
+    targets_met_pct: float | None
+    open_now: int
+    overdue_now: int
+    oldest_open: Sequence[InquiryRow] = ()
+
+
+def _hours(value: float | None) -> str:
+    return "—" if value is None else f"{value:g} h"
+
+
+def sla_weekly_report(data: WeeklyReportData) -> Message:
+    """Monday's report on the week before; the chart follows in its thread."""
+    title = f"Weekly report: {data.since:%a %d %b} – {data.until:%a %d %b %Y}"
+    categories = "\n".join(f"• `{escape_trim(name, 64)}`: {n}" for name, n in data.by_category) or "_none_"
+    met = "—" if data.targets_met_pct is None else f"{data.targets_met_pct:g}%"
+    blocks: list[dict[str, Any]] = [
+        header(title),
+        {"type": "section", "fields": [
+            mrkdwn(f"*Received*\n{data.received}"),
+            mrkdwn(f"*First-response targets met*\n{met}"),
+            mrkdwn(f"*First response (business hours)*\nmedian {_hours(data.median_hours)} · "
+                   f"90th percentile {_hours(data.p90_hours)}"),
+            mrkdwn(f"*Open now*\n{data.open_now} ({data.overdue_now} overdue)"),
+        ]},
+        section(f"*By category*\n{categories}"),
+    ]
+    if data.oldest_open:
+        blocks.append(section("*Oldest open*"))
+        blocks += [section(row_text(r)) for r in list(data.oldest_open)[:5]]
+    blocks.append(context("Chart in the thread · `intake report --since DATE --until DATE` for any period"))
+    return Message(text=title, blocks=fit_message(blocks))

@@ -19,7 +19,9 @@ from intake.slack.common import SlackDeps, int_or_none
 
 COMMAND = "/inquiries"
 HELP = (
-    "*/inquiries* — `open` · `mine` · `unassigned` · `search <words>` · `show <id>` · `stats` · `new`"
+    "*/inquiries* — `open` · `mine` · `unassigned` · `search <query>` · `show <id>` · `stats` · `new`\n"
+    "A query: `category:press status:open,waiting from:@city.gov assignee:@me since:7d "
+    "before:2026-12-01 lang:es has:attachment \"exact phrase\" words`"
 )
 
 
@@ -38,11 +40,9 @@ def answer(deps: SlackDeps, user_id: str, text: str) -> B.Message:
             return B.inquiry_list("Unassigned, oldest first", Q.unassigned_rows(session),
                                   empty="The queue is empty.")
         if verb == "search":
-            words = rest.split()
-            if not words:
-                return B.Message(text="Usage: `/inquiries search <words>`")
-            return B.inquiry_list(f"Search: {rest}", Q.search_rows(session, words),
-                                  empty="No inquiry matches.")
+            if not rest:
+                return B.Message(text="Usage: `/inquiries search <query>`, e.g. `category:press since:7d visa`")
+            return Q.query_answer(session, deps.rt.settings, rest, user=user_id)
         if verb == "show":
             inquiry_id = int_or_none(rest)
             found = Q.detail(session, inquiry_id) if inquiry_id else None

@@ -222,8 +222,11 @@ def deliver_card(rt: "Runtime", ticket: Ticket) -> str:
         return "skipped"
     if not rt.settings.slack_enabled:
         message = B.triage_card(plan.card, rt.settings.category_names)
-        log.info("Slack is off; would %s card in %s: %s", "update" if plan.ts else "post",
-                 plan.channel or "(no channel)", message.text)
+        # Said once per inquiry at INFO (what a newcomer needs to see); later changes to the
+        # same card (an acknowledgment, a claim) only at DEBUG.
+        first = ticket.requested == 1
+        log.log(logging.INFO if first else logging.DEBUG, "Slack is off; would %s card in %s: %s",
+                "post" if first else "update", plan.channel or "(no channel)", message.text)
         return "logged"
     if not plan.channel:
         log.warning("no Slack channel for inquiry #%s: set SLACK_TRIAGE_CHANNEL", inquiry_id)

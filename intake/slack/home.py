@@ -12,10 +12,12 @@ from intake.slack import queries as Q
 from intake.slack.common import SlackDeps
 
 
-def publish_home(deps: SlackDeps, client: WebClient, user_id: str) -> None:
+def publish_home(deps: SlackDeps, client: WebClient, user_id: str, query: str | None = None) -> None:
     if deps.allowed(user_id):
         with deps.rt.db.session() as session:
             data = Q.home_data(session, user_id)
+            if query and query.strip():
+                data = Q.with_search(session, deps.rt.settings, data, query.strip())
     else:
         data = B.HomeData(user_id=user_id, allowed=False)
     client.views_publish(user_id=user_id, view=B.home_view(data))
@@ -30,4 +32,19 @@ def register(app: App, deps: SlackDeps) -> None:
     @app.action(B.A_HOME_REFRESH)
     def on_refresh(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
-        publish_home(deps, client, body["user"]["id"])
+        publish_home(deps, client, body["user"]["id"], _kept_query(body))
+
+    @app.action(B.A_HOME_SEARCH)
+    def on_search(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
+        ack()
+        publish_home(deps, client, body["user"]["id"], action.get("value") or "")
+
+
+def _kept_query(body: dict[str, Any]) -> str | None:
+    """The search shown before a refresh, kept in the Home view's private_metadata."""
+    import json
+
+    try:
+        return json.loads((body.get("view") or {}).get("private_metadata") or "{}").get("query")
+    except (ValueError, AttributeError):
+        return None

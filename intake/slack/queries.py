@@ -14,7 +14,8 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from intake import inquiries
-from intake.models import Event, Inquiry, Message, utcnow
+from intake.models import Event, GroupMember, Inquiry, InquiryGroup, Message, utcnow
+from intake.sla.clock import RUNNING
 from intake.slack.blocks import CardData, FoldedItem, HomeData, InquiryRow, Stats
 
 OPEN_STATUSES = ("new", "open", "waiting")
@@ -129,6 +130,20 @@ def card_data(session: Session, inquiry_id: int, *, with_folded: bool = True) ->
         ) is not None,
         version=inquiry.version or 0,
         failed_deliveries=failed_deliveries(session, inquiry_id),
+        group_id=shown_group(session, inquiry_id),
+        response_due=aware(inquiry.response_due),
+        overdue=_overdue(inquiry),
+    )
+
+
+def shown_group(session: Session, inquiry_id: int) -> int | None:
+    """The group a triage card names: one that has its own group card to go and look at."""
+    return session.scalar(
+        select(InquiryGroup.id)
+        .join(GroupMember, GroupMember.group_id == InquiryGroup.id)
+        .where(GroupMember.inquiry_id == inquiry_id, GroupMember.split_at.is_(None),
+               InquiryGroup.dissolved_at.is_(None), InquiryGroup.slack_ts.is_not(None))
+        .limit(1)
     )
 
 
@@ -143,6 +158,12 @@ def failed_deliveries(session: Session, inquiry_id: int) -> list[str]:
     what = {"acknowledgment": "the acknowledgment", "reply": "a reply"}
     return [f"{what.get(kind, 'an email')} to {to or '(no address)'}: {(error or 'no reason given')[:300]}"
             for kind, to, error in rows]
+
+
+def _overdue(inquiry: Inquiry, now: dt.datetime | None = None) -> bool:
+    """Whether the inquiry's running response clock has passed its target (intake.sla.clock)."""
+    due = aware(inquiry.response_due)
+    return inquiry.status in RUNNING and due is not None and due <= (now or utcnow())
 
 
 def card_group(session: Session, inquiry: Inquiry) -> list[Inquiry]:
@@ -191,6 +212,8 @@ def _row(inquiry: Inquiry) -> InquiryRow:
         category=inquiry.category,
         assignee=inquiry.assignee,
         received_at=aware(inquiry.received_at),
+        due_at=aware(inquiry.response_due) if inquiry.status in OPEN_STATUSES else None,
+        overdue=_overdue(inquiry),
     )
 
 
@@ -218,8 +241,40 @@ def unassigned_rows(session: Session, limit: int = LIST_LIMIT) -> list[InquiryRo
     )
 
 
-def search_rows(session: Session, words: Sequence[str], limit: int = LIST_LIMIT) -> list[InquiryRow]:
-    return [_row(i) for i in inquiries.search_inquiries(session, words, limit=limit)]
+def query_rows(session: Session, settings: Any, text: str, *, user: str | None, natural: bool = False,
+               limit: int = LIST_LIMIT) -> list[InquiryRow]:
+    """Rows for a query in the search language (intake/search.py); raises its QueryError."""
+    from intake import search
+
+    query = search.parse(text, categories=settings.category_names, user=user, natural=natural)
+    return [_row(i) for i in search.search(session, query, limit=limit)]
+
+
+def with_search(session: Session, settings: Any, data: HomeData, text: str) -> HomeData:
+    """The App Home's data with a search's results (or its error) added."""
+    from dataclasses import replace
+
+    from intake import search
+
+    try:
+        rows = query_rows(session, settings, text, user=data.user_id, limit=15)
+    except search.QueryError as exc:
+        return replace(data, query=text, query_error=str(exc))
+    return replace(data, query=text, results=rows)
+
+
+def query_answer(session: Session, settings: Any, text: str, *, user: str | None,
+                 natural: bool = False) -> "Message":
+    """The list message for a query, or the parser's error naming the wrong token."""
+    from intake import search
+    from intake.slack.blocks import Message as SlackMessage, inquiry_list
+    from intake.slack.escaping import escape
+
+    try:
+        rows = query_rows(session, settings, text, user=user, natural=natural)
+    except search.QueryError as exc:
+        return SlackMessage(text=f":warning: {escape(str(exc))}")
+    return inquiry_list(f"Search: {text}", rows, empty="No inquiry matches.")
 
 
 def _age_bucket(received: dt.datetime | None, now: dt.datetime) -> str:
@@ -258,10 +313,23 @@ def stats(session: Session) -> Stats:
     )
 
 
+def due_rows(session: Session, user_id: str, limit: int = LIST_LIMIT) -> list[InquiryRow]:
+    """The user's inquiries that owe a response, soonest target (so overdue ones) first."""
+    stmt = (
+        select(Inquiry)
+        .where(Inquiry.status.in_(RUNNING), Inquiry.assignee == user_id, Inquiry.response_due.is_not(None))
+        .order_by(Inquiry.response_due, Inquiry.id).limit(limit)
+    )
+    return [_row(i) for i in session.scalars(stmt)]
+
+
 def home_data(session: Session, user_id: str) -> HomeData:
+    due = due_rows(session, user_id, limit=40)
+    shown = {r.inquiry_id for r in due}
     return HomeData(
         user_id=user_id,
-        mine=mine_rows(session, user_id, limit=40),
+        due=due,
+        mine=[r for r in mine_rows(session, user_id, limit=40 + len(due)) if r.inquiry_id not in shown][:40],
         unassigned=unassigned_rows(session, limit=40),
         by_category=counts_by_category(session),
         by_age=counts_by_age(session),

@@ -1,7 +1,7 @@
 """imap ledger: (mailbox, UIDVALIDITY, UID) of every message the IMAP reader stored
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0007
 """
 from typing import Sequence, Union
 
@@ -10,9 +10,9 @@ import sqlalchemy as sa
 
 
 revision: str = '0004'
-# Written against 0001; chained after main's 0002 (outbox) when main was merged in. The lead
+# Written against 0001; chained after main's head (0007, groups) when main was merged in. The lead
 # re-chains it after whatever other branches add.
-down_revision: Union[str, None] = '0002'
+down_revision: Union[str, None] = '0007'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
