@@ -439,11 +439,12 @@ def test_idle_delivers_a_new_message_within_seconds(rt, dovecot, user):
                  "the first pass and an empty one (the reader is then in IDLE)")
         time.sleep(0.2)
         dovecot.append(user, synthetic(1, tag="idle"))
-        elapsed = wait_for(lambda: stored_count(rt.db) == 2, 10, "IDLE to deliver")
+        elapsed = wait_for(lambda: stored_count(rt.db) == 2, 15, "IDLE to deliver")
     finally:
         stop.set()
         thread.join(10)
-    assert elapsed < 5 and runner.connections == 1 and runner.passes >= 2
+    # Polling is 10 minutes away and the IDLE window as long: only IDLE brings it this fast.
+    assert elapsed < 8 and runner.connections == 1 and runner.passes >= 2
 
 
 def test_without_idle_or_move_it_polls_and_moves_with_uidplus(rt, dovecot, user):
@@ -455,7 +456,7 @@ def test_without_idle_or_move_it_polls_and_moves_with_uidplus(rt, dovecot, user)
     try:
         wait_for(lambda: len(dovecot.uids(user, "Done")) == 2, 60, "the first two moved")
         dovecot.append(user, synthetic(1, tag="polled"))
-        wait_for(lambda: len(dovecot.uids(user, "Done")) == 3, 10, "a poll to bring the third")
+        wait_for(lambda: len(dovecot.uids(user, "Done")) == 3, 20, "a poll to bring the third")
     finally:
         stop.set()
         thread.join(10)
@@ -474,7 +475,7 @@ def test_the_server_dropping_the_connection_mid_fetch(rt, dovecot, user):
                            handoff=no_processing)
     thread = run_in_thread(runner)
     try:
-        wait_for(lambda: len(dovecot.uids(user, "Done")) == 12, 20, "every message moved")
+        wait_for(lambda: len(dovecot.uids(user, "Done")) == 12, 60, "every message moved")
     finally:
         stop.set()
         thread.join(10)
@@ -511,7 +512,7 @@ def test_sigkill_mid_batch_then_restart_loses_nothing_and_stores_nothing_twice(d
     assert 1 <= at_kill < total, "the reader finished before it was killed"
     flagged_at_kill = len(dovecot.uids(user, criteria=["KEYWORD", "$Intake"]))
     assert flagged_at_kill <= at_kill  # never flagged before it was stored
-    rerun = subprocess.run(command, env=env, capture_output=True, timeout=120)
+    rerun = subprocess.run(command, env=env, capture_output=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr.decode()[-2000:]
     rows = stored_rows(db)
     assert len(rows) == total and sorted(r.raw for r in rows) == sorted(raws)
@@ -556,9 +557,9 @@ def test_serve_runs_the_reader_beside_the_embedded_consumer(db_url, db, tmp_path
         def readers():
             return [pid for pid in children(server.proc.pid) if "intake.imap.command" in cmdline(pid)]
 
-        wait_for(lambda: len(readers()) == 1, 30, "the IMAP reader process")
+        wait_for(lambda: len(readers()) == 1, 90, "the IMAP reader process")
         dovecot.append(user, synthetic(2, tag="serve"))
-        wait_for(lambda: processed_count(db) == 2, 60, "both messages stored and processed")
+        wait_for(lambda: processed_count(db) == 2, 180, "both messages stored and processed")
         assert len(dovecot.uids(user, "Done")) == 2
     assert len(stored_rows(db)) == 2
 
@@ -577,7 +578,7 @@ def test_long_running_xoauth2_logs_in_again_before_the_token_lapses(rt, dovecot,
         try:
             wait_for(lambda: runner.connections >= 2, 15, "a second login with a fresh token")
             dovecot.append(username, synthetic(1, tag="fresh-token"))
-            wait_for(lambda: stored_count(rt.db) == 1, 15, "the message")
+            wait_for(lambda: stored_count(rt.db) == 1, 30, "the message")
         finally:
             stop.set()
             thread.join(10)
