@@ -155,6 +155,19 @@ def test_oauth2_presets_and_mailboxes_without_password():
     assert google.token_url == "https://oauth2.googleapis.com/token" and google.scope is None
 
 
+def test_a_missing_dovecot_skips_locally_and_fails_under_ci(monkeypatch):
+    import tests.imap_servers as servers
+
+    monkeypatch.setattr(servers.shutil, "which", lambda _name: None)
+    monkeypatch.setattr(servers.os.path, "exists", lambda _path: False)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="dovecot is not installed"):
+        servers.require_dovecot()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="dovecot is not installed"):
+        servers.require_dovecot()
+
+
 # --- OAuth2 tokens ----------------------------------------------------------------------------
 
 def test_access_tokens_are_refreshed_before_expiry_and_rotation_is_followed(tokens):
