@@ -114,6 +114,7 @@ class LayeredGroup(click.Group):
         "export": ("intake.privacy.commands", "export_command"),
         "delete": ("intake.privacy.commands", "delete_command"),
         "purge": ("intake.privacy.commands", "purge_command"),
+        "imap": ("intake.imap.command", "imap_command"),
     }
     # The one-line help `intake --help` shows for each lazy command; the command gets the same
     # text as its short help once loaded.
@@ -133,6 +134,7 @@ class LayeredGroup(click.Group):
         "export": "Everything held about a person, as one JSON document.",
         "delete": "Remove one inquiry loaded by mistake.",
         "purge": "Apply the retention policy (old spam deleted, old closed redacted).",
+        "imap": "Read the mailboxes in IMAP_URL: store each message once, then move or flag it.",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -441,3 +442,32 @@ def fit_identifier(value: str | None, length: int = 255) -> str | None:
         return value
     data = value.encode("utf-8", "surrogatepass")
     return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class ImapLedger(Base):
+    """Every message the IMAP reader took from a mailbox: (mailbox, UIDVALIDITY, UID), once.
+
+    The row is written in the same transaction as the message's raw bytes, so a restart knows
+    exactly what is stored; ``state`` says whether the message was then moved or flagged on the
+    server (``stored`` -> ``done``), or left in place because it was refused (``skipped``, e.g.
+    too large; its receipt says why). The highest UID of a (mailbox, UIDVALIDITY) is where the
+    next pass resumes.
+    """
+
+    __tablename__ = "imap_ledger"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # user@host:port/folder (intake.imap.settings.Mailbox.name); never a password.
+    mailbox: Mapped[str] = mapped_column(String(512))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uid: Mapped[int] = mapped_column(BigInteger)
+    # SET NULL: erasing a message (a person's data) must not be blocked by this bookkeeping.
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
+    state: Mapped[str] = mapped_column(String(16))  # stored, done, skipped
+    stored_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    done_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (
+        UniqueConstraint("mailbox", "uidvalidity", "uid", name="uq_imap_ledger_mailbox_uid"),
+        Index("ix_imap_ledger_mailbox_state", "mailbox", "state"),
+    )
