@@ -104,14 +104,9 @@ def _warn_unconfigured(settings: Settings) -> None:
 
 
 def _mount_slack(app: Flask, rt: Runtime) -> None:
-    """Mount Bolt at /slack/events when the Slack layer exists (it is optional)."""
-    try:
-        from intake.slack.app import register_flask
-    except ModuleNotFoundError as exc:
-        if exc.name != "intake.slack.app":
-            raise
-        log.info("intake.slack.app is not installed: /slack/events is not served")
-        return
+    """Mount Bolt at /slack/events (it refuses every request while Slack is not configured)."""
+    from intake.slack.app import register_flask
+
     register_flask(app, rt)
 
 

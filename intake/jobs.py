@@ -79,6 +79,14 @@ def run_job(rt: "Runtime", name: str, *args: Any) -> Any:
     return spec.fn(rt, *args)
 
 
+class _ThreadJobs(threading.local):
+    """One thread's jobs waiting to run inline, and whether that thread is already running them."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[str, tuple[Any, ...]]] = []
+        self.running = False
+
+
 class InlineQueue:
     """Runs each job at once in the caller (CLI ingest, tests): same code path, no worker.
 
@@ -89,7 +97,7 @@ class InlineQueue:
 
     def __init__(self) -> None:
         self.rt: "Runtime | None" = None
-        self._local = threading.local()
+        self._local = _ThreadJobs()
         self.errors: list[tuple[str, tuple[Any, ...], BaseException]] = []
         self.raise_errors = True
 
@@ -103,8 +111,6 @@ class InlineQueue:
             log.debug("inline queue: %s%r deferred to the worker (delay %ss)", name, args, delay)
             return
         local = self._local
-        if not hasattr(local, "pending"):
-            local.pending, local.running = [], False
         local.pending.append((name, args))
         if local.running:
             return

@@ -34,8 +34,8 @@ def configured_languages(settings: Any) -> tuple[str, ...]:
 
 def _language(code: str) -> Language | None:
     try:
-        return Language.from_iso_code_639_1(getattr(IsoCode639_1, code.upper()))
-    except (AttributeError, ValueError):
+        return Language.from_iso_code_639_1(IsoCode639_1.from_str(code))
+    except ValueError:
         log.error("[classifier] languages: %r is not an ISO 639-1 code lingua knows; ignored", code)
         return None
 

@@ -277,7 +277,7 @@ def _visit(part: Message, depth: int, nesting: int, walk: _Walk) -> None:
     if nesting > MAX_DEPTH:
         walk.defect("MIME nesting deeper than 30 levels: the rest was not read")
         return
-    for defect in getattr(part, "defects", []) or []:
+    for defect in part.defects:
         walk.defect(f"email: {defect.__class__.__name__}")
     ctype = _content_type(part)
     if depth == 0:

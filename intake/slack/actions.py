@@ -19,9 +19,15 @@ from slack_sdk import WebClient
 
 from intake.slack import blocks as B
 from intake.slack import queries as Q
-from intake.slack.common import ActionRefused, SlackDeps, domain, int_or_none, refuse, run_action, tell
+from intake import inquiries
+from intake.slack.common import ActionRefused, SlackDeps, int_or_none, refuse, run_action, tell
 
 log = logging.getLogger(__name__)
+
+# The folded-inquiry menu's verbs that act at once (the others open a modal).
+FOLDED_ACTIONS: dict[str, Callable[..., Any]] = {
+    "claim": inquiries.claim, "close": inquiries.close, "spam": inquiries.mark_spam,
+}
 
 
 def _target(action: dict[str, Any]) -> tuple[int | None, int | None]:
@@ -44,8 +50,8 @@ def _user(body: dict[str, Any]) -> str:
 
 
 def _do(deps: SlackDeps, client: WebClient, body: dict[str, Any], inquiry_id: int | None,
-        name: str, *args: Any, version: int | None = None) -> None:
-    """Authorize, then run ``intake.inquiries.<name>`` and tell the user if the domain refused."""
+        action: Callable[..., Any], *args: Any, version: int | None = None) -> None:
+    """Authorize, then run the lifecycle ``action`` and tell the user if the domain refused."""
     user = _user(body)
     if not deps.allowed(user):
         refuse(client, body)
@@ -54,18 +60,18 @@ def _do(deps: SlackDeps, client: WebClient, body: dict[str, Any], inquiry_id: in
         tell(client, body, "That button does not name an inquiry; nothing was changed.")
         return
     try:
-        run_action(deps, inquiry_id, getattr(domain(), name), *args, actor=user, version=version)
+        run_action(deps, inquiry_id, action, *args, actor=user, version=version)
     except ActionRefused as exc:
         tell(client, body, f"Could not do that on #{inquiry_id}: {exc}")
 
 
-def simple_action(deps: SlackDeps, name: str) -> Callable[..., None]:
+def simple_action(deps: SlackDeps, domain_action: Callable[..., Any]) -> Callable[..., None]:
     def listener(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         ack()
         inquiry_id, version = _target(action)
-        _do(deps, client, body, inquiry_id, name, version=version)
+        _do(deps, client, body, inquiry_id, domain_action, version=version)
 
-    listener.__name__ = f"on_{name}"
+    listener.__name__ = f"on_{domain_action.__name__}"
     return listener
 
 
@@ -167,14 +173,14 @@ def send_reply(deps: SlackDeps, inquiry_id: int, text: str, author: str, *, vers
 
 
 def register(app: App, deps: SlackDeps) -> None:
-    for action_id, name in (
-        (B.A_CLAIM, "claim"),
-        (B.A_CLOSE, "close"),
-        (B.A_REOPEN, "reopen"),
-        (B.A_SPAM, "mark_spam"),
-        (B.A_NOT_SPAM, "mark_not_spam"),
+    for action_id, domain_action in (
+        (B.A_CLAIM, inquiries.claim),
+        (B.A_CLOSE, inquiries.close),
+        (B.A_REOPEN, inquiries.reopen),
+        (B.A_SPAM, inquiries.mark_spam),
+        (B.A_NOT_SPAM, inquiries.mark_not_spam),
     ):
-        app.action(action_id)(simple_action(deps, name))
+        app.action(action_id)(simple_action(deps, domain_action))
     app.action(B.A_REPLY)(modal_action(deps, "reply"))
     app.action(B.A_NOTE)(modal_action(deps, "note"))
     app.action(B.A_FULL_TEXT)(modal_action(deps, "full"))
@@ -186,7 +192,7 @@ def register(app: App, deps: SlackDeps) -> None:
         assignee = action.get("selected_user")
         if not assignee:
             return
-        _do(deps, client, body, _inquiry_id(action), "assign", assignee)
+        _do(deps, client, body, _inquiry_id(action), inquiries.assign, assignee)
 
     @app.action(B.A_RECLASSIFY)
     def on_reclassify(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
@@ -195,7 +201,7 @@ def register(app: App, deps: SlackDeps) -> None:
         if category not in deps.rt.settings.category_names:
             tell(client, body, "That category is not in the taxonomy; nothing was changed.")
             return
-        _do(deps, client, body, _inquiry_id(action), "reclassify", category)
+        _do(deps, client, body, _inquiry_id(action), inquiries.reclassify, category)
 
     @app.action(B.A_SUGGEST_SEND)
     def on_suggest_send(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
@@ -222,10 +228,8 @@ def register(app: App, deps: SlackDeps) -> None:
         inquiry_id = int_or_none(raw_id)
         if verb in ("reply", "full"):
             open_modal(deps, client, body, inquiry_id, verb)
-        elif verb in ("claim", "close"):
-            _do(deps, client, body, inquiry_id, verb)
-        elif verb == "spam":
-            _do(deps, client, body, inquiry_id, "mark_spam")
+        elif verb in FOLDED_ACTIONS:
+            _do(deps, client, body, inquiry_id, FOLDED_ACTIONS[verb])
 
     @app.action(B.A_DIGEST_REVIEW)
     def on_digest_review(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
@@ -244,7 +248,7 @@ def register(app: App, deps: SlackDeps) -> None:
     def on_digest_restore(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         ack()
         inquiry_id = _inquiry_id(action)
-        _do(deps, client, body, inquiry_id, "mark_not_spam")
+        _do(deps, client, body, inquiry_id, inquiries.mark_not_spam)
         view = body.get("view") or {}
         meta = json.loads(view.get("private_metadata") or "{}")
         after_id, through_id = int(meta.get("after_id", 0)), int(meta.get("through_id", 0))

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from intake import inquiries
 from intake.slack.authz import REFUSAL, Authorizer
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -81,13 +82,6 @@ def run_action(deps: SlackDeps, inquiry_id: int, action: Callable[..., Any], *ar
         return event.id
 
 
-def domain() -> Any:
-    """``intake.inquiries``, imported late so the Slack package loads before the domain does."""
-    from intake import inquiries
-
-    return inquiries
-
-
 def valid_address(address: str | None) -> str | None:
     """A plain ``local@domain`` address, or None. Slack form text never reaches a header unchecked."""
     from email.utils import parseaddr
@@ -119,7 +113,6 @@ def store_inquiry(rt: "Runtime", *, subject: str, body: str, sender_address: str
     Returns (message id, duplicate). A fixed ``message_id`` makes a retried Slack delivery a
     duplicate instead of a second inquiry.
     """
-    inquiries = domain()
     raw = inquiries.synthesize_message(
         subject=one_line(subject), body=body, sender_address=sender_address,
         sender_name=one_line(sender_name) or None, date=date,

@@ -16,7 +16,8 @@ from slack_bolt import Ack, App
 from intake.slack import blocks as B
 from intake.slack.actions import send_reply
 from intake.slack.authz import REFUSAL
-from intake.slack.common import ActionRefused, SlackDeps, domain, int_or_none, run_action, store_inquiry, valid_address
+from intake import inquiries
+from intake.slack.common import ActionRefused, SlackDeps, int_or_none, run_action, store_inquiry, valid_address
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def register(app: App, deps: SlackDeps) -> None:
             if mode == B.REPLY_SEND:
                 send_reply(deps, inquiry_id, text, _user(body))
             else:
-                run_action(deps, inquiry_id, domain().add_note, text, actor=_user(body))
+                run_action(deps, inquiry_id, inquiries.add_note, text, actor=_user(body))
         except ActionRefused as exc:
             ack(response_action="errors", errors={"mode": str(exc)[:150]})
             return
@@ -83,7 +84,7 @@ def register(app: App, deps: SlackDeps) -> None:
             ack(response_action="errors", errors={"body": "Write the note first."})
             return
         try:
-            run_action(deps, inquiry_id, domain().add_note, text, actor=_user(body))
+            run_action(deps, inquiry_id, inquiries.add_note, text, actor=_user(body))
         except ActionRefused as exc:
             ack(response_action="errors", errors={"body": str(exc)[:150]})
             return
