@@ -1,7 +1,8 @@
 """What every listener shares: the runtime, the authorization check, and running a domain action.
 
-Listeners stay thin: parse the payload into ids and strings, ask :class:`SlackDeps` whether the
-user may act, and call the domain in one short transaction. The domain's events owe the card
+Listeners stay thin: parse the payload into ids and strings and call the domain in one short
+transaction. Whether the user may act was settled before the listener ran (the listener
+middleware of :mod:`intake.slack.authz`). The domain's events owe the card
 update and the thread line in that same transaction (intake/outbox/), so a listener never posts
 and never enqueues.
 """
@@ -16,10 +17,10 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from intake import inquiries
-from intake.slack.authz import REFUSAL, Authorizer
 
 if TYPE_CHECKING:  # pragma: no cover
     from intake.runtime import Runtime
+    from intake.slack.authz import Authorizer
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +32,7 @@ class ActionRefused(Exception):
 @dataclass
 class SlackDeps:
     rt: "Runtime"
-    authz: Authorizer
-
-    def allowed(self, user_id: str | None) -> bool:
-        return self.authz.is_allowed(user_id)
+    authz: "Authorizer"
 
 
 def tell(client: WebClient, body: dict[str, Any], text: str) -> None:
@@ -51,10 +49,6 @@ def tell(client: WebClient, body: dict[str, Any], text: str) -> None:
             client.chat_postMessage(channel=user, text=text)  # a DM from the app
     except SlackApiError as exc:
         log.warning("could not tell %s: %s", user, exc.response.get("error"))
-
-
-def refuse(client: WebClient, body: dict[str, Any]) -> None:
-    tell(client, body, REFUSAL)
 
 
 def int_or_none(value: Any) -> int | None:
