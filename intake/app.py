@@ -165,8 +165,10 @@ def handle_inbound(rt: Runtime, provider: str, receiver: Receiver) -> tuple[Resp
         log.error("database unavailable while storing a %s delivery: %s", provider, exc)
         return _error(503, "the database is unavailable; retry later")
     if not duplicate:
+        from intake.pipeline import process_message_job
+
         try:
-            rt.enqueue("pipeline.process_message", message_id)
+            process_message_job.enqueue(rt, message_id)
         except Exception:  # noqa: BLE001 - stored and committed: the sweeper will enqueue it
             log.exception("enqueue of message %s failed; the sweeper will pick it up", message_id)
     return jsonify(status="duplicate" if duplicate else "stored", message_id=message_id), 200

@@ -224,7 +224,7 @@ def test_a_card_changed_again_while_it_was_being_updated_is_updated_once_more(sl
 def test_category_channel_is_used(fake_slack, db_url, tmp_path):
     config = write_config(tmp_path / "c.toml", {"channels": {"press": "CPRESS"}})
     settings = Settings.from_env(slack_env(fake_slack, db_url, config))
-    rt = Runtime(settings, Database.from_settings(settings), RecordingQueue())
+    rt = Runtime(settings, Database.from_settings(settings), queue=RecordingQueue())
     press = make_inquiry(rt, category="press", sender="j@news.example")
     other = make_inquiry(rt, category="general", sender="g@example.org")
     sync_card(rt, press)
@@ -236,7 +236,7 @@ def test_category_channel_is_used(fake_slack, db_url, tmp_path):
 def test_without_credentials_jobs_log_and_succeed(db_url, tmp_path, caplog):
     settings = Settings.from_env({"DATABASE_URL": db_url, "SLACK_TRIAGE_CHANNEL": "C111",
                                   "INTAKE_CONFIG": str(write_config(tmp_path / "c.toml"))})
-    rt = Runtime(settings, Database.from_settings(settings), RecordingQueue())
+    rt = Runtime(settings, Database.from_settings(settings), queue=RecordingQueue())
     inquiry_id = make_inquiry(rt, subject="Logged only")
     with caplog.at_level(logging.INFO, logger="intake.slack.deliveries"):
         assert sync_card(rt, inquiry_id) == "logged"

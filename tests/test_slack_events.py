@@ -112,9 +112,10 @@ def test_url_verification(web):
 
 def test_without_credentials_the_endpoint_refuses(db_url):
     from intake.config import Settings
+    from intake.jobs import InlineQueue
     from intake.runtime import Runtime
 
-    rt = Runtime(Settings.from_env({"DATABASE_URL": db_url}))
+    rt = Runtime(Settings.from_env({"DATABASE_URL": db_url}), queue=InlineQueue())
     flask_app = Flask("t")
     assert register_flask(flask_app, rt) is None
     response = flask_app.test_client().post("/slack/events", **signed("payload=%7B%7D", FORM))
@@ -241,7 +242,7 @@ def test_usergroup_members_may_act(fake_slack, db_url, tmp_path):
 
     config = write_config(tmp_path / "c.toml", {"allowed_usergroup": "S0DESK"})
     settings = Settings.from_env(slack_env(fake_slack, db_url, config))
-    rt = Runtime(settings, Database.from_settings(settings), RecordingQueue())
+    rt = Runtime(settings, Database.from_settings(settings), queue=RecordingQueue())
     fake_slack.usergroups["S0DESK"] = ["U777"]
     flask_app = Flask("t")
     register_flask(flask_app, rt, bolt_app=build_bolt_app(rt, process_before_response=True))
@@ -633,7 +634,7 @@ def test_forwarded_email_end_to_end_card_then_follow_up_in_thread(fake_slack, db
     from tests.fakeslack import RecordingQueue, slack_env
 
     settings = Settings.from_env(slack_env(fake_slack, db_url, slack_config))
-    rt = Runtime(settings, Database.from_settings(settings), RecordingQueue(("outbox.", "pipeline.")))
+    rt = Runtime(settings, Database.from_settings(settings), queue=RecordingQueue(("outbox.", "pipeline.")))
     flask_app = Flask("t")
     register_flask(flask_app, rt, bolt_app=build_bolt_app(rt, process_before_response=True))
     client = flask_app.test_client()

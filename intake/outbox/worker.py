@@ -191,7 +191,7 @@ def kick(rt: "Runtime", owed: Iterable[tuple[str, int]]) -> None:
         lanes.setdefault(spec.lane if spec else "", []).append(delivery_id)
     for ids in lanes.values():
         try:
-            rt.enqueue("outbox.deliver", ids)
+            deliver_job.enqueue(rt, ids)
         except Exception:  # noqa: BLE001 - committed: the poller delivers it after the grace
             log.exception("could not enqueue deliveries %s; the poller will take them", ids)
 

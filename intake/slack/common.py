@@ -17,6 +17,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from intake import inquiries
+from intake.pipeline import process_message_job
 
 if TYPE_CHECKING:  # pragma: no cover
     from intake.runtime import Runtime
@@ -116,5 +117,5 @@ def store_inquiry(rt: "Runtime", *, subject: str, body: str, sender_address: str
         result = inquiries.store_raw(session, raw, provider=provider, source=source,
                                      provider_event_id=provider_event_id, meta=meta)
     if not result.duplicate:
-        rt.enqueue("pipeline.process_message", result.message_id)
+        process_message_job.enqueue(rt, result.message_id)
     return result.message_id, result.duplicate
