@@ -68,7 +68,7 @@ def create_app(
 
         settings = settings or Settings.from_env()
         rt = Runtime(settings, queue=make_queue(settings))
-    settings = rt.settings
+    settings = rt.settings.check()  # a mistake in INTAKE_CONFIG stops the web app as it starts
     app = Flask("intake")
     app.config.update(MAX_CONTENT_LENGTH=envelope_limit(settings), JSON_SORT_KEYS=False)
     app.extensions[RUNTIME_KEY] = rt

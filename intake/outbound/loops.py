@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from intake.mail import automation
 from intake.mail.types import Address, first_header
 from intake.models import Message, utcnow
-from intake.outbound.options import Cap
+from intake.outbound.settings import Cap
 
 
 @dataclass

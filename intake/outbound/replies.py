@@ -28,6 +28,7 @@ from intake.outbound.compose import (
 from intake.outbound.options import OutboundOptions, load_options
 
 if TYPE_CHECKING:  # pragma: no cover
+    from intake.config import Settings
     from intake.runtime import Runtime
 
 
@@ -71,7 +72,7 @@ def store_outbound(
         in_reply_to=clean_msgid(composed.message.get("In-Reply-To")),
         references=" ".join(clean_msgid(r) or "" for r in str(refs).split()) if refs else None,
         sender_address=options.from_address,
-        sender_name=options.from_name,
+        sender_name=options.config.from_name,
         to_address=composed.to_address,
         recipients=[composed.to_address],
         subject=composed.subject,
@@ -97,19 +98,16 @@ def _with_signature(body: str, signature: str) -> str:
 
 
 def queue_reply(
-    session: Session, inquiry_id: int, body: str, author: str, *, kind: str = "reply",
-    settings=None,
+    session: Session, inquiry_id: int, body: str, author: str, *, settings: "Settings",
+    kind: str = "reply",
 ) -> Message:
     """Create the outbound ``Message`` for a staff reply; :func:`send_reply` records the event that
     owes its sending in the same transaction.
 
     The reply goes to the Reply-To of the applicant's last message, else its From, else the
     inquiry's contact, with ``Re: <subject> [#ID]`` and that message's threading headers.
-    ``settings`` defaults to the environment's; the Slack layer passes ``rt.settings``.
     """
-    from intake.config import Settings
-
-    options = load_options(settings or Settings.from_env())
+    options = load_options(settings)
     if not body or not body.strip():
         raise ReplyError("the reply is empty")
     inquiry = session.get(Inquiry, inquiry_id)
@@ -136,11 +134,11 @@ def queue_reply(
     composed = compose(
         Draft(
             from_address=options.from_address,
-            from_name=options.from_name,
+            from_name=options.config.from_name,
             to_address=to_address,
             to_name=to_name,
             subject=reply_subject(inquiry.subject or (parent.subject if parent else None), inquiry_id),
-            body=_with_signature(body, options.signature),
+            body=_with_signature(body, options.config.signature),
             in_reply_to=parent.message_id if parent else None,
             references=references_chain(
                 parent.references if parent else None, parent.message_id if parent else None

@@ -32,14 +32,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TTL_SECONDS = 60.0
 REFUSAL = ("Only members of the triage channel can act on inquiries. "
            "Ask someone to invite you to the channel; nothing was changed.")
 
 
 class Authorizer:
     def __init__(self, client: WebClient, channel: str | None, usergroup: str | None,
-                 ttl: float = DEFAULT_TTL_SECONDS) -> None:
+                 ttl: float) -> None:
         self.client = client
         self.channel = channel
         self.usergroup = usergroup
@@ -81,12 +80,9 @@ class Authorizer:
 
 
 def authorizer(rt: "Runtime", client: WebClient) -> Authorizer:
-    section = rt.settings.section("slack")
+    options = rt.settings.slack
     return rt.service("slack.authorizer", lambda r: Authorizer(
-        client,
-        r.settings.slack_triage_channel,
-        section.get("allowed_usergroup"),
-        float(section.get("membership_ttl_seconds", DEFAULT_TTL_SECONDS)),
+        client, r.settings.slack_triage_channel, options.allowed_usergroup, options.membership_ttl_seconds,
     ))
 
 

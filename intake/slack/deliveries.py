@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 DeliverFn = Callable[["Runtime", Ticket], str]
 
 DIGEST_EVERY_SECONDS = 3600
-DEFAULT_BURST_MINUTES = 10.0
 DIGEST_KIND = "slack_digest"
 # Events the outbound layer records when a per-address cap held mail back (shown in the digest).
 CAP_EVENT_KINDS = ("cap_hit",)
@@ -93,10 +92,7 @@ def _retry_after(response: SlackResponse) -> float | None:
 
 def channel_for(rt: "Runtime", category: str | None) -> str | None:
     """The per-category channel from ``[slack] channels``, else ``SLACK_TRIAGE_CHANNEL``."""
-    channels = rt.settings.section("slack").get("channels") or {}
-    if category and isinstance(channels, dict) and channels.get(category):
-        return str(channels[category])
-    return rt.settings.slack_triage_channel
+    return rt.settings.slack.channel_for(category, rt.settings.slack_triage_channel)
 
 
 def suggestion_for_card(rt: "Runtime", text: str, category: str | None) -> B.SuggestionData | None:
@@ -185,7 +181,7 @@ class _CardPlan:
 
 
 def _plan_card(rt: "Runtime", inquiry_id: int) -> _CardPlan | None:
-    window = dt.timedelta(minutes=float(rt.settings.section("slack").get("burst_minutes", DEFAULT_BURST_MINUTES)))
+    window = rt.settings.slack.burst_window
     with rt.db.read_session() as session:
         inquiry = session.get(Inquiry, inquiry_id)
         if inquiry is None:

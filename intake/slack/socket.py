@@ -65,7 +65,7 @@ def socket_command() -> None:
     from intake.serve import ConsumerSupervisor
 
     try:
-        rt = socket_runtime(Settings.from_env())
+        rt = socket_runtime(Settings.from_env().check())
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     handler = build_socket_handler(rt)
