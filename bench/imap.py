@@ -33,6 +33,7 @@ from intake.imap.reader import MailboxReader  # noqa: E402
 from intake.imap.settings import parse_mailbox_url  # noqa: E402
 from intake.migrate import upgrade  # noqa: E402
 from intake.runtime import Runtime  # noqa: E402
+from intake.jobs import InlineQueue
 from tests.imap_servers import Dovecot, TokenServer  # noqa: E402
 
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -91,7 +92,7 @@ def main() -> None:
                 url, drop = database(kind, workdir)
                 try:
                     settings = Settings.from_env({"DATABASE_URL": url, "INTAKE_QUEUE_PATH": str(workdir / "q.db")})
-                    rt = Runtime(settings)
+                    rt = Runtime(settings, queue=InlineQueue())
                     params = {"processed": "Done"} if mode == "move" else {}
                     box = parse_mailbox_url(server.url(user, **params))
                     connection = connect(box)

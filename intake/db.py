@@ -8,6 +8,7 @@ secure_delete (erased text is zeroed, not left in free pages).
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from typing import Any, Callable, Iterator
 
 from sqlalchemy import Engine, create_engine, event, text
@@ -128,8 +129,9 @@ class Database:
 
 def is_unique_violation(exc: IntegrityError) -> bool:
     """True when an IntegrityError is a unique-constraint clash (a concurrent duplicate)."""
-    orig = getattr(exc, "orig", None)
-    sqlstate = getattr(orig, "sqlstate", None)
-    if sqlstate is not None:
-        return sqlstate == "23505"
-    return "UNIQUE constraint failed" in str(orig)
+    from psycopg.errors import UniqueViolation  # imported when needed: a clash is rare
+
+    orig = exc.orig
+    if isinstance(orig, sqlite3.IntegrityError):
+        return orig.sqlite_errorcode in (sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY)
+    return isinstance(orig, UniqueViolation)

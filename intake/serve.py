@@ -50,7 +50,7 @@ def _configure_logging() -> None:
 
 def _load_settings() -> Settings:
     try:
-        return Settings.from_env()
+        return Settings.from_env().check()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 

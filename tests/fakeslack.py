@@ -668,6 +668,6 @@ def slack_rt(fake_slack, db_url, slack_config):
 
     settings = Settings.from_env(slack_env(fake_slack, db_url, slack_config))
     database = Database.from_settings(settings)
-    rt = Runtime(settings, database, RecordingQueue())
+    rt = Runtime(settings, database, queue=RecordingQueue())
     yield rt
     database.dispose()

@@ -17,6 +17,7 @@ from intake.grouping.answer import GroupGone, answer_group
 from intake.grouping.cluster import Candidate, Options, cluster
 from intake.grouping.features import fold, tokens, topics_of
 from intake.models import GroupMember, InquiryGroup, Message
+from intake.jobs import InlineQueue
 from tests.fakeslack import make_inquiry
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "grouping"
@@ -186,7 +187,7 @@ def test_intake_groups_command(db_url):
     from intake.config import Settings
     from intake.runtime import Runtime
 
-    rt = Runtime(Settings.from_env({"DATABASE_URL": db_url}))
+    rt = Runtime(Settings.from_env({"DATABASE_URL": db_url}), queue=InlineQueue())
     ids = deadline_inquiries(rt, 3)
     rt.db.dispose()
     env = {"DATABASE_URL": db_url, "INTAKE_CONFIG": "", "SLACK_BOT_TOKEN": "", "SMTP_URL": ""}

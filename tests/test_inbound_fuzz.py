@@ -328,7 +328,7 @@ class RecordingQueue:
 
 @pytest.fixture
 def fuzz_rt(inbound_settings, db):
-    return Runtime(dataclasses.replace(inbound_settings, max_message_bytes=2 * 1024 * 1024), db, RecordingQueue())
+    return Runtime(dataclasses.replace(inbound_settings, max_message_bytes=2 * 1024 * 1024), db, queue=RecordingQueue())
 
 
 def test_payload_sources_are_there():

@@ -26,7 +26,7 @@ from tests.test_app_inbound import inbound_settings, sns  # noqa: F401  (fixture
 def client(inbound_settings, db, sns):
     queue = InlineQueue()
     queue.raise_errors = False  # processing runs inline; Slack and SMTP are not under test
-    rt = Runtime(inbound_settings, db, queue)
+    rt = Runtime(inbound_settings, db, queue=queue)
     return create_app(rt=rt, sns_fetch=sns.fetch).test_client()
 
 
@@ -150,7 +150,7 @@ def test_sns_messages_over_an_hour_from_now_are_refused(client, sns, offset):
 
 
 def test_sns_refuses_every_topic_unless_listed(inbound_settings, db, sns):
-    rt = Runtime(dataclasses.replace(inbound_settings, sns_topic_arns=()), db, InlineQueue())
+    rt = Runtime(dataclasses.replace(inbound_settings, sns_topic_arns=()), db, queue=InlineQueue())
     unlisted = create_app(rt=rt, sns_fetch=sns.fetch).test_client()
     path, kwargs = ses_request(sns)
     response = unlisted.post(path, **kwargs)

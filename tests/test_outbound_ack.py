@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from intake.models import Event, Message
 from intake import outbox
 from intake.outbound import acknowledge, send_reply
+from intake.jobs import InlineQueue
 from intake.runtime import Runtime
 from tests.conftest import corpus_dir
 from tests.smtp_servers import fixture_bytes, plain_server, seed_inquiry
@@ -54,7 +55,7 @@ CORPUS_LOOP_CASES = [
 
 def runtime(settings, db, smtp_url: str | None, **toml) -> Runtime:
     merged = {**settings.toml, **toml}
-    return Runtime(dataclasses.replace(settings, smtp_url=smtp_url, from_address=FROM, toml=merged), db)
+    return Runtime(dataclasses.replace(settings, smtp_url=smtp_url, from_address=FROM, toml=merged), db, queue=InlineQueue())
 
 
 def outbound_count(rt: Runtime) -> int:
@@ -241,7 +242,7 @@ def test_header_injection_from_an_applicant_goes_nowhere(settings, db, smtp):
 
 
 def test_log_only_mode_acknowledges_without_smtp(settings, db):
-    rt = Runtime(dataclasses.replace(settings, smtp_url=None, from_address=None), db)
+    rt = Runtime(dataclasses.replace(settings, smtp_url=None, from_address=None), db, queue=InlineQueue())
     _, message_id = seed_inquiry(rt, fixture_bytes("human.eml"))
     assert acknowledge(rt, message_id).status == "queued"
     with rt.db.session() as session:

@@ -14,6 +14,7 @@ from intake.models import Delivery, Event, Inquiry, Message, utcnow
 from intake.outbound import queue_reply, send_message, send_reply
 from intake.outbound.replies import ReplyError
 from intake.outbox import Retry
+from intake.jobs import InlineQueue
 from intake.runtime import Runtime
 from tests.smtp_servers import DroppingServer, Recorder, fixture_bytes, free_port, plain_server, secure_server, seed_inquiry
 
@@ -22,7 +23,7 @@ FROM = "fellowship@intake.example"
 
 def runtime(settings, db, smtp_url: str | None, **toml) -> Runtime:
     merged = {**settings.toml, **toml}
-    return Runtime(dataclasses.replace(settings, smtp_url=smtp_url, from_address=FROM, toml=merged), db)
+    return Runtime(dataclasses.replace(settings, smtp_url=smtp_url, from_address=FROM, toml=merged), db, queue=InlineQueue())
 
 
 def events(rt: Runtime, kind: str) -> list[Event]:

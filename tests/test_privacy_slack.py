@@ -46,7 +46,7 @@ def rt(fake_slack, db_url, tmp_path):
     fake_slack.usergroups["S0PRIV"] = [ADMIN]
     fake_slack.default_members = [ADMIN, STAFF]
     settings = Settings.from_env(slack_env(fake_slack, db_url, config))
-    runtime = Runtime(settings, Database.from_settings(settings), RecordingQueue())
+    runtime = Runtime(settings, Database.from_settings(settings), queue=RecordingQueue())
     yield runtime
     runtime.db.dispose()
 
@@ -203,7 +203,7 @@ def test_no_admin_group_means_nobody(fake_slack, db_url, tmp_path):
     config = tmp_path / "intake.toml"
     config.write_text("[slack]\npost_interval_seconds = 0\n")
     settings = Settings.from_env(slack_env(fake_slack, db_url, config))
-    runtime = Runtime(settings, Database.from_settings(settings), RecordingQueue())
+    runtime = Runtime(settings, Database.from_settings(settings), queue=RecordingQueue())
     flask_app = Flask("t")
     register_flask(flask_app, runtime, bolt_app=build_bolt_app(runtime, process_before_response=True))
     post(flask_app.test_client(), shortcut(TRIAGE_CHANNEL, "1.000001", "U100"))
@@ -293,7 +293,7 @@ def test_deleting_one_inquiry_of_a_folded_burst_keeps_the_card(fake_slack, db_ur
     config = tmp_path / "intake.toml"
     config.write_text("[slack]\npost_interval_seconds = 0\nburst_minutes = 10\n")
     settings = Settings.from_env(slack_env(fake_slack, db_url, config))
-    runtime = Runtime(settings, Database.from_settings(settings), RecordingQueue())
+    runtime = Runtime(settings, Database.from_settings(settings), queue=RecordingQueue())
     first = arrive(runtime, email(sender=f"{JANE_NAME} <{JANE}>", subject="Question one", body="About the stipend."))
     second = arrive(runtime, email(sender=f"{JANE_NAME} <{JANE}>", subject="Question two", body=f"About my {PHRASE}."))
     channel, ts = card_of(runtime, first.inquiry_id)

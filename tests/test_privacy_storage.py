@@ -13,6 +13,7 @@ from intake.db import Database
 from intake.migrate import upgrade
 from intake.privacy import storage
 from intake.runtime import Runtime
+from intake.jobs import InlineQueue
 from tests.privacy_helpers import JANE, JANE_NAME, PHRASE, email, ingest, leftovers_sqlite
 
 
@@ -20,7 +21,7 @@ def sqlite_rt(tmp_path: Path) -> Runtime:
     url = f"sqlite:///{tmp_path / 'desk.db'}"
     upgrade(url)
     settings = Settings.from_env({"DATABASE_URL": url, "INTAKE_QUEUE_PATH": str(tmp_path / "q.db")})
-    return Runtime(settings, Database(url))
+    return Runtime(settings, Database(url), queue=InlineQueue())
 
 
 def test_every_connection_has_secure_delete(tmp_path):

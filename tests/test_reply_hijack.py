@@ -26,6 +26,7 @@ from intake.outbound import acknowledge, queue_reply, send_reply
 from intake.outbound.replies import ReplyError
 from intake.runtime import Runtime
 from intake.slack import queries as Q
+from intake.jobs import InlineQueue
 from tests.smtp_servers import fixture_bytes, seed_inquiry
 
 APPLICANT = "ann@applicant.example"
@@ -167,7 +168,7 @@ def test_the_key_is_generated_once_kept_and_survives_setting_one(rt):
 
 @pytest.mark.parametrize("authentication, expected", [("fail", "suppressed"), ("none", "queued"), ("pass", "queued")])
 def test_acknowledgments_go_to_the_authenticated_from_only(settings, db, authentication, expected):
-    rt = Runtime(dataclasses.replace(settings, smtp_url=None, from_address=None), db)
+    rt = Runtime(dataclasses.replace(settings, smtp_url=None, from_address=None), db, queue=InlineQueue())
     inquiry_id, message_id = seed_inquiry(rt, fixture_bytes("human.eml"), category="application",
                                           authentication=authentication)
     result = acknowledge(rt, message_id)

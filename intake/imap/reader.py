@@ -51,11 +51,13 @@ class ImapReadError(Exception):
 def hand_to_processing(rt: "Runtime", message_id: int) -> None:
     """Start processing a stored message, exactly as the webhooks do.
 
-    The one place the reader hands work on (the outbox will re-point it). A failure here loses
-    nothing: the message is committed and the sweeper enqueues messages left in ``received``.
+    The one place the reader hands work on. A failure here loses nothing: the message is
+    committed and the sweeper enqueues messages left in ``received``.
     """
+    from intake.pipeline import process_message_job
+
     try:
-        rt.enqueue("pipeline.process_message", message_id)
+        process_message_job.enqueue(rt, message_id)
     except Exception:  # noqa: BLE001 - stored and committed: the sweeper will enqueue it
         log.exception("enqueue of message %s failed; the sweeper will pick it up", message_id)
 

@@ -342,7 +342,7 @@ def _visit(part: Message, depth: int, nesting: int, walk: _Walk) -> None:
         value = _part_header(part, name)
         if value is not None and len(value) > MAX_PARAM_HEADER:
             walk.defect(f"{name} over {MAX_PARAM_HEADER:,} characters: parameters after that ignored")
-    for defect in getattr(part, "defects", []) or []:
+    for defect in part.defects:
         walk.defect(f"email: {defect.__class__.__name__}")
     ctype = _content_type(part)
     if depth == 0:

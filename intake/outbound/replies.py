@@ -28,6 +28,7 @@ from intake.outbound.options import OutboundOptions, load_options
 from intake.sla import clock as sla_clock
 
 if TYPE_CHECKING:  # pragma: no cover
+    from intake.config import Settings
     from intake.runtime import Runtime
 
 
@@ -71,7 +72,7 @@ def store_outbound(
         in_reply_to=clean_msgid(composed.message.get("In-Reply-To")),
         references=" ".join(clean_msgid(r) or "" for r in str(refs).split()) if refs else None,
         sender_address=options.from_address,
-        sender_name=options.from_name,
+        sender_name=options.config.from_name,
         to_address=composed.to_address,
         recipients=[composed.to_address],
         subject=composed.subject,
@@ -97,8 +98,8 @@ def _with_signature(body: str, signature: str) -> str:
 
 
 def queue_reply(
-    session: Session, inquiry_id: int, body: str, author: str, *, kind: str = "reply",
-    settings=None, dedupe_key: str | None = None, to_address: str | None = None,
+    session: Session, inquiry_id: int, body: str, author: str, *, settings: "Settings",
+    kind: str = "reply", dedupe_key: str | None = None, to_address: str | None = None,
 ) -> Message:
     """Create the outbound ``Message`` for a staff reply; :func:`send_reply` records the event that
     owes its sending in the same transaction.
@@ -107,13 +108,9 @@ def queue_reply(
     else the address that opened the inquiry), or to ``to_address`` when staff picked one of the
     other addresses the inquiry offers; never to a Reply-To nobody chose. Its subject is
     ``Re: <subject> [#ID-tag]`` and it threads on the applicant's last message.
-    ``settings`` defaults to the environment's; the Slack layer passes ``rt.settings``.
     ``dedupe_key`` makes a repeated request (the same "Answer all" submitted twice) queue nothing
     new: the messages table's unique key refuses the second row.
     """
-    from intake.config import Settings
-
-    settings = settings or Settings.from_env()
     options = load_options(settings)
     if not body or not body.strip():
         raise ReplyError("the reply is empty")
@@ -130,12 +127,12 @@ def queue_reply(
     composed = compose(
         Draft(
             from_address=options.from_address,
-            from_name=options.from_name,
+            from_name=options.config.from_name,
             to_address=recipient.address,
             to_name=recipient.name,
             subject=reply_subject(inquiry.subject or (parent.subject if parent else None), inquiry_id,
                                   tickets.tag(session, settings, inquiry_id)),
-            body=_with_signature(body, options.signature),
+            body=_with_signature(body, options.config.signature),
             in_reply_to=parent.message_id if parent else None,
             references=references_chain(
                 parent.references if parent else None, parent.message_id if parent else None

@@ -23,7 +23,7 @@ from intake.keys import secret_key
 from intake.models import Inquiry
 from intake.privacy import actions, config, erasure, run
 from intake.slack import blocks as B
-from intake.slack.authz import DEFAULT_TTL_SECONDS, Authorizer
+from intake.slack.authz import Authorizer
 from intake.slack.common import SlackDeps
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -36,7 +36,7 @@ FORGET_CALLBACK = "forget_person"
 
 def admins(rt: "Runtime", client: WebClient) -> Authorizer:
     """Members of the privacy admin group (the triage channel's members are not enough)."""
-    ttl = float(rt.settings.section("slack").get("membership_ttl_seconds", DEFAULT_TTL_SECONDS))
+    ttl = rt.settings.slack.membership_ttl_seconds
     return rt.service("slack.privacy_admins",
                       lambda r: Authorizer(client, None, config.load(r).admin_usergroup, ttl))
 
