@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from intake.grouping import evaluate  # noqa: E402
 from intake.grouping.cluster import Candidate, Options, cluster  # noqa: E402
+from intake.jobs import InlineQueue
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "grouping"
 MAIN = [FIXTURES / "questions.jsonl", FIXTURES / "unrelated.jsonl"]
@@ -87,7 +88,7 @@ def database_timing(count: int) -> None:
     from intake.runtime import Runtime
 
     with tempfile.TemporaryDirectory() as tmp:
-        rt = Runtime(Settings.from_env({"DATABASE_URL": f"sqlite:///{tmp}/bench.db"}))
+        rt = Runtime(Settings.from_env({"DATABASE_URL": f"sqlite:///{tmp}/bench.db"}), queue=InlineQueue())
         from intake.migrate import ensure_schema
 
         ensure_schema(rt.settings.database_url, rt.db.engine)

@@ -72,7 +72,7 @@ def create_app(
 
         settings = settings or Settings.from_env()
         rt = Runtime(settings, queue=make_queue(settings))
-    settings = rt.settings
+    settings = rt.settings.check()  # a mistake in INTAKE_CONFIG stops the web app as it starts
     app = Flask("intake")
     app.config.update(MAX_CONTENT_LENGTH=envelope_limit(settings), JSON_SORT_KEYS=False)
     app.extensions[RUNTIME_KEY] = rt
@@ -136,14 +136,9 @@ def warn_unconfigured(settings: Settings) -> None:
 
 
 def _mount_slack(app: Flask, rt: Runtime) -> None:
-    """Mount Bolt at /slack/events when the Slack layer exists (it is optional)."""
-    try:
-        from intake.slack.app import register_flask
-    except ModuleNotFoundError as exc:
-        if exc.name != "intake.slack.app":
-            raise
-        log.info("intake.slack.app is not installed: /slack/events is not served")
-        return
+    """Mount Bolt at /slack/events (it refuses every request while Slack is not configured)."""
+    from intake.slack.app import register_flask
+
     register_flask(app, rt)
 
 
@@ -202,8 +197,10 @@ def handle_inbound(rt: Runtime, provider: str, receiver: Receiver) -> tuple[Resp
         log.error("database unavailable while storing a %s delivery: %s", provider, exc)
         return _error(503, "the database is unavailable; retry later")
     if not duplicate:
+        from intake.pipeline import process_message_job
+
         try:
-            rt.enqueue("pipeline.process_message", message_id)
+            process_message_job.enqueue(rt, message_id)
         except Exception:  # noqa: BLE001 - stored and committed: the sweeper will enqueue it
             log.exception("enqueue of message %s failed; the sweeper will pick it up", message_id)
     return jsonify(status="duplicate" if duplicate else "stored", message_id=message_id), 200

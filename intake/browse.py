@@ -217,6 +217,7 @@ def detail_lines(detail: Mapping[str, Any], outbound: Mapping[int, Outbound]) ->
         f"  category  {detail['category'] or '?'} ({confidence})"
         + ("  needs review" if detail["needs_review"] else ""),
         f"  language  {detail['language'] or '-'}",
+        f"  reply to  {printable(detail.get('reply_to')) or '-'}  (where a staff reply goes now)",
         f"  received  {format_time(detail['received_at'])}  (when intake got it)",
         f"  dated     {format_time(first['date'] if first else None)}  (the email's Date header)",
     ]

@@ -110,6 +110,11 @@ class LayeredGroup(click.Group):
         "groups": ("intake.grouping.commands", "groups_command"),
         "due": ("intake.sla.commands", "due_command"),
         "report": ("intake.sla.commands", "report_command"),
+        "forget": ("intake.privacy.commands", "forget_command"),
+        "export": ("intake.privacy.commands", "export_command"),
+        "delete": ("intake.privacy.commands", "delete_command"),
+        "purge": ("intake.privacy.commands", "purge_command"),
+        "imap": ("intake.imap.command", "imap_command"),
     }
     # The one-line help `intake --help` shows for each lazy command; the command gets the same
     # text as its short help once loaded.
@@ -125,6 +130,11 @@ class LayeredGroup(click.Group):
         "groups": "Open inquiries that ask the same question.",
         "due": "Open inquiries against their response targets.",
         "report": "Volume and response figures for a period.",
+        "forget": "Erase everything held about a person.",
+        "export": "Everything held about a person, as one JSON document.",
+        "delete": "Remove one inquiry loaded by mistake.",
+        "purge": "Apply the retention policy (old spam deleted, old closed redacted).",
+        "imap": "Read the mailboxes in IMAP_URL: store each message once, then move or flag it.",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -183,7 +193,7 @@ def db() -> None:
 
 
 @db.command("upgrade")
-@click.option("--revision", default="head", show_default=True)
+@click.option("--revision", default="head", show_default=True, help="The revision to migrate to (head: the newest).")
 def db_upgrade(revision: str) -> None:
     """Apply migrations (Alembic upgrade head)."""
     from sqlalchemy.exc import OperationalError
@@ -327,8 +337,8 @@ def ingest(paths: tuple[str, ...], as_json: bool, received_from_date: bool) -> N
     """Store raw RFC 822 messages from files, directories, mbox files or - (stdin), and process them.
 
     A file is taken as mail when its header has a From, a Message-ID, a MIME-Version, or a Date
-    and a Subject; anything else is rejected with the reason and stored nowhere. The first run
-    fits the classifier's seed model (some seconds; cached afterwards).
+    and a Subject; anything else is rejected with the reason (no message, no inquiry). The
+    first run fits the classifier's seed model (some seconds; cached afterwards).
     """
     from sqlalchemy.exc import OperationalError
     from tqdm import tqdm

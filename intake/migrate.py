@@ -92,7 +92,10 @@ def declared_head() -> str | None:
 def stored_revision(engine: Engine) -> str | None:
     """The revision in the database's ``alembic_version`` table; None when there is none (or
     several). Failing to connect raises, as it should."""
+    # A read that never waits for a writer: on SQLite a plain connection begins IMMEDIATE
+    # (intake/db.py), which would hold a starting worker behind any long write transaction.
     with engine.connect() as conn:
+        conn = conn.execution_options(intake_readonly=True)
         try:
             rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
         except DBAPIError:  # no alembic_version table: a database never migrated

@@ -12,10 +12,12 @@ generated from these models and a test fails when the two disagree.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -128,6 +130,9 @@ class Inquiry(Base):
     version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Set when retention removed its text and addresses (intake.privacy); category, dates and
+    # message counts stay so reports still add up.
+    redacted_at: Mapped[dt.datetime | None]
 
     contact: Mapped[Contact | None] = relationship(back_populates="inquiries")
     messages: Mapped[list["Message"]] = relationship(
@@ -205,6 +210,11 @@ class Message(Base):
     # (a lease, so a crashed sender's message is retried only after it expires).
     processed_at: Mapped[dt.datetime | None]
     sent_at: Mapped[dt.datetime | None]
+    # Inbound: is the From address really the sender's? "pass", "fail" or "none" (no evidence),
+    # from the provider's SPF/DKIM/DMARC verdicts or a trusted Authentication-Results header
+    # (intake.mail.authentication); null until processed. The reasons are for staff to read.
+    authentication: Mapped[str | None] = mapped_column(String(16))
+    authentication_reasons: Mapped[list[Any] | None]
 
     inquiry: Mapped[Inquiry | None] = relationship(back_populates="messages")
     attachments: Mapped[list["Attachment"]] = relationship(
@@ -291,6 +301,11 @@ class Receipt(Base):
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
     size: Mapped[int | None] = mapped_column(Integer)
     detail: Mapped[str | None] = mapped_column(Text)
+    # When the message was erased (intake.privacy): ``message_id`` is then NULL and ``sha256``
+    # keeps the hash of the bytes that arrived, so the ledger still proves nothing was lost
+    # without keeping what was erased.
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    erased_at: Mapped[dt.datetime | None]
 
     __table_args__ = (Index("ix_receipts_provider_received", "provider", "received_at"),)
 
@@ -401,3 +416,58 @@ class GroupMember(Base):
     joined_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     split_by: Mapped[str | None] = mapped_column(String(64))  # Slack user ID
     split_at: Mapped[dt.datetime | None]
+
+
+class Secret(Base):
+    """A value intake generates once and keeps: the key of its keyed hashes when
+    ``INTAKE_SECRET_KEY`` is unset (intake.keys), so a fresh install needs no setup."""
+
+    __tablename__ = "secrets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    value: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+def fit_identifier(value: str | None, length: int = 255) -> str | None:
+    """An identifier from outside (a provider's event id, a replay token) as a column of
+    ``length`` characters can hold it: unchanged when it fits and is plain text, otherwise
+    ``sha256:<hex>`` of it. Hashing rather than cutting keeps two long ids distinct, and a NUL or a
+    lone surrogate (which PostgreSQL refuses in text) never reaches the database."""
+    if value is None:
+        return None
+    printable = value.isprintable() and not any("\ud800" <= ch <= "\udfff" for ch in value)
+    if len(value) <= length and printable:
+        return value
+    data = value.encode("utf-8", "surrogatepass")
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class ImapLedger(Base):
+    """Every message the IMAP reader took from a mailbox: (mailbox, UIDVALIDITY, UID), once.
+
+    The row is written in the same transaction as the message's raw bytes, so a restart knows
+    exactly what is stored; ``state`` says whether the message was then moved or flagged on the
+    server (``stored`` -> ``done``), or left in place because it was refused (``skipped``, e.g.
+    too large; its receipt says why). The highest UID of a (mailbox, UIDVALIDITY) is where the
+    next pass resumes.
+    """
+
+    __tablename__ = "imap_ledger"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # user@host:port/folder (intake.imap.settings.Mailbox.name); never a password.
+    mailbox: Mapped[str] = mapped_column(String(512))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uid: Mapped[int] = mapped_column(BigInteger)
+    # SET NULL: erasing a message (a person's data) must not be blocked by this bookkeeping.
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
+    state: Mapped[str] = mapped_column(String(16))  # stored, done, skipped
+    stored_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    done_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (
+        UniqueConstraint("mailbox", "uidvalidity", "uid", name="uq_imap_ledger_mailbox_uid"),
+        Index("ix_imap_ledger_mailbox_state", "mailbox", "state"),
+    )

@@ -63,7 +63,7 @@ def sweep(rt: "Runtime") -> dict[str, int]:
     reuse. (Deliveries need no sweep here: the outbox poller finds every one that is due.)"""
     inbound = find_stuck(rt)
     for message_id in inbound:
-        rt.enqueue("pipeline.process_message", message_id)
+        process_message_job.enqueue(rt, message_id)
     with rt.db.session() as session:
         session.execute(delete(SeenNonce).where(SeenNonce.seen_at < utcnow() - NONCE_TTL))
     if inbound:

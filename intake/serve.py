@@ -50,7 +50,7 @@ def _configure_logging() -> None:
 
 def _load_settings() -> Settings:
     try:
-        return Settings.from_env()
+        return Settings.from_env().check()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -72,7 +72,9 @@ def _prepare_database(settings: Settings) -> None:
 class ConsumerSupervisor:
     """Keeps one embedded consumer process alive beside the web server."""
 
-    def __init__(self, command: list[str] | None = None, workers: int = 2) -> None:
+    def __init__(self, command: list[str] | None = None, workers: int = 2,
+                 name: str = "embedded job consumer") -> None:
+        self.name = name
         self.command = command or [
             sys.executable, "-m", "intake.serve", "worker",
             "--workers", str(workers), "--exit-with-parent",
@@ -94,7 +96,7 @@ class ConsumerSupervisor:
         # init if this process died while the child was still importing.
         env = {**os.environ, PARENT_PID_ENV: str(os.getpid())}
         self.process = subprocess.Popen(self.command, env=env)
-        log.info("embedded job consumer started (pid %s)", self.process.pid)
+        log.info("%s started (pid %s)", self.name, self.process.pid)
 
     def _watch(self) -> None:
         delay = 1.0
@@ -106,7 +108,7 @@ class ConsumerSupervisor:
             # whole process group just before the server's own: not worth an error.
             log.log(
                 logging.WARNING if proc.returncode == 0 else logging.ERROR,
-                "embedded job consumer exited with %s; restarting in %.0fs", proc.returncode, delay,
+                "%s exited with %s; restarting in %.0fs", self.name, proc.returncode, delay,
             )
             if self._stopping.wait(delay):
                 return
@@ -130,6 +132,37 @@ class ConsumerSupervisor:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+class SupervisorGroup:
+    """Several supervised children started, told and stopped as one (issue #14: the IMAP reader
+    beside the job consumer); the same methods as ``ConsumerSupervisor``."""
+
+    def __init__(self, members: list[ConsumerSupervisor]) -> None:
+        self.members = members
+
+    def start(self) -> None:
+        for member in self.members:
+            member.start()
+
+    def shutting_down(self) -> None:
+        for member in self.members:
+            member.shutting_down()
+
+    def stop(self) -> None:
+        for member in self.members:
+            member.stop()
+
+
+def _imap_mailboxes() -> tuple:
+    """The mailboxes of IMAP_URL, checked now so that a mistake stops ``serve`` with a sentence
+    instead of a reader restarting for ever."""
+    from intake.imap.settings import ImapSettings
+
+    try:
+        return ImapSettings.from_env().mailboxes
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def gunicorn_application(options: dict[str, Any], supervisor: ConsumerSupervisor | None):
@@ -194,6 +227,12 @@ def serve_command(host: str | None, port: int | None, workers: int | None, queue
         workers = int(os.environ.get("WEB_CONCURRENCY") or 2)
     embedded = not settings.redis_url
     supervisor = ConsumerSupervisor(workers=queue_workers) if embedded else None
+    # Issue #14: with the embedded queue, the IMAP reader (IMAP_URL) runs beside the consumer,
+    # supervised the same way; with Redis it is its own process (Procfile `imap: intake imap`).
+    if supervisor is not None and _imap_mailboxes():
+        reader = ConsumerSupervisor([sys.executable, "-m", "intake.imap.command", "--exit-with-parent"],
+                                    name="IMAP reader")
+        supervisor = SupervisorGroup([supervisor, reader])
     options = {
         "bind": f"{host}:{port}",
         "workers": workers,

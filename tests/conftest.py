@@ -21,6 +21,7 @@ from sqlalchemy import create_engine, text
 from intake.config import Settings
 from intake.db import Database
 from intake.migrate import upgrade
+from intake.jobs import InlineQueue
 from intake.runtime import Runtime
 
 REPO = Path(__file__).resolve().parent.parent
@@ -159,4 +160,4 @@ def db(settings):
 @pytest.fixture
 def rt(settings, db) -> Runtime:
     """A runtime whose queue runs jobs inline, on the parametrized database."""
-    return Runtime(settings, db)
+    return Runtime(settings, db, queue=InlineQueue())

@@ -301,7 +301,9 @@ class FakeSlack:
             self.messages[(channel, ts)].update({k: v for k, v in params.items() if k not in ("channel", "ts")})
             return {"ok": True, "channel": channel, "ts": ts, "text": params.get("text", "")}
         if method == "chat.delete":
-            self.messages.pop((params.get("channel", ""), params.get("ts", "")), None)
+            # As Slack answers: deleting a message that is not there is an error.
+            if self.messages.pop((params.get("channel", ""), params.get("ts", "")), None) is None:
+                return {"ok": False, "error": "message_not_found"}
             return {"ok": True, "channel": params.get("channel"), "ts": params.get("ts")}
         if method == "conversations.history":
             channel = params.get("channel", "")
@@ -326,7 +328,11 @@ class FakeSlack:
             members = self.members.get(channel, self.default_members)
             return {"ok": True, "members": members, "response_metadata": {"next_cursor": ""}}
         if method == "usergroups.users.list":
-            return {"ok": True, "users": self.usergroups.get(params.get("usergroup", ""), [])}
+            # As Slack answers: an unknown (or deleted) group is an error, not an empty list.
+            group = params.get("usergroup", "")
+            if group not in self.usergroups:
+                return {"ok": False, "error": "no_such_subteam"}
+            return {"ok": True, "users": list(self.usergroups[group])}
         if method == "users.info":
             user = params.get("user", "")
             profile = self.users.get(user) or {"real_name": f"User {user}", "email": f"{user.lower()}@example.org"}
@@ -662,6 +668,6 @@ def slack_rt(fake_slack, db_url, slack_config):
 
     settings = Settings.from_env(slack_env(fake_slack, db_url, slack_config))
     database = Database.from_settings(settings)
-    rt = Runtime(settings, database, RecordingQueue())
+    rt = Runtime(settings, database, queue=RecordingQueue())
     yield rt
     database.dispose()

@@ -51,7 +51,7 @@ def with_sla(settings, **sla: Any):
 
 
 def sla_runtime(settings, db, queue=None, **sla: Any) -> Runtime:
-    return Runtime(with_sla(settings, **sla), db, queue)
+    return Runtime(with_sla(settings, **sla), db, queue=queue)
 
 
 def email(subject: str, body: str, *, sender: str = "ann@example.org", date: dt.datetime | None = None,

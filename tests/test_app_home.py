@@ -24,7 +24,7 @@ def configured(settings):
 
 def client_for(settings, db, queue=None):
     queue = queue or HueyQueue(settings, name="apptest-home")
-    return create_app(rt=Runtime(settings, db, queue)).test_client()
+    return create_app(rt=Runtime(settings, db, queue=queue)).test_client()
 
 
 def test_home_page_says_what_this_is_health_endpoints_and_links_the_readme(configured, db):

@@ -42,7 +42,7 @@ def sns():
 def huey_rt(inbound_settings, db, tmp_path):
     """A runtime on a real (SQLite) huey queue with no consumer: enqueued jobs stay pending."""
     queue = HueyQueue(inbound_settings, name="apptest")
-    return Runtime(inbound_settings, db, queue)
+    return Runtime(inbound_settings, db, queue=queue)
 
 
 @pytest.fixture
@@ -129,7 +129,7 @@ def test_retried_delivery_is_one_message(provider, client, huey_rt, sns):
 def test_three_posts_make_one_inquiry(inbound_settings, db, sns):
     queue = InlineQueue()
     queue.raise_errors = False  # later layers (Slack, acknowledgments) are not under test here
-    rt = Runtime(inbound_settings, db, queue)
+    rt = Runtime(inbound_settings, db, queue=queue)
     client = create_app(rt=rt, sns_fetch=sns.fetch).test_client()
     raw = h.fixture_bytes("apply.eml")
     for _ in range(3):
@@ -226,7 +226,7 @@ def test_mailgun_form_without_message_is_400(client):
 def test_oversized_requests_are_413(inbound_settings, db, sns):
     settings = dataclasses.replace(inbound_settings, max_message_bytes=2000)
     queue = HueyQueue(settings, name="apptest-413")
-    client = create_app(rt=Runtime(settings, db, queue), sns_fetch=sns.fetch).test_client()
+    client = create_app(rt=Runtime(settings, db, queue=queue), sns_fetch=sns.fetch).test_client()
     big = h.fixture_bytes("apply.eml") + b"x" * 3000
     path, kwargs = mime_request(big, sns)
     response = client.post(path, **kwargs)  # declared Content-Length over the limit
@@ -257,7 +257,7 @@ def test_ses_subscription_confirmation_stores_nothing(client, huey_rt, sns):
 
 def test_unconfigured_endpoints_refuse_everything_and_say_so_at_start(settings, db, caplog, sns):
     caplog.set_level(logging.WARNING, logger="intake.app")
-    client = create_app(rt=Runtime(settings, db, HueyQueue(settings, name="apptest-unconf"))).test_client()
+    client = create_app(rt=Runtime(settings, db, queue=HueyQueue(settings, name="apptest-unconf"))).test_client()
     assert "/inbound/mailgun (MAILGUN_SIGNING_KEY)" in caplog.text
     assert "/inbound/mime (INBOUND_HMAC_SECRET)" in caplog.text
     raw = h.fixture_bytes("apply.eml")
@@ -302,7 +302,7 @@ def test_unreachable_database_is_503_and_healthz_says_so(tmp_path, sns):
 def test_failed_enqueue_after_commit_still_answers_2xx(inbound_settings, db, sns):
     # A Redis queue on a closed port: the enqueue fails for real after the commit.
     settings = dataclasses.replace(inbound_settings, redis_url=f"redis://127.0.0.1:{closed_port()}/0")
-    client = create_app(rt=Runtime(settings, db, HueyQueue(settings, name="apptest-noredis")), sns_fetch=sns.fetch).test_client()
+    client = create_app(rt=Runtime(settings, db, queue=HueyQueue(settings, name="apptest-noredis")), sns_fetch=sns.fetch).test_client()
     path, kwargs = mime_request(h.fixture_bytes("apply.eml"), sns)
     response = client.post(path, **kwargs)
     assert response.status_code == 200
@@ -317,7 +317,7 @@ def test_streamed_body_over_the_limit_is_413(inbound_settings, db, sns):
     import io
 
     settings = dataclasses.replace(inbound_settings, max_message_bytes=1000)
-    client = create_app(rt=Runtime(settings, db, HueyQueue(settings, name="apptest-stream"))).test_client()
+    client = create_app(rt=Runtime(settings, db, queue=HueyQueue(settings, name="apptest-stream"))).test_client()
     body = b"x" * 3_000_000
     response = client.post(
         "/inbound/sendgrid",
@@ -384,5 +384,5 @@ def test_unconfigured_warning_is_left_to_the_process_that_already_gave_it(settin
 
     caplog.set_level(logging.WARNING, logger="intake.app")
     monkeypatch.setenv(UNCONFIGURED_WARNED_ENV, "1")
-    create_app(rt=Runtime(settings, db, HueyQueue(settings, name="apptest-warned")))
+    create_app(rt=Runtime(settings, db, queue=HueyQueue(settings, name="apptest-warned")))
     assert "no credentials configured" not in caplog.text

@@ -235,7 +235,9 @@ def test_show_an_acknowledgment_logged_without_smtp(run, db_url):
     inquiry = ingested["inquiry"]
     shown = run("show", str(inquiry)).stdout
     assert "logged, not sent (SMTP_URL is unset)" in shown
-    assert "Subject: Re: Hosting fellows at the City of Riverton" in shown
+    # Mail with no sender authentication (a file ingested by hand) is acknowledged without quoting
+    # its subject back (intake/outbound/acknowledge.py): only the keyed reference is shown.
+    assert f"Subject: Re: Your inquiry [#{inquiry}-" in shown
     assert "ack_sent (logged, not sent)" in shown
     assert not MICROSECONDS.search(shown)
     detail_json = json.loads(run("show", "--json", str(inquiry)).stdout)

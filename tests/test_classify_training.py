@@ -17,6 +17,7 @@ from intake.classify.training import staff_examples, train
 from intake.config import Settings
 from intake.db import Database
 from intake.models import Inquiry, Message, ModelVersion
+from intake.jobs import InlineQueue
 from intake.runtime import Runtime
 
 # The comms team decides that public-records requests are theirs ("press"); the seed set files
@@ -44,7 +45,7 @@ def live_rt(db_url, tmp_path) -> Runtime:
     config = tmp_path / "intake.toml"
     config.write_text("[classifier]\nreload_seconds = 0\n", encoding="utf-8")
     settings = Settings.from_env({"DATABASE_URL": db_url, "INTAKE_CONFIG": str(config)})
-    runtime = Runtime(settings, Database.from_settings(settings))
+    runtime = Runtime(settings, Database.from_settings(settings), queue=InlineQueue())
     yield runtime
     runtime.db.dispose()
 

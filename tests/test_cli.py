@@ -326,3 +326,24 @@ def test_a_bad_intake_log_level_is_one_clear_line(tmp_path):
 def test_slack_off_logs_would_post_card_once_per_inquiry(run):
     result = run("ingest", str(EXAMPLES / "02-city-partnership.eml"))
     assert result.stderr.count("would post card") == 1, result.stderr
+
+
+def test_list_does_not_wait_for_a_writer_on_sqlite(tmp_path):
+    """The schema check is a read: `intake list` answers while an ingest holds the write lock
+    (it used to begin IMMEDIATE and queue behind it, then fail with "database is locked")."""
+    from intake.db import Database
+    from intake.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'busy.db'}"
+    upgrade(url)
+    writer = Database(url)
+    conn = writer.engine.connect()
+    conn.begin()  # BEGIN IMMEDIATE: the write lock, held like a running ingest
+    try:
+        result = CliRunner().invoke(main, ["list"], env={"DATABASE_URL": url})
+    finally:
+        conn.rollback()
+        conn.close()
+        writer.dispose()
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "no inquiries\n"

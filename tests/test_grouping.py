@@ -17,6 +17,7 @@ from intake.grouping.answer import GroupGone, answer_group
 from intake.grouping.cluster import Candidate, Options, cluster
 from intake.grouping.features import fold, tokens, topics_of
 from intake.models import GroupMember, InquiryGroup, Message
+from intake.jobs import InlineQueue
 from tests.fakeslack import make_inquiry
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "grouping"
@@ -186,7 +187,7 @@ def test_intake_groups_command(db_url):
     from intake.config import Settings
     from intake.runtime import Runtime
 
-    rt = Runtime(Settings.from_env({"DATABASE_URL": db_url}))
+    rt = Runtime(Settings.from_env({"DATABASE_URL": db_url}), queue=InlineQueue())
     ids = deadline_inquiries(rt, 3)
     rt.db.dispose()
     env = {"DATABASE_URL": db_url, "INTAKE_CONFIG": "", "SLACK_BOT_TOKEN": "", "SMTP_URL": ""}
@@ -214,7 +215,7 @@ def test_answer_all_queues_one_threaded_reply_per_person_once(rt):
                                                             Message.direction == "inbound")).one()
             assert message.to_address == inbound.sender_address  # one person each
             assert message.in_reply_to == inbound.message_id  # threaded to their own conversation
-            assert f"[#{message.inquiry_id}]" in message.subject
+            assert f"[#{message.inquiry_id}-" in message.subject  # its own keyed ticket tag
         assert session.get(InquiryGroup, group.id).answered_by == "U100"
         again = answer_group(session, group.id, "Applications close on 1 March.", "U100",
                              request_key="V1", settings=rt.settings)

@@ -51,7 +51,7 @@ def _reset():
 @pytest.fixture
 def queue_rt(settings, db):
     queue = HueyQueue(settings, name=f"qt-{uuid.uuid4().hex[:8]}")
-    return Runtime(settings, db, queue)
+    return Runtime(settings, db, queue=queue)
 
 
 def run_pending(queue: HueyQueue) -> int:
@@ -71,7 +71,7 @@ def test_every_registered_job_is_a_huey_task(queue_rt):
 
 
 def test_enqueue_runs_the_job_with_the_runtime(queue_rt):
-    queue_rt.enqueue("testq.record", "a")
+    record_job.enqueue(queue_rt, "a")
     assert queue_rt.queue.huey.pending_count() == 1
     assert run_pending(queue_rt.queue) == 1
     assert CALLS == [("a", queue_rt.settings.database_url)]
@@ -80,7 +80,7 @@ def test_enqueue_runs_the_job_with_the_runtime(queue_rt):
 def test_retries_back_off_exponentially(queue_rt):
     FAILURES_LEFT["b"] = 2
     huey = queue_rt.queue.huey
-    queue_rt.enqueue("testq.record", "b")
+    record_job.enqueue(queue_rt, "b")
     delays = []
     for _ in range(2):
         run_pending(queue_rt.queue)
@@ -97,7 +97,7 @@ def test_retries_back_off_exponentially(queue_rt):
 
 
 def test_delayed_enqueue_is_scheduled(queue_rt):
-    queue_rt.enqueue("testq.record", "later", delay=60)
+    record_job.enqueue(queue_rt, "later", delay=60)
     task = queue_rt.queue.huey.dequeue()  # the consumer moves it to the schedule until its eta
     due_in = (task.eta - dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)).total_seconds()
     assert 58 < due_in <= 60
@@ -106,7 +106,23 @@ def test_delayed_enqueue_is_scheduled(queue_rt):
 
 def test_unknown_job_is_an_error(queue_rt):
     with pytest.raises(LookupError, match="no job called"):
-        queue_rt.enqueue("nope.missing")
+        queue_rt.queue.enqueue("nope.missing")
+
+
+def test_a_job_is_an_importable_handle_registered_by_name(queue_rt):
+    """``@job`` returns a handle: callable as the function, enqueued through the runtime's queue
+    under its registered name (the name is what crosses to a worker process)."""
+    from intake.jobs import JobHandle
+    from intake.pipeline import process_message_job, sweep
+
+    assert isinstance(record_job, JobHandle) and REGISTRY["testq.record"] is record_job
+    assert REGISTRY[process_message_job.name] is process_message_job
+    assert sweep.every_seconds and REGISTRY["pipeline.sweep"] is sweep
+    record_job(queue_rt, "called")  # runs here, not on the queue
+    assert CALLS == [("called", queue_rt.settings.database_url)]
+    assert queue_rt.queue.huey.pending_count() == 0
+    record_job.enqueue(queue_rt, "queued")
+    assert [t.name for t in queue_rt.queue.huey.pending()] == ["testq.record"]
 
 
 def test_every_validator():
@@ -136,7 +152,7 @@ def test_sqlite_queue_is_shared_between_instances(settings, db):
     name = f"qt-{uuid.uuid4().hex[:8]}"
     web = HueyQueue(settings, name=name)
     worker = HueyQueue(settings, name=name)
-    Runtime(settings, db, worker)
+    Runtime(settings, db, queue=worker)
     web.enqueue("testq.record", "shared")
     assert run_pending(worker) == 1
     assert CALLS[0][0] == "shared"
@@ -190,7 +206,7 @@ def test_the_webhook_benchmark_leaves_no_jobs_in_redis(redis_settings, redis_nam
 def test_redis_queue_round_trip(redis_settings, redis_name, db):
     web = HueyQueue(redis_settings, name=redis_name)
     worker = HueyQueue(redis_settings, name=redis_name)
-    Runtime(redis_settings, db, worker)
+    Runtime(redis_settings, db, queue=worker)
     web.enqueue("testq.record", "via-redis")
     web.ping()
     assert web.huey.pending_count() == 1

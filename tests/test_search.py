@@ -16,6 +16,7 @@ from intake.cli import main
 from intake.grouping import store
 from intake.models import Attachment, Message
 from intake.search import Query, QueryError, parse
+from intake.jobs import InlineQueue
 from tests.fakeslack import make_inquiry
 
 CATEGORIES = ["application", "press", "partnership", "general", "spam"]
@@ -207,7 +208,7 @@ def test_intake_list_query(db_url):
     from intake.config import Settings
     from intake.runtime import Runtime
 
-    rt = Runtime(Settings.from_env({"DATABASE_URL": db_url}))
+    rt = Runtime(Settings.from_env({"DATABASE_URL": db_url}), queue=InlineQueue())
     a = make_inquiry(rt, subject="Podcast", body="an episode", sender="host@radio.example", category="press")
     make_inquiry(rt, subject="Apply", body="deadline", sender="x@example.org")
     rt.db.dispose()

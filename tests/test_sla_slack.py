@@ -20,6 +20,7 @@ from intake.outbound import send_reply
 from intake.runtime import Runtime
 from intake.slack import blocks as B
 from intake.sla.jobs import tick
+from intake.jobs import InlineQueue
 from tests.fakeslack import TRIAGE_CHANNEL, fake_slack, slack_env, write_config  # noqa: F401
 from tests.test_queue_huey import redis_name, redis_settings  # noqa: F401  (fixtures)
 from tests.sla_support import STAFF, act, load, new_inquiry, ny, with_sla
@@ -36,7 +37,7 @@ def desk_settings(fake_slack, db_url, tmp_path):
 def desk(desk_settings):
     """A runtime whose jobs (pipeline, Slack, outbound) run inline, as `intake ingest` runs them."""
     database = Database.from_settings(desk_settings)
-    yield Runtime(desk_settings, database)
+    yield Runtime(desk_settings, database, queue=InlineQueue())
     database.dispose()
 
 
@@ -54,7 +55,7 @@ def another_worker(settings, queue=None) -> Runtime:
     """A second process's runtime: its own connections, its own caches."""
     database = Database.from_settings(settings)
     _OPENED.append(database)
-    return Runtime(settings, database, queue)
+    return Runtime(settings, database, queue=queue)
 
 
 def at_once(fn, items, when) -> None:
@@ -315,7 +316,7 @@ def test_waiting_button_pauses_the_clock(desk, fake_slack):
 
 
 def test_without_slack_the_loop_logs_and_still_owes_once(settings, db):
-    rt = Runtime(with_sla(settings), db)
+    rt = Runtime(with_sla(settings), db, queue=InlineQueue())
     with time_machine.travel(ny(2026, 12, 7, 10), tick=False):
         new_inquiry(rt, "tag-press")
     tick_at(rt, 2026, 12, 7, 12, 30)

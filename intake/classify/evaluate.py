@@ -72,6 +72,8 @@ def format_report(scores: Scores) -> str:
 
 def plot_confusion(scores: Scores, out: Path) -> None:
     """A heat map PNG. matplotlib is a test/extra dependency: imported here, only when asked."""
+    # The one import guard kept on purpose: matplotlib is a third-party extra a plain
+    # `pip install intake` does not bring, and `--plot` is the only thing that needs it.
     try:
         import matplotlib
 

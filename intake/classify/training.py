@@ -34,7 +34,6 @@ from intake.models import Classification, Inquiry, Message, ModelVersion
 log = logging.getLogger(__name__)
 
 DEFAULT_TEST_SIZE = 0.25
-DEFAULT_MARGIN = 0.02
 SPLIT_SEED = 20260
 
 
@@ -189,8 +188,7 @@ class TrainResult:
 def train(rt: Any, *, force: bool = False, margin: float | None = None,
           test_size: float = DEFAULT_TEST_SIZE) -> TrainResult:
     settings = rt.settings
-    section = settings.section("classifier")
-    margin = float(section.get("train_margin", DEFAULT_MARGIN)) if margin is None else margin
+    margin = settings.classifier.train_margin if margin is None else margin
     categories = settings.category_names
     with rt.db.session() as session:
         staff = staff_examples(session, categories)

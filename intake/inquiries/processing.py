@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from intake import mail
+from intake import mail, recipients
+from intake.mail.authentication import SenderAuthentication, authenticate
 from intake.events import record_event
 from intake.inquiries.common import SYSTEM
 from intake.inquiries.lifecycle import on_follow_up
@@ -69,7 +70,7 @@ def _fill_message(session: Session, message: Message, parsed: ParsedEmail, max_a
     message.latest_reply = parsed.latest_reply
     message.automated = parsed.automation.automated
     message.automation_reasons = list(parsed.automation.reasons) or None
-    message.parse_status = "parsed"
+    message.parse_status = "partial" if parsed.partial else "parsed"
     message.parse_error = "; ".join(parsed.defects)[:2000] or None
     for part in parsed.attachments:
         keep = not part.content_omitted and part.size <= max_attachment_bytes
@@ -106,8 +107,50 @@ def _classify(rt: "Runtime", parsed: ParsedEmail, meta: dict[str, Any] | None):
 
 
 
+@dataclass
+class _Prepared:
+    """What processing computes from the stored bytes alone, before any lock is taken."""
+
+    parsed: ParsedEmail | None
+    error: str | None = None  # why the message is unparseable
+    language: str | None = None
+    authentication: SenderAuthentication | None = None
+
+
+def _prepare(rt: "Runtime", raw: bytes, meta: dict[str, Any] | None, message_id: int) -> _Prepared:
+    """Parse, detect the language and read the sender authentication: all CPU work, bounded by
+    the parser's time budget, and none of it may run while a write lock is held."""
+    try:
+        parsed = mail.parse(raw, max_attachment_bytes=rt.settings.max_attachment_bytes)
+    except UnparseableMessage as exc:
+        return _Prepared(None, str(exc))
+    except Exception as exc:  # the parser must never crash; if it does, keep the message anyway
+        log.exception("parser crashed on message %s", message_id)
+        return _Prepared(None, f"parser error: {exc.__class__.__name__}: {exc}")
+    return _Prepared(parsed, None, _language(rt, parsed), authenticate(parsed, meta, rt.settings.authserv_ids))
+
+
+def _prepare_unlocked(rt: "Runtime", message_id: int) -> _Prepared | None:
+    """The message read in a read-only session (no write lock on SQLite), then prepared with no
+    transaction open; None when there is nothing to prepare (gone, or processed already).
+
+    A slow message parsed inside the processing transaction would hold SQLite's write lock (and
+    webhooks would answer 503 meanwhile)."""
+    with rt.db.read_session() as reader:
+        row = reader.execute(
+            select(Message.raw, Message.meta, Message.state, Message.inquiry_id).where(Message.id == message_id)
+        ).first()
+    if row is None or (row.state == "processed" and row.inquiry_id is not None):
+        return None
+    return _prepare(rt, row.raw, row.meta, message_id)
+
+
 def process_message(session: Session, rt: "Runtime", message_id: int) -> ProcessResult:
-    """Parse, thread and classify one stored message. Idempotent: a processed one is reported."""
+    """Parse, thread and classify one stored message. Idempotent: a processed one is reported.
+
+    The parse happens before ``session`` opens its transaction (the caller passes a fresh one).
+    """
+    prepared = _prepare_unlocked(rt, message_id)
     query = select(Message).where(Message.id == message_id)
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         query = query.with_for_update()
@@ -116,20 +159,18 @@ def process_message(session: Session, rt: "Runtime", message_id: int) -> Process
         raise LookupError(f"no stored message {message_id}")
     if message.state == "processed" and message.inquiry_id is not None:
         return _result_for_processed(session, message)
+    if prepared is None:  # its state changed between the read and the lock
+        prepared = _prepare(rt, message.raw, message.meta, message.id)
+    if prepared.parsed is None:
+        return _file_unparseable(session, message, prepared.error or "unparseable")
 
-    settings = rt.settings
-    try:
-        parsed = mail.parse(message.raw, max_attachment_bytes=settings.max_attachment_bytes)
-    except UnparseableMessage as exc:
-        return _file_unparseable(session, message, str(exc))
-    except Exception as exc:  # the parser must never crash; if it does, keep the message anyway
-        log.exception("parser crashed on message %s", message.id)
-        return _file_unparseable(session, message, f"parser error: {exc.__class__.__name__}: {exc}")
-
-    language = _language(rt, parsed)
+    parsed, language, authentication = prepared.parsed, prepared.language, prepared.authentication
     with session.no_autoflush:  # the message row is written once, at the end
-        result = _thread_or_open(session, rt, message, parsed, language)
-    _fill_message(session, message, parsed, settings.max_attachment_bytes)
+        result = _thread_or_open(session, rt, message, parsed, language, authentication)
+    _fill_message(session, message, parsed, rt.settings.max_attachment_bytes)
+    if authentication is not None:
+        message.authentication = authentication.verdict
+        message.authentication_reasons = authentication.reasons or None
     message.inquiry_id = result.inquiry_id
     message.language = language
     message.state = "processed"
@@ -139,19 +180,25 @@ def process_message(session: Session, rt: "Runtime", message_id: int) -> Process
 
 
 def _thread_or_open(
-    session: Session, rt: "Runtime", message: Message, parsed: ParsedEmail, language: str | None
+    session: Session, rt: "Runtime", message: Message, parsed: ParsedEmail, language: str | None,
+    authentication: SenderAuthentication | None = None,
 ) -> ProcessResult:
     """Join the inquiry this message continues, or open a new classified one."""
     now = utcnow()
     sender = parsed.sender
     contact_id = contact_id_for(session, sender.address, sender.name) if sender and sender.address else None
-    inquiry = find_thread(session, parsed, own_address=rt.settings.from_address, now=now)
+    inquiry = find_thread(session, parsed, own_address=rt.settings.from_address, now=now, settings=rt.settings)
     if inquiry is not None:
         status_before = inquiry.status
         on_follow_up(session, inquiry, message.id, automated=parsed.automation.automated, now=now)
         if not parsed.automation.automated:  # a person wrote: a response is owed (intake.sla.clock)
             sla_clock.applicant_wrote(inquiry, sla_clock.policy(rt), arrival_time(message, parsed),
                                       reopened=inquiry.status != status_before)
+        if authentication is not None and authentication.verdict == "fail":
+            # Staff see it in the thread; where replies go does not change (intake.recipients).
+            record_event(session, inquiry.id, SYSTEM, "sender_unverified", message_id=message.id,
+                         address=sender.address if sender else None, reasons=authentication.reasons[:4],
+                         reply_to=recipients.reply_address(session, inquiry.id))
         return ProcessResult("follow-up", inquiry.id, message.id)
     verdict = _classify(rt, parsed, message.meta)
     inquiry = Inquiry(

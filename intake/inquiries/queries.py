@@ -8,6 +8,7 @@ from typing import Any, Sequence
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from intake import recipients
 from intake.inquiries.common import get_inquiry
 from intake.models import Contact, Inquiry, Message
 
@@ -77,6 +78,7 @@ def inquiry_detail(session: Session, inquiry_id: int) -> dict[str, Any]:
     detail = inquiry_summary(inquiry)
     shared = _shared_message_ids(session, inquiry.messages)
     detail.update(
+        reply_to=recipients.reply_address(session, inquiry_id),  # where a staff reply goes now
         first_response_at=_iso(inquiry.first_response_at),
         first_response_due=_iso(inquiry.first_response_due),
         response_due=_iso(inquiry.response_due),
@@ -96,6 +98,9 @@ def inquiry_detail(session: Session, inquiry_id: int) -> dict[str, Any]:
                 "received_at": _iso(m.created_at),
                 "parse_status": m.parse_status,
                 "parse_error": m.parse_error,
+                "authentication": m.authentication,
+                "authentication_reasons": m.authentication_reasons or [],
+                "reply_to": m.reply_to,
                 "state": m.state,
                 "language": m.language,
                 "automated": m.automated,

@@ -8,11 +8,12 @@ ticket otherwise.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from intake import mail
+from intake import mail, tickets
 from intake.inquiries.store import _dialect_insert
 from intake.mail.types import ParsedEmail
 from intake.models import Contact, Inquiry, Message, utcnow
@@ -80,24 +81,29 @@ def is_participant(session: Session, inquiry: Inquiry, addresses: set[str], own_
 
 
 def find_thread(
-    session: Session, parsed: ParsedEmail, *, own_address: str | None = None, now: dt.datetime | None = None
+    session: Session, parsed: ParsedEmail, *, own_address: str | None = None, now: dt.datetime | None = None,
+    settings: Any = None,
 ) -> Inquiry | None:
     """The inquiry this message continues, or None for a new one.
 
-    A reference (In-Reply-To/References or an ``[#ID]`` subject token) joins only when the sender
-    is already a participant: other help desks learned that strangers' mail gets merged into the
-    wrong ticket otherwise. The fallback joins the same sender's inquiry with the same subject
-    (after stripping Re:/Fwd:/AW:/SV:...) seen within 30 days.
+    A subject token with a valid keyed tag (``[#12-k3f9qa]``, intake.tickets) joins its inquiry:
+    only someone who received our mail knows it. Any other reference (In-Reply-To/References, the
+    old ``[#12]`` form, a wrong tag) joins only when the sender (From, not a Reply-To anyone can
+    write) is already a participant: other help desks learned that strangers' mail gets merged
+    into the wrong ticket otherwise. The fallback joins the same sender's inquiry with the same
+    subject (after stripping Re:/Fwd:/AW:/SV:...) seen within 30 days. ``settings`` holds the
+    key tags are checked with; without it every token counts as the old form.
     """
     sender = parsed.sender.address if parsed.sender else ""
     if not sender:
         return None
-    reply_to = parsed.reply_to.address if parsed.reply_to else ""
     candidates: list[Inquiry] = []
-    token = mail.find_ticket_token(parsed.subject or "")
-    if token is not None:
-        inquiry = session.get(Inquiry, token)
+    ticket = mail.find_ticket(parsed.subject or "")
+    if ticket is not None:
+        inquiry = session.get(Inquiry, ticket.inquiry_id)
         if inquiry is not None:
+            if settings is not None and tickets.is_valid(session, settings, inquiry.id, ticket.tag):
+                return inquiry
             candidates.append(inquiry)
     refs = [r for r in [parsed.in_reply_to, *reversed(parsed.references)] if r]
     if refs:
@@ -111,7 +117,7 @@ def find_thread(
             if inquiry is not None and inquiry not in candidates:
                 candidates.append(inquiry)
     for inquiry in candidates:
-        if is_participant(session, inquiry, {sender, reply_to}, own_address):
+        if is_participant(session, inquiry, {sender}, own_address):
             return inquiry
     subject_key = mail.thread_subject(parsed.subject or "")
     if subject_key:

@@ -17,13 +17,15 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from intake import tickets
 from intake.db import is_unique_violation
 from intake.events import record_event
 from intake.models import Inquiry, Message
 from intake.outbound.compose import Draft, InvalidAddress, compose, header_text, references_chain, reply_subject, validate_address
 from intake.outbound.knowledge import suggest_answer
 from intake.outbound.loops import MailFacts, cap_exceeded, facts_from_raw, header_blockers, recent_count
-from intake.outbound.options import NEVER_ACKNOWLEDGE, OutboundOptions, load_options
+from intake.outbound.options import OutboundOptions, load_options
+from intake.outbound.settings import NEVER_ACKNOWLEDGE
 from intake.outbound.replies import store_outbound
 from intake.outbound.templates import ack_template, first_name, render
 from intake.outbox import Ticket, deliverer
@@ -72,27 +74,35 @@ def _suppress(session: Session, inquiry_id: int, message_id: int, kind: str, rea
     record_event(session, inquiry_id, "system", kind, message_id=message_id, reasons=reasons[:10], **detail)
 
 
+def _quotable(message: Message) -> bool:
+    """Issue 10: only an authenticated sender's own words (subject, name) go back out in an
+    acknowledgment; a forged From would otherwise make us deliver a spammer's subject line."""
+    return message.authentication == "pass"
+
+
 def _body(rt: "Runtime", options: OutboundOptions, inquiry: Inquiry, message: Message, facts: MailFacts) -> tuple[str, str | None]:
     """The rendered template, with the knowledge-base answer when the category allows it."""
     answer_text, answer_key = "", None
-    if inquiry.category in options.answer_categories:
+    if inquiry.category in options.config.answer_categories:
         text = message.latest_reply or message.text_body or ""
         suggestion = suggest_answer(rt.settings, f"{inquiry.subject}\n{text}", inquiry.category)
-        if suggestion is not None and suggestion.score >= options.answer_min_score:
+        if suggestion is not None and suggestion.score >= options.config.answer_min_score:
             answer_text = f"\nIn the meantime, this may already answer your question:\n\n{suggestion.answer}\n"
             answer_key = suggestion.key
+    quotable = _quotable(message)
+    sender_name = (facts.from_name or message.sender_name) if quotable else None
     values = {
-        "first_name": first_name(facts.from_name or message.sender_name),
-        "name": (facts.from_name or message.sender_name or "").strip(),
-        "subject": header_text(inquiry.subject or message.subject) or "your message",
+        "first_name": first_name(sender_name),
+        "name": (sender_name or "").strip(),
+        "subject": (header_text(inquiry.subject or message.subject) if quotable else "") or "your message",
         "inquiry_id": str(inquiry.id),
         "reference": f"#{inquiry.id}",
         "answer": answer_text,
-        "program": str(rt.settings.section("outbound").get("program_name", "the fellowship")),
+        "program": options.config.program_name,
     }
-    body = render(ack_template(options.ack_templates, inquiry.category), values)
-    if options.signature.strip():
-        body = f"{body.rstrip()}\n\n{options.signature.strip()}"
+    body = render(ack_template(options.config.ack_templates, inquiry.category), values)
+    if options.config.signature.strip():
+        body = f"{body.rstrip()}\n\n{options.config.signature.strip()}"
     return body.rstrip() + "\n", answer_key
 
 
@@ -100,7 +110,7 @@ def acknowledge(rt: "Runtime", message_id: int) -> AckResult:
     """Decide the acknowledgment for inbound message row ``message_id`` and, if one is due,
     queue it: the outbound row and its ``email.send`` delivery commit together."""
     options = load_options(rt.settings)
-    if not options.ack_enabled:
+    if not options.config.ack_enabled:
         return AckResult("skipped", "acknowledgments are off")
     with rt.db.session() as session:
         return _decide_and_queue(rt, session, options, message_id)
@@ -124,7 +134,7 @@ def _decide_and_queue(rt: "Runtime", session: Session, options: OutboundOptions,
         return AckResult("skipped", f"logged by staff ({message.source}), not written to us")
     if not _is_first_inbound(session, message):
         return AckResult("skipped", "a follow-up, not a new inquiry")
-    if inquiry.category not in options.ack_categories and inquiry.category not in NEVER_ACKNOWLEDGE:
+    if inquiry.category not in options.config.ack_categories and inquiry.category not in NEVER_ACKNOWLEDGE:
         return AckResult("skipped", f"acknowledgments are off for {inquiry.category}")
 
     reasons: list[str] = []
@@ -136,24 +146,26 @@ def _decide_and_queue(rt: "Runtime", session: Session, options: OutboundOptions,
         reasons.append("classified as automated")
     if message.parse_status == "unparseable":
         reasons.append("unparseable message")
+    if message.authentication == "fail":  # a forged From: acknowledging it is backscatter
+        reasons.append("the sender failed authentication: " + "; ".join((message.authentication_reasons or [])[:3]))
     facts = mail_facts(message)
     reasons += header_blockers(facts, [options.from_address, rt.settings.from_address or ""])
     to_address = None
     if not reasons:
-        try:
-            to_address = validate_address(facts.reply_address)
+        try:  # the From address only: an acknowledgment never follows an arbitrary Reply-To
+            to_address = validate_address(facts.from_address)
         except InvalidAddress:
             reasons.append("no valid reply address")
     if reasons or to_address is None:
         _suppress(session, inquiry.id, message.id, "ack_suppressed", reasons)
         return AckResult("suppressed", "; ".join(reasons))
 
-    if recent_count(session, to_address, options.ack_per_sender_seconds, kinds=("acknowledgment",)):
-        hours = options.ack_per_sender_seconds / 3600
+    if recent_count(session, to_address, options.config.ack_per_sender_seconds, kinds=("acknowledgment",)):
+        hours = options.config.ack_per_sender_seconds / 3600
         reason = f"already acknowledged {to_address} within {hours:g} h"
         _suppress(session, inquiry.id, message.id, "ack_suppressed", [reason], cap="per_sender", to=to_address)
         return AckResult("capped", reason)
-    cap = cap_exceeded(session, to_address, options.caps)
+    cap = cap_exceeded(session, to_address, options.config.caps)
     if cap is not None:
         reason = f"more than {cap.describe()} to {to_address}"
         _suppress(session, inquiry.id, message.id, "cap_hit", [reason], cap=cap.describe(), to=to_address)
@@ -164,10 +176,12 @@ def _decide_and_queue(rt: "Runtime", session: Session, options: OutboundOptions,
     composed = compose(
         Draft(
             from_address=options.from_address,
-            from_name=options.from_name,
+            from_name=options.config.from_name,
             to_address=to_address,
-            to_name=facts.from_name if to_address == facts.from_address else None,
-            subject=reply_subject(inquiry.subject or message.subject or facts.header("Subject"), inquiry.id),
+            to_name=facts.from_name if _quotable(message) else None,
+            subject=reply_subject((inquiry.subject or message.subject or facts.header("Subject"))
+                                  if _quotable(message) else None,
+                                  inquiry.id, tickets.tag(session, rt.settings, inquiry.id)),
             body=body,
             in_reply_to=parent_id,
             references=references_chain(message.references or facts.header("References"), parent_id),
@@ -180,7 +194,7 @@ def _decide_and_queue(rt: "Runtime", session: Session, options: OutboundOptions,
                 session, composed, inquiry_id=inquiry.id, kind="acknowledgment", body=body,
                 author=None, options=options, dedupe_key=f"ack:{message.id}",
                 meta={"acknowledges": message.id, "answer_key": answer_key,
-                      **({"envelope_from": ""} if options.ack_null_sender else {})},
+                      **({"envelope_from": ""} if options.config.ack_null_sender else {})},
             )
     except IntegrityError as exc:
         if not is_unique_violation(exc):

@@ -21,7 +21,6 @@ from typing import Any, Mapping, Sequence
 
 from intake.config import Settings
 
-DEFAULT_MIN_SCORE = 0.22
 MAX_TEXT_CHARS = 4000
 
 DEFAULT_KNOWLEDGE_BASE_TOML = '''
@@ -186,10 +185,6 @@ def _cache_key(entries: tuple[Entry, ...]) -> str:
     )
 
 
-def min_score(settings: Settings) -> float:
-    return float(settings.section("knowledge").get("min_score", DEFAULT_MIN_SCORE))
-
-
 def suggest_answer(settings: Settings, text: str, category: str | None) -> Suggestion | None:
     """The best approved answer for ``text`` (ideally the latest reply, not the quoted history).
 
@@ -207,6 +202,6 @@ def suggest_answer(settings: Settings, text: str, category: str | None) -> Sugge
             continue
         if best is None or score > best.score:
             best = Suggestion(entry.key, question, entry.answer, round(score, 4))
-    if best is None or best.score < min_score(settings):
+    if best is None or best.score < settings.outbound.suggestion_min_score:
         return None
     return best

@@ -61,7 +61,7 @@ def _prepare(rt: "Runtime", message_id: int, options: OutboundOptions) -> Prepar
             return Prepared("missing")
         if row.state in ("sent", "suppressed", "failed"):
             return Prepared(row.state)
-        cap = cap_exceeded(session, row.to_address or "", options.caps, before_id=row.id)
+        cap = cap_exceeded(session, row.to_address or "", options.config.caps, before_id=row.id)
         if cap is not None:
             # The hard ceiling applies to every kind of mail, staff replies included: more than
             # this to one address is a loop or a bug, and a person can always resend.

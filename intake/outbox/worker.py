@@ -170,22 +170,10 @@ def deliver(rt: "Runtime", delivery_id: int) -> str:
         except Exception as exc:  # noqa: BLE001 - any failure is retried until the deadline
             log.warning("delivery %s (%s) failed (attempt %s): %s: %s", ticket.id, ticket.key,
                         ticket.attempts, exc.__class__.__name__, exc)
-            return _fail(rt, ticket, f"{exc.__class__.__name__}: {exc}", permanent=False,
-                         hint=_retry_after(exc))
+            return _fail(rt, ticket, f"{exc.__class__.__name__}: {exc}", permanent=False, hint=None)
         if not _complete(rt, ticket, result):
             return result
     return result
-
-
-def _retry_after(exc: Exception) -> float | None:
-    """Slack's ``Retry-After`` on a 429 that outlived the client's own retries."""
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None) or {}
-    try:
-        value = headers.get("Retry-After") or headers.get("retry-after")
-        return float(value) if value else None
-    except (TypeError, ValueError):
-        return None
 
 
 @job("outbox.deliver", retries=0)
@@ -203,7 +191,7 @@ def kick(rt: "Runtime", owed: Iterable[tuple[str, int]]) -> None:
         lanes.setdefault(spec.lane if spec else "", []).append(delivery_id)
     for ids in lanes.values():
         try:
-            rt.enqueue("outbox.deliver", ids)
+            deliver_job.enqueue(rt, ids)
         except Exception:  # noqa: BLE001 - committed: the poller delivers it after the grace
             log.exception("could not enqueue deliveries %s; the poller will take them", ids)
 

@@ -131,12 +131,26 @@ class CardData:
     @property
     def button_value(self) -> str:
         return f"{self.inquiry_id}:{self.version}"
+    reply_to: str | None = None  # where a staff reply goes now (intake.recipients)
+    # Plain sentences staff must see before replying: a Reply-To new to the conversation, a
+    # message that failed sender authentication.
+    reply_warnings: Sequence[str] = ()
 
     @property
     def organization(self) -> str | None:
         if self.sender_address and "@" in self.sender_address:
             return self.sender_address.rpartition("@")[2]
         return None
+
+
+@dataclass(frozen=True)
+class RecipientChoice:
+    """One address the reply modal offers: the default first."""
+
+    address: str
+    label: str  # "Name <address>"
+    note: str  # why it is offered
+    warning: bool = False  # new to the conversation or unverified
 
 
 @dataclass(frozen=True)
@@ -275,6 +289,15 @@ def slack_date(when: dt.datetime | None) -> str:
     epoch = int(when.timestamp())
     fallback = when.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return f"<!date^{epoch}^{{date_short_pretty}} {{time}}|{fallback}>"
+
+
+def sender_label(name: str | None, address: str | None) -> str:
+    """``Name (address)`` as plain text, for the builders that take a sender and escape it
+    themselves (thread lines, modals): passing them ``sender_text`` escaped it twice."""
+    name, address = (name or "").strip(), (address or "").strip()
+    if name and address:
+        return f"{name} ({address})"
+    return name or address or "unknown sender"
 
 
 def sender_text(name: str | None, address: str | None) -> str:
@@ -423,6 +446,10 @@ def triage_card(card: CardData, categories: Sequence[str]) -> Message:
     ]
     if card.reasons:
         blocks.append(context("*Why:* " + escape_trim("; ".join(card.reasons), 1500)))
+    if card.reply_to:
+        blocks.append(context(f"*Replies go to* {escape_trim(card.reply_to, 320)}"))
+    for warning in list(card.reply_warnings)[:3]:
+        blocks.append(context(":warning: " + escape_trim(warning, 600)))
     excerpt = card.latest_reply or ""
     quoted = escape_trim(excerpt.strip() or "(empty message)", CARD_EXCERPT_CHARS)
     quoted = "\n".join("&gt; " + line if line else "&gt;" for line in quoted.splitlines()) or "&gt;"
@@ -512,6 +539,8 @@ EVENT_VERBS = {
     "send_failed": ":warning: could not send the email to {to}: {error}",
     "smtp_delayed": ":warning: the email to {to} is delayed (attempt {attempts}); still retrying",
     "split_from_group": "took it out of group {group} (it asks something else)",
+    "sender_unverified": ":warning: the follow-up claiming to be from {address} failed sender "
+                         "authentication ({reasons}); replies still go to {reply_to}",
 }
 # The verbs of the domain's older spelling, so a renamed event kind still reads well.
 EVENT_VERBS.update({
@@ -615,11 +644,29 @@ def text_input(block_id: str, label: str, *, multiline: bool = False, initial: s
             "label": plain(label, 2000), "element": element}
 
 
+def _recipient_block(choices: Sequence[RecipientChoice]) -> dict[str, Any]:
+    """Who the email goes to: the conversation's address preselected; any other address is
+    used only when picked here (radio buttons show each option's reason)."""
+    options = [
+        {"text": plain(("⚠ " if c.warning else "") + c.label, MAX_OPTION_TEXT),
+         "description": plain(c.note, MAX_OPTION_TEXT), "value": c.address[:150]}
+        for c in list(choices)[:10]  # Slack's limit for radio buttons
+    ]
+    return {
+        "type": "input",
+        "block_id": "recipient",
+        "label": plain("Send the email to", 2000),
+        "element": {"type": "radio_buttons", "action_id": "value", "options": options,
+                    "initial_option": options[0]},
+    }
+
+
 def reply_modal(*, inquiry_id: int, subject: str, sender: str | None, latest: str | None,
                 templates: Sequence[tuple[str, str]] = (), body: str | None = None,
-                default_action: str = REPLY_SEND, revision: int = 0) -> dict[str, Any]:
-    """Reply modal: the applicant's latest message, a template picker, the text, and two
-    distinct outcomes chosen with radio buttons (never a prefix typed into the text).
+                default_action: str = REPLY_SEND, revision: int = 0,
+                recipients: Sequence[RecipientChoice] = ()) -> dict[str, Any]:
+    """Reply modal: the applicant's latest message, a template picker, the text, who it goes to,
+    and two distinct outcomes chosen with radio buttons (never a prefix typed into the text).
 
     ``revision`` changes the body input's block_id so that Slack shows a new initial value after
     a template is picked (Slack keeps what the user typed in a block it already knows).
@@ -640,6 +687,10 @@ def reply_modal(*, inquiry_id: int, subject: str, sender: str | None, latest: st
             }],
         })
     blocks.append(text_input(f"body_{revision}", "Message", multiline=True, initial=body))
+    if len(recipients) > 1:
+        blocks.append(_recipient_block(recipients))
+    elif recipients:
+        blocks.append(context(f"The email goes to {escape_trim(recipients[0].label, 400)}"))
     send = option("Send to applicant (email)", REPLY_SEND)
     note = option("Save as internal note (not sent)", REPLY_NOTE)
     blocks.append({
@@ -982,3 +1033,72 @@ def sla_weekly_report(data: WeeklyReportData) -> Message:
         blocks += [section(row_text(r)) for r in list(data.oldest_open)[:5]]
     blocks.append(context("Chart in the thread · `intake report --since DATE --until DATE` for any period"))
     return Message(text=title, blocks=fit_message(blocks))
+
+
+# --------------------------------------------------------------------------------------------
+# Erasure (intake.privacy): the placeholder a card becomes, and "Forget this person"
+
+V_FORGET = "forget_person_modal"
+FORGET_REFUSAL = ("Only members of the privacy admin group can erase a person "
+                  "(`[privacy] admin_usergroup`). Nothing was changed.")
+
+
+@dataclass(frozen=True)
+class ErasedCardData:
+    """What a card shows once its inquiry is erased or redacted: ids, when, why; no text."""
+
+    inquiry_ids: Sequence[int]
+    reason: str  # "erased" (a person asked) or "redacted" (retention)
+    at: dt.datetime | None
+    category: str | None = None
+
+
+def erased_card(data: ErasedCardData) -> Message:
+    ids = ", ".join(f"#{i}" for i in data.inquiry_ids) or "#?"
+    if data.reason == "redacted":
+        line = (f":file_folder: *Inquiry {ids}* was closed long ago: its text, attachments and "
+                f"addresses were removed by the retention policy on {slack_date(data.at)}.")
+        extra = [f"Category {category_text(data.category, None)}"] if data.category else []
+    else:
+        line = (f":wastebasket: *Inquiry {ids}* was erased at the person's request on "
+                f"{slack_date(data.at)}. Nothing of it is kept.")
+        extra = []
+    blocks = [section(line)]
+    if extra:
+        blocks.append(context(*extra))
+    return Message(text=f"Inquiry {ids}: {data.reason}", blocks=blocks)
+
+
+@dataclass(frozen=True)
+class ForgetPreviewData:
+    inquiry_id: int
+    address: str
+    inquiries: Sequence[int]
+    messages: int
+    attachments: int
+    messages_elsewhere: int
+
+
+def forget_modal(data: ForgetPreviewData, private_metadata: str) -> dict[str, Any]:
+    """The confirmation: who, and what goes. The address is shown so the admin checks it."""
+    ids = ", ".join(f"#{i}" for i in list(data.inquiries)[:30]) + ("…" if len(data.inquiries) > 30 else "")
+    lines = [
+        f"Erase everything held about *{escape_trim(data.address, 320)}*?",
+        f"• {len(data.inquiries)} inquir{'y' if len(data.inquiries) == 1 else 'ies'}: {ids or 'none'}",
+        f"• {data.messages} message{'s' if data.messages != 1 else ''} and {data.attachments} "
+        f"attachment{'s' if data.attachments != 1 else ''}"
+        + (f", {data.messages_elsewhere} in other people's conversations" if data.messages_elsewhere else ""),
+        "• their address and name wherever else they appear",
+    ]
+    blocks = [
+        section("\n".join(lines)),
+        context("Their cards become a placeholder and the thread lines that quote them are deleted. "
+                "Only an audit entry with a keyed hash of the address remains. *This cannot be undone.*"),
+    ]
+    return modal("Forget this person", blocks, callback_id=V_FORGET, submit="Erase",
+                 private_metadata=private_metadata)
+
+
+def notice_modal(title: str, text: str) -> dict[str, Any]:
+    """A modal that only says something (a refusal, progress, a result)."""
+    return modal(title, [section(escape_trim(text, MAX_SECTION_TEXT))], callback_id="notice")

@@ -14,7 +14,7 @@ from slack_sdk import WebClient
 
 from intake.slack import blocks as B
 from intake.slack import queries as Q
-from intake.slack.authz import REFUSAL
+from intake.slack.authz import members_only, refuse_command
 from intake.slack.common import SlackDeps, int_or_none
 
 COMMAND = "/inquiries"
@@ -55,12 +55,9 @@ def answer(deps: SlackDeps, user_id: str, text: str) -> B.Message:
 
 
 def register(app: App, deps: SlackDeps) -> None:
-    @app.command(COMMAND)
+    @app.command(COMMAND, middleware=[members_only(deps.authz, refuse_command)])
     def on_inquiries(ack: Ack, command: dict[str, Any], client: WebClient) -> None:
         user = command.get("user_id", "")
-        if not deps.allowed(user):
-            ack(text=REFUSAL, response_type="ephemeral")
-            return
         if (command.get("text") or "").strip().lower() == "new":
             ack()
             client.views_open(trigger_id=command["trigger_id"], view=B.new_inquiry_modal())

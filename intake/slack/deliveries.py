@@ -18,12 +18,14 @@ With Slack credentials unset every deliverer logs what it would post and succeed
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from slack_sdk.web import SlackResponse
 from sqlalchemy import select, update
 
 from intake.jobs import periodic
@@ -38,8 +40,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
+DeliverFn = Callable[["Runtime", Ticket], str]
+
 DIGEST_EVERY_SECONDS = 3600
-DEFAULT_BURST_MINUTES = 10.0
 DIGEST_KIND = "slack_digest"
 # Events the outbound layer records when a per-address cap held mail back (shown in the digest).
 CAP_EVENT_KINDS = ("cap_hit",)
@@ -59,12 +62,37 @@ LOOKUP_PAGES = 10
 POST_OPTIONS: dict[str, Any] = {"unfurl_links": False, "unfurl_media": False}
 
 
+def slack_deliverer(kind: str, **options: Any) -> Callable[[DeliverFn], DeliverFn]:
+    """``@deliverer`` for a Slack kind: a 429 that outlived the client's own retries comes back
+    as the outbox's ``Retry`` after Slack's ``Retry-After``; other failures are retried with the
+    outbox's backoff."""
+
+    def register(fn: DeliverFn) -> DeliverFn:
+        @functools.wraps(fn)
+        def deliver(rt: "Runtime", ticket: Ticket) -> str:
+            try:
+                return fn(rt, ticket)
+            except SlackApiError as exc:
+                if exc.response.status_code != 429:
+                    raise
+                raise Retry(f"{exc.__class__.__name__}: {exc}", after=_retry_after(exc.response)) from exc
+
+        return deliverer(kind, channel="slack", **options)(deliver)
+
+    return register
+
+
+def _retry_after(response: SlackResponse) -> float | None:
+    value = response.headers.get("Retry-After") or response.headers.get("retry-after")
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
 def channel_for(rt: "Runtime", category: str | None) -> str | None:
     """The per-category channel from ``[slack] channels``, else ``SLACK_TRIAGE_CHANNEL``."""
-    channels = rt.settings.section("slack").get("channels") or {}
-    if category and isinstance(channels, dict) and channels.get(category):
-        return str(channels[category])
-    return rt.settings.slack_triage_channel
+    return rt.settings.slack.channel_for(category, rt.settings.slack_triage_channel)
 
 
 def suggestion_for_card(rt: "Runtime", text: str, category: str | None) -> B.SuggestionData | None:
@@ -153,7 +181,7 @@ class _CardPlan:
 
 
 def _plan_card(rt: "Runtime", inquiry_id: int) -> _CardPlan | None:
-    window = dt.timedelta(minutes=float(rt.settings.section("slack").get("burst_minutes", DEFAULT_BURST_MINUTES)))
+    window = rt.settings.slack.burst_window
     with rt.db.read_session() as session:
         inquiry = session.get(Inquiry, inquiry_id)
         if inquiry is None:
@@ -202,7 +230,7 @@ def _forget_card(rt: "Runtime", channel: str, ts: str) -> None:
         )
 
 
-@deliverer("slack.card", channel="slack", coalesce=True)
+@slack_deliverer("slack.card", coalesce=True)
 def deliver_card(rt: "Runtime", ticket: Ticket) -> str:
     """Post the inquiry's triage card, or update it in place when it exists.
 
@@ -266,7 +294,7 @@ def _fold(rt: "Runtime", ticket: Ticket, plan: _CardPlan) -> str:
         return "skipped"
     if rt.settings.slack_enabled:
         line = B.followup_line(inquiry_id=plan.inquiry_id, direction="inbound",
-                               sender=B.sender_text(card.sender_name, card.sender_address),
+                               sender=B.sender_label(card.sender_name, card.sender_address),
                                subject=card.subject, body=card.latest_reply, show_id=True)
         metadata = _metadata(LINE_METADATA, f"fold:{plan.inquiry_id}", plan.inquiry_id)
         _, line_ts = post_once(rt, ticket, channel, line, metadata, thread_ts=ts)
@@ -327,7 +355,7 @@ def _post_line(rt: "Runtime", ticket: Ticket, plan: _LinePlan, record) -> str:
     return "posted"
 
 
-@deliverer("slack.message_line", channel="slack")
+@slack_deliverer("slack.message_line")
 def deliver_message_line(rt: "Runtime", ticket: Ticket) -> str:
     """A follow-up email as a line in its card's thread (saying so when it reopened the inquiry)."""
     message_id = int(ticket.args["message_id"])
@@ -342,7 +370,7 @@ def deliver_message_line(rt: "Runtime", ticket: Ticket) -> str:
             filtered=not inquiry.slack_ts and Q.is_filtered(session, inquiry),
             line=B.followup_line(
                 inquiry_id=inquiry.id, direction=message.direction,
-                sender=B.sender_text(message.sender_name, message.sender_address),
+                sender=B.sender_label(message.sender_name, message.sender_address),
                 subject=message.subject, body=message.latest_reply or message.text_body,
                 author=message.author, reopened=bool(ticket.args.get("reopened")),
                 show_id=bool(inquiry.slack_ts) and len(Q.card_group(session, inquiry)) > 1,
@@ -351,7 +379,7 @@ def deliver_message_line(rt: "Runtime", ticket: Ticket) -> str:
     return _post_line(rt, ticket, plan, lambda ts: _record_message_ts(rt, message_id, ts))
 
 
-@deliverer("slack.event_line", channel="slack")
+@slack_deliverer("slack.event_line")
 def deliver_event_line(rt: "Runtime", ticket: Ticket) -> str:
     """"Who did what" in the card's thread, once per event."""
     event_id = int(ticket.args["event_id"])
@@ -431,7 +459,7 @@ def digest(rt: "Runtime") -> str:
     return "owed"
 
 
-@deliverer("slack.digest", channel="slack")
+@slack_deliverer("slack.digest")
 def deliver_digest(rt: "Runtime", ticket: Ticket) -> str:
     args = ticket.args
     with rt.db.read_session() as session:

@@ -16,8 +16,8 @@ from slack_sdk import WebClient
 from intake.grouping import answer, store
 from intake.models import InquiryGroup
 from intake.slack import group_blocks as G
-from intake.slack.authz import REFUSAL
-from intake.slack.common import ActionRefused, SlackDeps, int_or_none, refuse, run_action, tell
+from intake.slack.authz import members_only, refuse_in_modal, refuse_with_note
+from intake.slack.common import ActionRefused, SlackDeps, int_or_none, run_action, tell
 from intake.slack.deliveries import suggestion_for_card
 
 log = logging.getLogger(__name__)
@@ -50,12 +50,11 @@ def send_answer(deps: SlackDeps, group_id: int, text: str, author: str, request_
 
 
 def register(app: App, deps: SlackDeps) -> None:
-    @app.action(G.A_GROUP_ANSWER)
+    members = [members_only(deps.authz, refuse_with_note)]
+
+    @app.action(G.A_GROUP_ANSWER, middleware=members)
     def on_answer_all(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         ack()
-        if not deps.allowed(_user(body)):
-            refuse(client, body)
-            return
         group_id = int_or_none(action.get("value"))
         view = answer_view(deps, group_id) if group_id else None
         if view is None:
@@ -63,7 +62,7 @@ def register(app: App, deps: SlackDeps) -> None:
             return
         client.views_open(trigger_id=body["trigger_id"], view=view)
 
-    @app.view(G.V_GROUP_ANSWER)
+    @app.view(G.V_GROUP_ANSWER, middleware=[members_only(deps.authz, refuse_in_modal("body"))])
     def on_answer_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
         user = _user(body)
         text = ((((view.get("state") or {}).get("values") or {}).get("body") or {}).get("value") or {}).get("value") or ""
@@ -71,9 +70,6 @@ def register(app: App, deps: SlackDeps) -> None:
             group_id = int_or_none(json.loads(view.get("private_metadata") or "{}").get("group_id"))
         except (ValueError, AttributeError):
             group_id = None
-        if not deps.allowed(user):
-            ack(response_action="errors", errors={"body": REFUSAL})
-            return
         if not text.strip():
             ack(response_action="errors", errors={"body": "Write the answer first."})
             return
@@ -92,16 +88,13 @@ def register(app: App, deps: SlackDeps) -> None:
             note += " Not sent: " + "; ".join(f"#{i} ({why})" for i, why in result.refused[:10])
         tell(client, body, note)
 
-    @app.action(G.A_GROUP_MEMBER)
+    @app.action(G.A_GROUP_MEMBER, middleware=members)
     def on_member_menu(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         ack()
         verb, _, rest = str((action.get("selected_option") or {}).get("value", "")).partition(":")
         group_raw, _, inquiry_raw = rest.partition(":")
         group_id, inquiry_id = int_or_none(group_raw), int_or_none(inquiry_raw)
         if verb != "split" or group_id is None or inquiry_id is None:
-            return
-        if not deps.allowed(_user(body)):
-            refuse(client, body)
             return
         try:
             run_action(deps, inquiry_id, store.split, actor=_user(body))

@@ -13,10 +13,10 @@ from typing import Any, Sequence
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from intake import inquiries
+from intake import inquiries, recipients
 from intake.models import Event, GroupMember, Inquiry, InquiryGroup, Message, utcnow
 from intake.sla.clock import RUNNING
-from intake.slack.blocks import CardData, FoldedItem, HomeData, InquiryRow, Stats
+from intake.slack.blocks import CardData, FoldedItem, HomeData, InquiryRow, RecipientChoice, Stats
 
 OPEN_STATUSES = ("new", "open", "waiting")
 FILTERED_CATEGORIES = ("spam", "automated")
@@ -94,6 +94,30 @@ def reasons_of(session: Session, inquiry_id: int) -> list[str]:
     return reasons
 
 
+def reply_warnings(options: recipients.ReplyOptions, latest: Message | None) -> list[str]:
+    """What staff must know before replying (issue 10): a message that failed sender
+    authentication, and Reply-To addresses the conversation has not used."""
+    warnings = []
+    if latest is not None and latest.authentication == "fail":
+        reasons = "; ".join((latest.authentication_reasons or [])[:3])
+        warnings.append(f"The latest message failed sender authentication ({reasons}): it may not be "
+                        f"from {latest.sender_address}. Replies still go to "
+                        f"{options.default.address if options.default else 'the conversation'}.")
+    for offered in options.new_reply_to[:2]:
+        warnings.append(f"Reply-To {offered.address} is new to this conversation ({offered.note}); "
+                        "replies go there only if you pick it in the reply modal.")
+    return warnings
+
+
+def recipient_choices(session: Session, inquiry_id: int) -> list[RecipientChoice]:
+    """The reply modal's "send to" options, the conversation's address first."""
+    options = recipients.reply_options(session, inquiry_id)
+    return [
+        RecipientChoice(r.address, r.label, r.note, warning=r.kind == "reply_to" or r.verified is False)
+        for r in options.all()
+    ]
+
+
 def card_data(session: Session, inquiry_id: int, *, with_folded: bool = True) -> CardData | None:
     """Everything the triage card shows for one inquiry (suggestion added by the caller)."""
     inquiry = session.get(Inquiry, inquiry_id)
@@ -101,6 +125,7 @@ def card_data(session: Session, inquiry_id: int, *, with_folded: bool = True) ->
         return None
     latest = latest_inbound(session, inquiry_id)
     name, address = _sender(inquiry, latest)
+    options = recipients.reply_options(session, inquiry_id)
     count = session.scalar(select(func.count(Message.id)).where(Message.inquiry_id == inquiry_id)) or 0
     folded: list[FoldedItem] = []
     if with_folded and inquiry.slack_ts:
@@ -133,6 +158,8 @@ def card_data(session: Session, inquiry_id: int, *, with_folded: bool = True) ->
         group_id=shown_group(session, inquiry_id),
         response_due=aware(inquiry.response_due),
         overdue=_overdue(inquiry),
+        reply_to=options.default.address if options.default else None,
+        reply_warnings=reply_warnings(options, latest),
     )
 
 
