@@ -55,7 +55,7 @@ def another_worker(settings, queue=None) -> Runtime:
     """A second process's runtime: its own connections, its own caches."""
     database = Database.from_settings(settings)
     _OPENED.append(database)
-    return Runtime(settings, database, queue=queue)
+    return Runtime(settings, database, queue=queue if queue is not None else InlineQueue())
 
 
 def at_once(fn, items, when) -> None:
