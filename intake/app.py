@@ -14,7 +14,6 @@ the provider retries. If the enqueue fails after the commit, the sweeper finds t
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any, Callable
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
@@ -77,10 +76,6 @@ def create_app(
     app.register_error_handler(RequestEntityTooLarge, _too_large_handler)
     _warn_unconfigured(settings)
     _mount_slack(app, rt)
-    if os.environ.get("INTAKE_BENCH_ENDPOINTS") == "1":
-        from intake.inbound.bench import register_bench
-
-        register_bench(app, rt)
     return app
 
 
@@ -212,6 +207,8 @@ def _is_connection_failure(exc: BaseException) -> bool:
 
 def store_delivery(rt: Runtime, provider: str, delivery: Delivery) -> tuple[int, bool]:
     """Message + receipt (+ replay nonce) in one transaction; returns (message id, duplicate)."""
+    if delivery.nonce is None and rt.db.direct is not None:
+        return _store_direct(rt, provider, delivery)
     from intake.inquiries import store_raw
     from intake.models import SeenNonce
 
@@ -236,6 +233,34 @@ def store_delivery(rt: Runtime, provider: str, delivery: Delivery) -> tuple[int,
         if _is_connection_failure(exc):
             raise DatabaseUnavailable(exc.__class__.__name__) from exc
         raise
+    return stored.message_id, stored.duplicate
+
+
+def _store_direct(rt: Runtime, provider: str, delivery: Delivery) -> tuple[int, bool]:
+    """PostgreSQL's hot path: one autocommit statement on the thread's held connection
+    (intake.db.DirectConnection); no session, no pool checkout, no ping."""
+    from psycopg import InterfaceError as PgInterfaceError
+    from psycopg import OperationalError as PgOperationalError
+
+    from intake.inquiries.store import store_raw_direct
+
+    assert rt.db.direct is not None
+    attempts = 0
+
+    def store(cursor):
+        nonlocal attempts
+        attempts += 1
+        return store_raw_direct(cursor, delivery.raw, provider=provider,
+                                provider_event_id=delivery.provider_event_id, meta=delivery.meta or None)
+
+    try:
+        stored = rt.db.direct.run(store)
+    except (PgOperationalError, PgInterfaceError) as exc:
+        raise DatabaseUnavailable(exc.__class__.__name__) from exc
+    if attempts > 1 and stored.duplicate and stored.inquiry_id is None:
+        # The first attempt committed but its answer was lost with the connection: the message
+        # is this request's own, and still needs its processing job.
+        return stored.message_id, False
     return stored.message_id, stored.duplicate
 
 
