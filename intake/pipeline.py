@@ -9,9 +9,11 @@ processing owes afterwards is an outbox delivery committed with it (intake/outbo
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import logging
-from typing import TYPE_CHECKING
+import threading
+from typing import TYPE_CHECKING, Iterable
 
 from sqlalchemy import delete, select
 
@@ -31,16 +33,94 @@ SWEEP_BATCH = 500
 NONCE_TTL = dt.timedelta(days=2)
 
 
+# Messages processed in one transaction when several are waiting: large enough to share the
+# database round trips and the classifier's call, small enough that the first cards of a burst
+# are not held back long (a batch takes well under a second).
+BATCH = 25
+
+
+class _Recent:
+    """Ids of messages this runtime processed lately: a job for one of them (every stored message
+    has its job, and a batch processes several) is answered without asking the database."""
+
+    def __init__(self, size: int = 20_000) -> None:
+        self._ids: collections.OrderedDict[int, None] = collections.OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def add(self, ids: Iterable[int]) -> None:
+        with self._lock:
+            for message_id in ids:
+                self._ids[message_id] = None
+            while len(self._ids) > self._size:
+                self._ids.popitem(last=False)
+
+    def __contains__(self, message_id: int) -> bool:
+        with self._lock:
+            return message_id in self._ids
+
+
+def _recent(rt: "Runtime") -> _Recent:
+    return rt.service("pipeline.recent", lambda _rt: _Recent())
+
+
 def process_stored(rt: "Runtime", message_id: int) -> inquiries.ProcessResult:
     """Process one stored message in its own transaction. What it owes (card, acknowledgment,
     thread line) commits with it and is handed to the outbox's workers after the commit."""
     with rt.db.session() as session:
-        return inquiries.process_message(session, rt, message_id)
+        result = inquiries.process_message(session, rt, message_id)
+    _recent(rt).add([message_id])
+    return result
+
+
+def process_waiting(rt: "Runtime", first_id: int | None = None) -> list[inquiries.ProcessResult]:
+    """Process waiting messages, a batch per transaction, until none is left (``first_id``
+    first if it is waiting). A batch that fails is retried one message at a time, so one
+    message that cannot be processed never holds up the others; that message's failure is
+    counted and, when it is ``first_id``, raised (its job is retried)."""
+    results: list[inquiries.ProcessResult] = []
+    while True:
+        ids: list[int] = []
+        try:
+            with rt.db.session() as session:
+                batch = inquiries.claim_received(session, limit=BATCH, first_id=first_id)
+                ids = [m.id for m in batch]
+                done = inquiries.process_messages(session, rt, batch) if batch else []
+        except Exception:
+            if not ids:
+                raise
+            log.exception("a batch of %d messages failed; processing them one at a time", len(ids))
+            done = _one_at_a_time(rt, ids, first_id)
+        _recent(rt).add(r.message_id for r in done)
+        results.extend(done)
+        if len(ids) < BATCH:
+            return results
+        first_id = None
+
+
+def _one_at_a_time(rt: "Runtime", ids: list[int], first_id: int | None) -> list[inquiries.ProcessResult]:
+    done, failed_first = [], None
+    for message_id in ids:
+        try:
+            done.append(process_stored(rt, message_id))
+        except Exception as exc:  # noqa: BLE001 - counted; batches skip it after a few tries
+            log.exception("processing message %s failed", message_id)
+            with rt.db.session() as session:
+                inquiries.record_failure(session, message_id, f"{exc.__class__.__name__}: {exc}")
+            if message_id == first_id:
+                failed_first = exc
+    if failed_first is not None:
+        raise failed_first
+    return done
 
 
 @job("pipeline.process_message", retries=5, retry_delay=5)
 def process_message_job(rt: "Runtime", message_id: int) -> str:
-    return process_stored(rt, message_id).status
+    """Process this message and whatever else is waiting (see process_waiting)."""
+    if message_id in _recent(rt):
+        return "processed"
+    done = process_waiting(rt, message_id)
+    return f"processed {len(done)}"
 
 
 def find_stuck(rt: "Runtime", *, older_than: dt.timedelta = STUCK_AFTER, now: dt.datetime | None = None) -> list[int]:

@@ -16,12 +16,14 @@ from intake.outbox.core import (
     Ticket,
     deliverer,
     load_deliverers,
+    Owing,
     owe,
     owe_card,
+    owe_many,
 )
 from intake.outbox.worker import Poller, deliver, due_ids, kick, pending_summary, run_due, still_ours
 
 __all__ = [
     "SPECS", "DeliverySpec", "GiveUp", "Poller", "Retry", "Ticket", "deliver", "deliverer", "due_ids",
-    "kick", "load_deliverers", "owe", "owe_card", "pending_summary", "run_due", "still_ours",
+    "Owing", "kick", "load_deliverers", "owe", "owe_card", "owe_many", "pending_summary", "run_due", "still_ours",
 ]
