@@ -60,9 +60,8 @@ def contact_ids_for(session: Session, people: Iterable[tuple[str, str | None]]) 
         insert = _dialect_insert(session.connection().dialect.name)
         now = utcnow()
         inserted = session.execute(
-            insert(table).values([{"address": a, "name": wanted[a], "created_at": now} for a in missing])
-            .on_conflict_do_nothing(index_elements=["address"])
-            .returning(table.c.id, table.c.address)
+            insert(table).on_conflict_do_nothing(index_elements=["address"]).returning(table.c.id, table.c.address),
+            [{"address": a, "name": wanted[a], "created_at": now} for a in missing],
         )
         ids.update({row.address: row.id for row in inserted})
         raced = [a for a in missing if a not in ids]

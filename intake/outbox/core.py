@@ -49,6 +49,8 @@ class Ticket:
     attempts: int  # including this one: more than 1 means an earlier attempt may have acted
     requested: int
     created_at: dt.datetime
+    # When this attempt's lease ends (set by the claim; None for a ticket built by hand).
+    leased_until: dt.datetime | None = None
 
     @property
     def retried(self) -> bool:
@@ -71,6 +73,10 @@ class DeliverySpec:
     # Deliveries of one lane run one after another in one job; lanes run side by side, so an
     # acknowledgment never waits behind Slack's one-post-a-second pace.
     lane: str = field(default="")
+    # Optional: deliver several tickets of this kind at once (shared reads, one connection):
+    # ``fn(rt, tickets) -> {ticket id: result or the exception met}``, an exception meaning what
+    # it means raised by ``fn`` (Retry, GiveUp, a failure); ``fn`` stays the way to deliver one.
+    batch: Callable[["Runtime", list[Ticket]], dict[int, Any]] | None = None
 
     def deadline(self, settings: "Settings") -> dt.timedelta:
         outbox = settings.outbox
@@ -85,11 +91,13 @@ DELIVERER_MODULES = ("intake.slack.deliveries", "intake.outbound.deliveries")
 
 def deliverer(kind: str, *, channel: str, coalesce: bool = False,
               on_give_up: Callable[[Session, Ticket, str], None] | None = None,
-              on_delayed: Callable[[Session, Ticket, str], None] | None = None):
-    """Register ``fn(rt, ticket) -> result`` as the way to deliver ``kind``."""
+              on_delayed: Callable[[Session, Ticket, str], None] | None = None,
+              batch: Callable[["Runtime", list[Ticket]], dict[int, Any]] | None = None):
+    """Register ``fn(rt, ticket) -> result`` as the way to deliver ``kind`` (and ``batch`` as the
+    way to deliver several at once, when there is one)."""
 
     def register(fn):
-        SPECS[kind] = DeliverySpec(kind, fn, channel, coalesce, on_give_up, on_delayed, lane=channel)
+        SPECS[kind] = DeliverySpec(kind, fn, channel, coalesce, on_give_up, on_delayed, lane=channel, batch=batch)
         return fn
 
     return register
@@ -175,7 +183,9 @@ def owe_many(session: Session, owings: Sequence[Owing]) -> dict[str, bool]:
         values = [row for key, row in rows.items() if (key in coalescing) == wanted]
         if not values:
             continue
-        stmt = insert(table).values(values)
+        # Executed with a list of rows: SQLAlchemy's "insertmanyvalues" sends them as one INSERT
+        # with RETURNING, and the statement is compiled once, not once per batch size.
+        stmt = insert(table)
         if wanted:
             # Pending: leave its schedule alone (it may be backing off); done or failed: run again.
             was_pending = table.c.state == "pending"
@@ -191,7 +201,7 @@ def owe_many(session: Session, owings: Sequence[Owing]) -> dict[str, bool]:
             )
         else:
             stmt = stmt.on_conflict_do_nothing(index_elements=[table.c.key])
-        for row in session.execute(stmt.returning(table.c.id, table.c.key, table.c.kind)):
+        for row in session.execute(stmt.returning(table.c.id, table.c.key, table.c.kind), values):
             owed[row.key] = True
             if rows[row.key]["next_attempt_at"] <= now:
                 session.info.setdefault(PENDING_IDS, []).append((row.kind, row.id))
