@@ -165,11 +165,16 @@ def handle_inbound(rt: Runtime, provider: str, receiver: Receiver) -> tuple[Resp
         log.error("database unavailable while storing a %s delivery: %s", provider, exc)
         return _error(503, "the database is unavailable; retry later")
     if not duplicate:
+        from intake.pipeline import request_processing
+
         try:
-            rt.enqueue("pipeline.process_message", message_id)
+            request_processing(rt, message_id)
         except Exception:  # noqa: BLE001 - stored and committed: the sweeper will enqueue it
             log.exception("enqueue of message %s failed; the sweeper will pick it up", message_id)
-    return jsonify(status="duplicate" if duplicate else "stored", message_id=message_id), 200
+    # The answer every provider gets on success, built directly: Flask's jsonify was a tenth of
+    # the request's own work.
+    body = f'{{"status":"{"duplicate" if duplicate else "stored"}","message_id":{int(message_id)}}}'
+    return Response(body, status=200, mimetype="application/json"), 200
 
 
 def _read_body(settings: Settings, provider: str) -> bytes:

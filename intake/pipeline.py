@@ -13,6 +13,7 @@ import collections
 import datetime as dt
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Iterable
 
 from sqlalchemy import delete, select
@@ -112,6 +113,65 @@ def _one_at_a_time(rt: "Runtime", ids: list[int], first_id: int | None) -> list[
     if failed_first is not None:
         raise failed_first
     return done
+
+
+class _Doorbell:
+    """Asks the workers to process stored messages at most once every ``WINDOW`` per process.
+
+    The job it enqueues processes every message waiting (process_waiting), so one request per
+    window is enough; a message stored after a ring gets a trailing ring at the end of the
+    window (a timer), issued after its commit, so it is never left to the sweeper. An enqueue
+    (huey's task, a Redis round trip) cost a webhook request more CPU than storing the message;
+    under load this leaves a few per second per web process. A request alone rings at once, as
+    before; a burst's later messages wait at most ``WINDOW`` more.
+    """
+
+    WINDOW = 0.25
+
+    def __init__(self, rt: "Runtime") -> None:
+        self.rt = rt
+        self._lock = threading.Lock()
+        self._last = float("-inf")
+        self._waiting: int | None = None  # the newest message stored since the last ring
+        self._timer: threading.Timer | None = None
+
+    def ring(self, message_id: int) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if self._timer is None and now - self._last >= self.WINDOW:
+                self._last = now
+            else:
+                self._waiting = message_id
+                if self._timer is None:
+                    self._timer = threading.Timer(max(0.0, self._last + self.WINDOW - now), self._trailing)
+                    self._timer.daemon = True
+                    self._timer.start()
+                return
+        self._enqueue(message_id)
+
+    def _trailing(self) -> None:
+        with self._lock:
+            message_id, self._waiting, self._timer = self._waiting, None, None
+            self._last = time.monotonic()
+        if message_id is not None:
+            self._enqueue(message_id)
+
+    def _enqueue(self, message_id: int) -> None:
+        try:
+            self.rt.enqueue("pipeline.process_message", message_id)
+        except Exception:  # noqa: BLE001 - stored and committed: the sweeper will enqueue it
+            log.exception("enqueue of message %s failed; the sweeper will pick it up", message_id)
+
+
+def request_processing(rt: "Runtime", message_id: int) -> None:
+    """Ask for a committed message to be processed: at once when jobs run inline (the CLI, tests),
+    otherwise through the process's doorbell (one job per window for every message stored)."""
+    from intake.jobs import InlineQueue
+
+    if isinstance(rt.queue, InlineQueue):
+        rt.enqueue("pipeline.process_message", message_id)
+        return
+    rt.service("pipeline.doorbell", _Doorbell).ring(message_id)
 
 
 @job("pipeline.process_message", retries=5, retry_delay=5)

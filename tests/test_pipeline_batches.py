@@ -3,6 +3,8 @@ same inquiries as one message at a time, and one message that fails never holds 
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from sqlalchemy import event, func, select
 
@@ -10,6 +12,7 @@ from intake import inquiries, pipeline
 from intake.models import Delivery, Event, Inquiry, Message
 from intake.runtime import Runtime
 from tests.conftest import database_url
+from tests.test_app_inbound import inbound_settings, sns  # noqa: F401 (fixtures)
 from tests.test_inquiries import make_email
 
 
@@ -162,3 +165,32 @@ def test_one_failing_message_does_not_hold_up_its_batch(rt, monkeypatch):
     assert pipeline.process_waiting(rt) == []  # batches no longer pick it up
     monkeypatch.setattr(inquiries.processing, "_fill_message", real_fill)
     assert [r.message_id for r in pipeline.process_waiting(rt, ids[2])] == [ids[2]]
+
+
+def test_a_burst_of_webhooks_rings_for_processing_once_per_window_and_loses_nothing(db, inbound_settings, sns,
+                                                                                    monkeypatch):
+    """Ten messages stored within the doorbell's window: one job at once, one trailing job after
+    the window; running them processes all ten."""
+    from intake.app import create_app
+    from intake.queue import HueyQueue
+    from tests.fixtures.inbound import helpers as h
+    from tests.test_app_inbound import mime_request
+
+    queue = HueyQueue(inbound_settings, name="doorbelltest")
+    rt = Runtime(inbound_settings, db, queue)
+    monkeypatch.setattr(pipeline._Doorbell, "WINDOW", 2.0)  # the ten requests fit in it on a busy machine
+    client = create_app(rt=rt, sns_fetch=sns.fetch).test_client()
+    for n in range(10):
+        path, kwargs = mime_request(make_email(sender=f"B{n} <b{n}@example.org>", subject=f"Burst {n}",
+                                               message_id=f"<burst{n}@x>"), sns)
+        assert client.post(path, **kwargs).status_code == 200
+    assert queue.huey.pending_count() == 1
+    deadline = time.monotonic() + 10
+    while queue.huey.pending_count() < 2:
+        assert time.monotonic() < deadline, "no trailing ring"
+        time.sleep(0.05)
+    for task in queue.huey.pending():
+        queue.huey.execute(task)
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Message).where(Message.state == "processed")) == 10
+        assert session.scalar(select(func.count()).select_from(Inquiry)) == 10

@@ -66,10 +66,11 @@ def _rows(raw: bytes, provider: str, source: str, provider_event_id: str | None,
 
 
 def _combined_params(message_row: dict[str, Any], receipt_row: dict[str, Any]) -> dict[str, Any]:
-    """Parameters of the one-statement store (_PG_STORE_WITH_RECEIPT)."""
+    """Parameters of the one-statement store (_PG_STORE_WITH_RECEIPT): the receipt's provider,
+    size and time are the message's own."""
     meta = message_row["meta"]
     return {**message_row, "meta": json.dumps(meta) if meta else None,
-            **{f"r_{k}": v for k, v in receipt_row.items()}}
+            "provider_event_id": receipt_row["provider_event_id"]}
 
 
 def store_raw(
@@ -162,9 +163,9 @@ WITH inserted AS (
     WHERE dedupe_key = :dedupe_key AND NOT EXISTS (SELECT 1 FROM inserted)
 ), receipt AS (
     INSERT INTO receipts (provider, provider_event_id, outcome, message_id, size, received_at)
-    SELECT :r_provider, :r_provider_event_id,
+    SELECT :provider, :provider_event_id,
            CASE WHEN found.inserted THEN 'stored' ELSE 'duplicate' END,
-           found.id, :r_size, :r_received_at
+           found.id, :size, :created_at
     FROM found
 )
 SELECT id, inquiry_id, inserted FROM found
