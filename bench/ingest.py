@@ -31,6 +31,7 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from intake import inquiries, mail  # noqa: E402
 from intake.config import Settings  # noqa: E402
 from intake.db import Database  # noqa: E402
+from intake.jobs import InlineQueue  # noqa: E402
 from intake.runtime import Runtime  # noqa: E402
 
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -81,7 +82,7 @@ def run(kind: str, count: int, phase: str) -> None:
             settings = Settings.from_env({"DATABASE_URL": url})
             db = Database(url)
             db.create_all()
-            rt = Runtime(settings, db)
+            rt = Runtime(settings, db, queue=InlineQueue())
             if phase == "pipeline":
                 from intake.classify import Verdict
 

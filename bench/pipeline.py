@@ -288,7 +288,7 @@ def run(args: argparse.Namespace) -> dict:
         fill_background(db, args.background, run_id)
         fill_seconds = time.perf_counter() - t0
         huey_queue = HueyQueue(settings)
-        rt = Runtime(settings, db, huey_queue)
+        rt = Runtime(settings, db, queue=huey_queue)
         # Load the model, the language detector and the knowledge base before the clock starts
         # (a worker does this once, at its first message).
         from intake import classify, mail

@@ -47,6 +47,7 @@ sys.path.insert(0, str(REPO))
 from intake.config import Settings  # noqa: E402
 from intake.db import Database  # noqa: E402
 from intake.inbound.mime import sign  # noqa: E402
+from intake.jobs import InlineQueue  # noqa: E402
 from intake.runtime import Runtime  # noqa: E402
 from tests.fakeslack import (  # noqa: E402
     FakeSlack,
@@ -247,7 +248,7 @@ def main() -> None:
             env = slack_env(fake, schema.url, config, INBOUND_HMAC_SECRET=HMAC_SECRET,
                             INTAKE_QUEUE_PATH=str(tmp / "queue.db"), INTAKE_QUEUE_NAME=f"bench-{uuid.uuid4().hex[:6]}")
             settings = Settings.from_env(env)
-            rt = Runtime(settings, Database(schema.url))
+            rt = Runtime(settings, Database(schema.url), queue=InlineQueue())
             port = free_port()
             server_log = Path(os.environ.get("BENCH_SERVER_LOG") or tmp / "server.log")
             proc = start_server(env, port, server_log)

@@ -115,6 +115,13 @@ def sign(body: bytes) -> str:
     return "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
 
 
+def clear_queue(redis_url: str, name: str) -> None:
+    """Delete a run's jobs from Redis through huey's own storage: huey strips "-" (and anything
+    but letters, digits and "_") from the queue name before it builds its keys, so a pattern
+    made from the name ("*intake-bench-...*") matched nothing and every run left its jobs."""
+    make_huey(Settings.from_env({"REDIS_URL": redis_url}), name).flush()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

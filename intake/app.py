@@ -14,9 +14,11 @@ the provider retries. If the enqueue fails after the commit, the sweeper finds t
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+import os
+from dataclasses import dataclass
+from typing import Callable
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, render_template, request
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -39,6 +41,9 @@ from intake.runtime import Runtime
 log = logging.getLogger(__name__)
 
 RUNTIME_KEY = "intake.runtime"
+# Set by `intake serve` once it logged the "no credentials" warnings in the gunicorn master;
+# inherited by every worker, whose create_app() then stays quiet.
+UNCONFIGURED_WARNED_ENV = "INTAKE_UNCONFIGURED_WARNED"
 Receiver = Callable[[InboundRequest], "Delivery | Acknowledged"]
 
 
@@ -67,14 +72,16 @@ def create_app(
 
         settings = settings or Settings.from_env()
         rt = Runtime(settings, queue=make_queue(settings))
-    settings = rt.settings
+    settings = rt.settings.check()  # a mistake in INTAKE_CONFIG stops the web app as it starts
     app = Flask("intake")
     app.config.update(MAX_CONTENT_LENGTH=envelope_limit(settings), JSON_SORT_KEYS=False)
     app.extensions[RUNTIME_KEY] = rt
     app.register_blueprint(inbound_blueprint(rt, ses.SnsVerifier(sns_fetch)))
     app.add_url_rule("/healthz", "healthz", healthz, methods=["GET"])
+    app.add_url_rule("/", "home", home, methods=["GET"])  # Flask answers HEAD from GET
+    app.add_url_rule("/readme", "readme", readme, methods=["GET"])
     app.register_error_handler(RequestEntityTooLarge, _too_large_handler)
-    _warn_unconfigured(settings)
+    warn_unconfigured(settings)
     _mount_slack(app, rt)
     return app
 
@@ -83,30 +90,51 @@ def runtime() -> Runtime:
     return current_app.extensions[RUNTIME_KEY]
 
 
-def _warn_unconfigured(settings: Settings) -> None:
-    """An endpoint without credentials refuses everything; say so once, at start."""
-    missing = []
-    if not settings.inbound_basic_auth:
-        missing.append("/inbound/postmark and /inbound/ses (INBOUND_BASIC_AUTH)")
-    if not settings.inbound_basic_auth and not settings.sendgrid_public_keys:
-        missing.append("/inbound/sendgrid (INBOUND_BASIC_AUTH or SENDGRID_WEBHOOK_PUBLIC_KEY)")
-    if not settings.mailgun_signing_keys:
-        missing.append("/inbound/mailgun (MAILGUN_SIGNING_KEY)")
-    if not settings.inbound_hmac_secrets:
-        missing.append("/inbound/mime (INBOUND_HMAC_SECRET)")
-    for endpoint in missing:
-        log.warning("no credentials configured for %s: it refuses every request", endpoint)
+@dataclass(frozen=True)
+class Endpoint:
+    """An inbound endpoint, who posts to it, and whether its credentials are set."""
+
+    path: str
+    provider: str
+    variables: str
+    configured: bool
+
+
+def inbound_endpoints(settings: Settings) -> list[Endpoint]:
+    """The inbound endpoints and their credentials: one table for the start-up warning and the
+    home page."""
+    basic = bool(settings.inbound_basic_auth)
+    return [
+        Endpoint("/inbound/sendgrid", "SendGrid Inbound Parse",
+                 "INBOUND_BASIC_AUTH or SENDGRID_WEBHOOK_PUBLIC_KEY", basic or bool(settings.sendgrid_public_keys)),
+        Endpoint("/inbound/mailgun", "Mailgun Routes (/inbound/mailgun/mime for the full MIME)",
+                 "MAILGUN_SIGNING_KEY", bool(settings.mailgun_signing_keys)),
+        Endpoint("/inbound/postmark", "Postmark inbound webhook", "INBOUND_BASIC_AUTH", basic),
+        Endpoint("/inbound/ses", "Amazon SES through an SNS subscription", "INBOUND_BASIC_AUTH", basic),
+        Endpoint("/inbound/mime", "anything that can POST a raw message, signed with X-Intake-Signature",
+                 "INBOUND_HMAC_SECRET", bool(settings.inbound_hmac_secrets)),
+    ]
+
+
+def warn_unconfigured(settings: Settings) -> None:
+    """An endpoint without credentials refuses everything: say so at start.
+
+    `intake serve` calls this once in the gunicorn master and sets ``UNCONFIGURED_WARNED_ENV``,
+    which its workers inherit, so ``create_app()`` in each worker stays quiet: one warning per
+    process tree, not one per worker.
+    """
+    if os.environ.get(UNCONFIGURED_WARNED_ENV):
+        return
+    for endpoint in inbound_endpoints(settings):
+        if not endpoint.configured:
+            log.warning("no credentials configured for %s (%s): it refuses every request",
+                        endpoint.path, endpoint.variables)
 
 
 def _mount_slack(app: Flask, rt: Runtime) -> None:
-    """Mount Bolt at /slack/events when the Slack layer exists (it is optional)."""
-    try:
-        from intake.slack.app import register_flask
-    except ModuleNotFoundError as exc:
-        if exc.name != "intake.slack.app":
-            raise
-        log.info("intake.slack.app is not installed: /slack/events is not served")
-        return
+    """Mount Bolt at /slack/events (it refuses every request while Slack is not configured)."""
+    from intake.slack.app import register_flask
+
     register_flask(app, rt)
 
 
@@ -289,9 +317,9 @@ def _too_large_handler(_exc: RequestEntityTooLarge) -> tuple[Response, int]:
 # --- health ------------------------------------------------------------------------------------
 
 
-def healthz() -> tuple[Response, int]:
-    rt = runtime()
-    parts: dict[str, Any] = {}
+def health(rt: Runtime) -> tuple[dict[str, str], bool]:
+    """Each part ("ok" or "down: <kind of error>", never the error's text) and whether all are ok."""
+    parts: dict[str, str] = {}
     for name, check in (("database", rt.db.ping), ("queue", rt.queue.ping)):
         try:
             check()
@@ -299,5 +327,35 @@ def healthz() -> tuple[Response, int]:
         except Exception as exc:  # noqa: BLE001 - any failure means "down"; say which kind
             log.warning("health check: %s is down: %s", name, exc)
             parts[name] = f"down: {exc.__class__.__name__}"
-    healthy = all(value == "ok" for value in parts.values())
+    return parts, all(value == "ok" for value in parts.values())
+
+
+def healthz() -> tuple[Response, int]:
+    parts, healthy = health(runtime())
     return jsonify(parts), 200 if healthy else 503
+
+
+def home() -> tuple[str, int]:
+    """What someone who opens the deployed URL sees: what this is, health, the endpoints.
+
+    Rendered by Jinja with autoescaping (Flask turns it on for .html templates), so nothing on
+    the page can inject markup; it names the credential variables, never their values. 503
+    when unhealthy, like /healthz, so a load balancer probing "/" is told the truth too.
+    """
+    from intake import __version__
+
+    rt = runtime()
+    parts, healthy = health(rt)
+    page = render_template(
+        "home.html", health=parts, healthy=healthy, endpoints=inbound_endpoints(rt.settings),
+        slack=rt.settings.slack_enabled, version=__version__,
+    )
+    return page, 200 if healthy else 503
+
+
+def readme() -> Response:
+    """The README this version was installed with (the package metadata carries it), so the
+    home page can link to setup instructions even where the source tree is not deployed."""
+    from importlib.metadata import metadata
+
+    return Response(metadata("intake").get_payload() or "", mimetype="text/plain")

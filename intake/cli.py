@@ -1,25 +1,33 @@
 """The `intake` command (see ../shared/DESIGN.md for the contract).
 
 Errors go to stderr with a non-zero exit and a sentence a person can act on. Subcommands owned
-by other layers (serve, worker, classify, train, eval, slack) stay in their modules and are
-imported when invoked (``LayeredGroup``).
+by other layers (serve, worker, classify, train, eval, slack, list, show) stay in their modules
+and are imported when invoked (``LayeredGroup``).
+
+Start-up time matters here (`intake --help` and `intake list` should feel instant), so this
+module imports only click and the settings at the top; SQLAlchemy, Alembic and the layers are
+imported inside the commands that use them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import mailbox
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import click
-from sqlalchemy.exc import OperationalError
 
+from intake import logs
 from intake.config import ConfigError, Settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from intake.db import Database
+    from intake.runtime import Runtime
 
 log = logging.getLogger("intake")
 
@@ -31,23 +39,21 @@ def _settings() -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
-def build_runtime(settings: Settings | None = None):
-    """A runtime for a command: its database, migrated if it is the embedded SQLite default."""
-    from intake.migrate import current_revision, ensure_schema, head_revision
-    from intake.runtime import Runtime
+def open_database(settings: Settings) -> "Database":
+    """The configured database with a current schema: checked cheaply, the embedded SQLite
+    migrated on first use, a server database behind its migrations a clear error."""
+    from sqlalchemy.exc import OperationalError
 
-    from intake.jobs import InlineQueue
+    from intake import migrate
+    from intake.db import Database
 
-    settings = settings or _settings()
-    # Jobs run inline; one that fails (Slack or SMTP down) is logged and the command goes on:
-    # the message is already stored and processed, and the server's sweeper retries the rest.
-    queue = InlineQueue()
-    queue.raise_errors = False
-    rt = Runtime(settings, queue=queue)
+    db = Database.from_settings(settings)
     try:
-        if not ensure_schema(settings.database_url, rt.db.engine) and not rt.db.is_sqlite:
-            current = current_revision(rt.db.engine)
-            if current != head_revision(settings.database_url):
+        if migrate.schema_is_current(db.engine):
+            return db
+        if not migrate.ensure_schema(settings.database_url, db.engine) and not db.is_sqlite:
+            current = migrate.current_revision(db.engine)
+            if current != migrate.head_revision(settings.database_url):
                 raise click.ClickException(
                     f"the database at {_safe_url(settings.database_url)} is at schema revision "
                     f"{current or '(none)'}, not the current one: run `intake db upgrade` first"
@@ -56,7 +62,20 @@ def build_runtime(settings: Settings | None = None):
         raise click.ClickException(
             f"cannot open the database at {_safe_url(settings.database_url)}: {exc.orig}"
         ) from None
-    return rt
+    return db
+
+
+def build_runtime(settings: Settings | None = None) -> "Runtime":
+    """A runtime for a command: its database (see ``open_database``) and an inline queue."""
+    from intake.jobs import InlineQueue
+    from intake.runtime import Runtime
+
+    settings = settings or _settings()
+    # Jobs run inline; one that fails (Slack or SMTP down) is logged and the command goes on:
+    # the message is already stored and processed, and the server's sweeper retries the rest.
+    queue = InlineQueue()
+    queue.raise_errors = False
+    return Runtime(settings, open_database(settings), queue=queue)
 
 
 def _safe_url(url: str) -> str:
@@ -73,7 +92,10 @@ class LayeredGroup(click.Group):
     """Commands that live beside the layer they drive, imported only when invoked.
 
     `intake classify` needs scikit-learn and `intake serve` gunicorn: importing them up front
-    cost every other command (`intake list`) over a second of start-up.
+    cost every other command (`intake list`) over a second of start-up. `intake --help` lists
+    them from ``SHORT_HELP`` without importing any (click would load each command to read its
+    docstring); a command without an entry there is loaded to be listed, which is correct but
+    slow, so give every lazy command one.
     """
 
     LAZY = {
@@ -83,6 +105,36 @@ class LayeredGroup(click.Group):
         "train": ("intake.classify.commands", "train_command"),
         "eval": ("intake.classify.commands", "eval_command"),
         "slack": ("intake.slack.socket", "slack_command"),
+        "list": ("intake.browse", "list_command"),
+        "show": ("intake.browse", "show_command"),
+        "groups": ("intake.grouping.commands", "groups_command"),
+        "due": ("intake.sla.commands", "due_command"),
+        "report": ("intake.sla.commands", "report_command"),
+        "forget": ("intake.privacy.commands", "forget_command"),
+        "export": ("intake.privacy.commands", "export_command"),
+        "delete": ("intake.privacy.commands", "delete_command"),
+        "purge": ("intake.privacy.commands", "purge_command"),
+        "imap": ("intake.imap.command", "imap_command"),
+    }
+    # The one-line help `intake --help` shows for each lazy command; the command gets the same
+    # text as its short help once loaded.
+    SHORT_HELP = {
+        "serve": "Serve the web app (webhooks, /slack/events, /healthz) and, embedded, the jobs.",
+        "worker": "Run background jobs (the job consumer) until stopped.",
+        "classify": "Classify messages without storing them.",
+        "train": "Retrain the classifier from the seed set plus staff corrections.",
+        "eval": "Score the classifier on labelled message files (a CSV).",
+        "slack": "Slack commands (Socket Mode for local use).",
+        "list": "Inquiries, newest first.",
+        "show": "One inquiry with its messages, classification history and events.",
+        "groups": "Open inquiries that ask the same question.",
+        "due": "Open inquiries against their response targets.",
+        "report": "Volume and response figures for a period.",
+        "forget": "Erase everything held about a person.",
+        "export": "Everything held about a person, as one JSON document.",
+        "delete": "Remove one inquiry loaded by mistake.",
+        "purge": "Apply the retention policy (old spam deleted, old closed redacted).",
+        "imap": "Read the mailboxes in IMAP_URL: store each message once, then move or flag it.",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -93,19 +145,42 @@ class LayeredGroup(click.Group):
             import importlib
 
             module_name, attr = self.LAZY[name]
-            self.add_command(getattr(importlib.import_module(module_name), attr), name)
+            command = getattr(importlib.import_module(module_name), attr)
+            if name in self.SHORT_HELP:
+                command.short_help = self.SHORT_HELP[name]
+            self.add_command(command, name)
         return super().get_command(ctx, name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            if name in self.SHORT_HELP and name not in self.commands:
+                rows.append((name, self.SHORT_HELP[name]))
+                continue
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
 @click.group(cls=LayeredGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", is_flag=True, help="Log what happens (to stderr).")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Log every library's INFO lines too, not only intake's own (to stderr).")
 def main(verbose: bool) -> None:
-    """intake: every message that reaches the inquiry address, kept, classified and triaged."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    """intake: every message that reaches the inquiry address, kept, classified and triaged.
+
+    Log lines go to stderr: intake's own at INFO, other libraries' warnings. INTAKE_LOG_LEVEL
+    (DEBUG, INFO, WARNING, ERROR) sets the level for all of them.
+    """
+    try:
+        logs.configure(intake_level="INFO", verbose=verbose)
+    except logs.LogLevelError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 # ------------------------------------------------------------------------------------------
@@ -118,9 +193,11 @@ def db() -> None:
 
 
 @db.command("upgrade")
-@click.option("--revision", default="head", show_default=True)
+@click.option("--revision", default="head", show_default=True, help="The revision to migrate to (head: the newest).")
 def db_upgrade(revision: str) -> None:
     """Apply migrations (Alembic upgrade head)."""
+    from sqlalchemy.exc import OperationalError
+
     from intake.migrate import upgrade
 
     settings = _settings()
@@ -163,6 +240,8 @@ def _iter_file(path: Path, max_bytes: int) -> Iterator[Item]:
 
 
 def _iter_mbox(path: Path, max_bytes: int) -> Iterator[Item]:
+    import mailbox
+
     box = mailbox.mbox(str(path), create=False)
     try:
         for index, key in enumerate(box.iterkeys(), start=1):
@@ -213,25 +292,26 @@ def _expand(paths: tuple[str, ...]) -> list[Path | str]:
     return expanded
 
 
-def ingest_item(rt, item: Item) -> dict:
-    """Store and process one message; the result line `intake ingest --json` prints."""
+def ingest_item(rt, item: Item, *, received_from_date: bool = False) -> dict:
+    """Store and process one message; the result line `intake ingest --json` prints.
+
+    ``received_from_date``: the message's own Date: is its arrival time (an imported mailbox)."""
     from intake import inquiries, mail
     from intake.pipeline import process_stored
 
     result = {"file": item.label, "status": None, "inquiry": None, "error": None}
     if item.rejected is None and item.raw is not None:
-        reason = mail.looks_like_message(item.raw)
-        # Text without a header block may still be somebody's mail (a digest, a paste): keep it
-        # and let it show up as unparseable. Empty files and binary data are not messages.
-        if reason and reason != "no header fields":
-            item.rejected = reason
+        # A file handed over by mistake (a Procfile, pyproject.toml) must not become an inquiry:
+        # webhooks store whatever was delivered, but here a person picked the files.
+        item.rejected = mail.not_mail_reason(item.raw)
     if item.rejected is not None:
         with rt.db.session() as session:
             inquiries.record_receipt(session, "cli", "rejected", size=item.size, detail=f"{item.label}: {item.rejected}")
         result.update(status="rejected", error=item.rejected)
         return result
     with rt.db.session() as session:
-        stored = inquiries.store_raw(session, item.raw, provider="cli", provider_event_id=item.label[:255])
+        stored = inquiries.store_raw(session, item.raw, provider="cli", provider_event_id=item.label[:255],
+                                     meta=dict(inquiries.ARRIVAL_FROM_DATE) if received_from_date else None)
     if stored.duplicate:
         inquiry_id = stored.inquiry_id
         if inquiry_id is None:  # stored earlier but never processed (a crash): process it now
@@ -251,8 +331,19 @@ def ingest_item(rt, item: Item) -> dict:
 @main.command()
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per message on stdout.")
-def ingest(paths: tuple[str, ...], as_json: bool) -> None:
-    """Store raw RFC 822 messages from files, directories, mbox files or - (stdin), and process them."""
+@click.option("--received-from-date", is_flag=True,
+              help="Each message's Date: is its arrival time (importing an old mailbox).")
+def ingest(paths: tuple[str, ...], as_json: bool, received_from_date: bool) -> None:
+    """Store raw RFC 822 messages from files, directories, mbox files or - (stdin), and process them.
+
+    A file is taken as mail when its header has a From, a Message-ID, a MIME-Version, or a Date
+    and a Subject; anything else is rejected with the reason (no message, no inquiry). The
+    first run fits the classifier's seed model (some seconds; cached afterwards).
+    """
+    from sqlalchemy.exc import OperationalError
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     missing = [p for p in paths if p != "-" and not os.path.exists(p)]
     if missing:
         raise click.ClickException(
@@ -271,16 +362,16 @@ def ingest(paths: tuple[str, ...], as_json: bool) -> None:
         except OSError as exc:
             yield Item(str(target), None, 0, f"cannot read: {exc.strerror or exc}")
 
-    from tqdm import tqdm
-
     counts: dict[str, int] = {}
-    # A progress bar only where a person watches a long run: on a terminal, past a few dozen files.
+    # A progress bar only where a person watches a long run: on a terminal, past a few dozen
+    # files; log lines are then written above the bar instead of through it.
     show_bar = len(targets) >= 50 and sys.stderr.isatty()
-    with tqdm(total=len(targets), disable=not show_bar, unit="file", file=sys.stderr) as bar:
+    with tqdm(total=len(targets), disable=not show_bar, unit="file", file=sys.stderr) as bar, \
+            (logging_redirect_tqdm() if show_bar else contextlib.nullcontext()):
         for target in targets:
             for item in items_of(target):
                 try:
-                    result = ingest_item(rt, item)
+                    result = ingest_item(rt, item, received_from_date=received_from_date)
                 except OperationalError as exc:
                     raise click.ClickException(
                         f"the database failed while ingesting {item.label}: {exc.orig}"
@@ -297,73 +388,3 @@ def ingest(paths: tuple[str, ...], as_json: bool) -> None:
             bar.update(1)
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing to ingest"
     click.echo(f"ingested {sum(counts.values())} message(s): {summary}", err=True)
-
-
-# ------------------------------------------------------------------------------------------
-# intake list / show
-
-
-@main.command("list")
-@click.option("--status", type=click.Choice(["new", "open", "waiting", "closed", "spam"]))
-@click.option("--category")
-@click.option("--limit", type=int, default=None)
-@click.option("--json", "as_json", is_flag=True)
-def list_command(status: str | None, category: str | None, limit: int | None, as_json: bool) -> None:
-    """Inquiries, newest first."""
-    from intake import inquiries
-
-    rt = build_runtime()
-    with rt.db.session() as session:
-        rows = [inquiries.inquiry_summary(i) for i in inquiries.list_inquiries(session, status=status, category=category, limit=limit)]
-    if as_json:
-        click.echo(json.dumps(rows, ensure_ascii=False))
-        return
-    if not rows:
-        click.echo("no inquiries")
-        return
-    for row in rows:
-        confidence = f"{row['confidence']:.2f}" if row["confidence"] is not None else "  -  "
-        category_label = (row["category"] or "?") + ("*" if row["needs_review"] else "")
-        click.echo(
-            f"#{row['id']:<6} {row['status']:<8} {category_label:<17} {confidence}  "
-            f"{(row['from'] or '(unknown sender)')[:32]:<32}  {(row['subject'] or '')[:70]}"
-        )
-
-
-@main.command()
-@click.argument("inquiry_id", type=int)
-@click.option("--json", "as_json", is_flag=True)
-def show(inquiry_id: int, as_json: bool) -> None:
-    """One inquiry with its messages, classification history and events."""
-    from intake import inquiries
-
-    rt = build_runtime()
-    with rt.db.session() as session:
-        try:
-            detail = inquiries.inquiry_detail(session, inquiry_id)
-        except inquiries.InquiryNotFound:
-            raise click.ClickException(f"there is no inquiry #{inquiry_id} (see `intake list`)") from None
-    if as_json:
-        click.echo(json.dumps(detail, ensure_ascii=False, indent=2))
-        return
-    click.echo(f"Inquiry #{detail['id']}: {detail['subject']}")
-    click.echo(f"  from      {detail['name'] or ''} <{detail['from'] or '?'}>")
-    click.echo(f"  status    {detail['status']}    assignee {detail['assignee'] or '-'}")
-    confidence = f"{detail['confidence']:.2f}" if detail["confidence"] is not None else "-"
-    click.echo(f"  category  {detail['category'] or '?'} ({confidence}){'  needs review' if detail['needs_review'] else ''}")
-    click.echo(f"  language  {detail['language'] or '-'}    received {detail['received_at']}")
-    for c in detail["classifications"]:
-        reasons = "; ".join(c["reasons"])
-        click.echo(f"  label     {c['category']} {c['confidence']:.2f} by {c['source']}{' ' + c['actor'] if c['actor'] else ''}: {reasons}")
-    for m in detail["messages"]:
-        click.echo("")
-        click.echo(f"  [{m['direction']} {m['kind']} #{m['id']}] {m['received_at']} from {m['from'] or '?'}  "
-                   f"{m['size']} bytes sha256 {m['sha256'][:12]}  {m['parse_status']}")
-        if m["parse_error"]:
-            click.echo(f"    parse: {m['parse_error']}")
-        for line in (m["latest_reply"] or "").strip().splitlines()[:20]:
-            click.echo(f"    {line}")
-    if detail["events"]:
-        click.echo("")
-        for e in detail["events"]:
-            click.echo(f"  {e['at']}  {e['actor']:<12} {e['kind']}")

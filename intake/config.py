@@ -9,6 +9,7 @@ base live in one TOML file named by ``INTAKE_CONFIG``; the built-in defaults liv
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -16,7 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 if TYPE_CHECKING:  # pragma: no cover
+    from intake.classify.settings import ClassifierSettings
+    from intake.outbound.settings import OutboundSettings
     from intake.outbox.settings import OutboxSettings
+    from intake.slack.settings import SlackSettings
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(Exception):
@@ -68,6 +74,76 @@ def load_defaults() -> dict[str, Any]:
     return tomllib.loads(text)
 
 
+@functools.cache
+def _builtin_defaults() -> Mapping[str, Any]:
+    """The defaults file, read once, for :class:`Table` (never handed out to be changed)."""
+    return load_defaults()
+
+
+class Table:
+    """One INTAKE_CONFIG table over its built-in defaults (``intake/defaults.toml``, the one place
+    defaults live), read with typed accessors. Every wrong value raises :class:`ConfigError`
+    with a sentence that names ``[table] key``; keys intake does not read are logged, not
+    refused, so a file with a retired key still starts."""
+
+    def __init__(self, name: str, given: Any) -> None:
+        if not isinstance(given, Mapping):
+            raise ConfigError(f"[{name}] in INTAKE_CONFIG must be a table")
+        defaults = _builtin_defaults().get(name, {})
+        unknown = sorted(set(given) - set(defaults))
+        if unknown:
+            log.warning("INTAKE_CONFIG [%s] has key(s) intake does not read: %s", name, ", ".join(unknown))
+        self.name = name
+        self.values: dict[str, Any] = {**defaults, **given}
+
+    def _wrong(self, key: str, what: str) -> ConfigError:
+        return ConfigError(f"[{self.name}] {key} must be {what}, got {self.values.get(key)!r}")
+
+    def number(self, key: str, *, minimum: float = 0.0) -> float:
+        value = self.values.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+            raise self._wrong(key, f"a number of {minimum:g} or more")
+        return float(value)
+
+    def whole(self, key: str, *, minimum: int = 0) -> int:
+        value = self.values.get(key)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise self._wrong(key, f"a whole number of {minimum} or more")
+        return value
+
+    def flag(self, key: str) -> bool:
+        value = self.values.get(key)
+        if not isinstance(value, bool):
+            raise self._wrong(key, "true or false")
+        return value
+
+    def text(self, key: str) -> str:
+        value = self.values.get(key)
+        if not isinstance(value, str):
+            raise self._wrong(key, "a string")
+        return value
+
+    def texts(self, key: str) -> tuple[str, ...]:
+        value = self.values.get(key)
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise self._wrong(key, 'a list of strings, like ["a", "b"]')
+        return tuple(value)
+
+    def mapping(self, key: str) -> Mapping[str, Any]:
+        value = self.values.get(key)
+        if not isinstance(value, Mapping):
+            raise self._wrong(key, "a table")
+        return value
+
+    def tables(self, key: str) -> list[Mapping[str, Any]]:
+        value = self.values.get(key)
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, Mapping) for v in value):
+            raise self._wrong(key, "a list of tables")
+        return list(value)
+
+
 def load_toml(path: str | os.PathLike[str] | None) -> dict[str, Any]:
     """The built-in defaults, overlaid with the operator's file when one is named."""
     defaults = load_defaults()
@@ -114,6 +190,12 @@ class Settings:
     max_attachment_bytes: int = 5 * 1024 * 1024
     queue_path: str | None = None
     queue_name: str = "intake"  # several deployments (or test runs) may share one Redis
+    # Keys of intake's keyed hashes (reply tokens), newest first; unset: one generated and kept
+    # in the database (intake.keys).
+    secret_keys: tuple[str, ...] = ()
+    # authserv-ids (RFC 8601) of the receiving hosts whose Authentication-Results headers are
+    # trusted: the host that stamps them on arrival (an MTA or IMAP server in front of intake).
+    authserv_ids: tuple[str, ...] = ()
 
     @property
     def slack_enabled(self) -> bool:
@@ -132,12 +214,43 @@ class Settings:
     def category_names(self) -> list[str]:
         return [c["name"] for c in self.categories]
 
+    # Typed sections: each table parsed and checked once per Settings (the modules that own them
+    # are imported on first use, so `intake list` does not load the classifier's libraries).
     @functools.cached_property
     def outbox(self) -> "OutboxSettings":
         """The ``[outbox]`` table, typed and checked (retry timing of deliveries)."""
         from intake.outbox.settings import OutboxSettings
 
-        return OutboxSettings.from_table(self.section("outbox"))
+        return OutboxSettings.from_table(self.toml.get("outbox", {}))
+
+    @functools.cached_property
+    def slack(self) -> "SlackSettings":
+        """The ``[slack]`` table: routing, pacing, who may act, the Web API client."""
+        from intake.slack.settings import SlackSettings
+
+        return SlackSettings.from_table(self.toml.get("slack", {}))
+
+    @functools.cached_property
+    def outbound(self) -> "OutboundSettings":
+        """``[outbound]``, ``[acknowledgments]``, ``[auto_answer]`` and ``[knowledge]``."""
+        from intake.outbound.settings import OutboundSettings
+
+        return OutboundSettings.from_tables(self.toml)
+
+    @functools.cached_property
+    def classifier(self) -> "ClassifierSettings":
+        """The ``[classifier]`` table: thresholds, languages, operator rules (checked against the
+        taxonomy)."""
+        from intake.classify.settings import ClassifierSettings
+
+        return ClassifierSettings.from_table(self.toml.get("classifier", {}), self.category_names)
+
+    def check(self) -> "Settings":
+        """Parse every typed table now. Long-running processes (web, worker, Socket Mode) call it
+        as they start, so a mistake in INTAKE_CONFIG stops them at once with a sentence that says
+        what to fix, instead of failing the first delivery hours later."""
+        _ = (self.outbox, self.slack, self.outbound, self.classifier)
+        return self
 
     def section(self, name: str) -> Mapping[str, Any]:
         """One top-level TOML table (``classifier``, ``slack``, ``acknowledgments``...)."""
@@ -169,6 +282,8 @@ class Settings:
             max_attachment_bytes=_int_env(env, "INTAKE_MAX_ATTACHMENT_BYTES", 5 * 1024 * 1024),
             queue_path=env.get("INTAKE_QUEUE_PATH") or None,
             queue_name=env.get("INTAKE_QUEUE_NAME") or "intake",
+            secret_keys=_split_list(env.get("INTAKE_SECRET_KEY")),
+            authserv_ids=tuple(a.lower() for a in _split_list(env.get("INTAKE_AUTHSERV_ID"))),
         )
         if not values["slack_api_url"].endswith("/"):
             # slack_sdk joins method names onto the base URL; without the slash it drops "api".

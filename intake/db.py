@@ -1,13 +1,15 @@
 """Engine and session scope: one session per request or job, explicit transactions.
 
 SQLite is the embedded default. It gets WAL (readers never block the writer), a busy timeout
-(two processes ingesting at once wait instead of failing) and enforced foreign keys.
+(two processes ingesting at once wait instead of failing), enforced foreign keys and
+secure_delete (erased text is zeroed, not left in free pages).
 """
 
 from __future__ import annotations
 
 import contextlib
 import select
+import sqlite3
 import threading
 from typing import Any, Callable, Iterator
 
@@ -24,6 +26,10 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # pragma: no cover - tr
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # Deleted and rewritten content is overwritten with zeros instead of lingering in free
+    # pages, so an erased person's text leaves the file (intake.privacy; cost in
+    # docs/benchmarks.md).
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 
@@ -251,8 +257,9 @@ class Database:
 
 def is_unique_violation(exc: IntegrityError) -> bool:
     """True when an IntegrityError is a unique-constraint clash (a concurrent duplicate)."""
-    orig = getattr(exc, "orig", None)
-    sqlstate = getattr(orig, "sqlstate", None)
-    if sqlstate is not None:
-        return sqlstate == "23505"
-    return "UNIQUE constraint failed" in str(orig)
+    from psycopg.errors import UniqueViolation  # imported when needed: a clash is rare
+
+    orig = exc.orig
+    if isinstance(orig, sqlite3.IntegrityError):
+        return orig.sqlite_errorcode in (sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY)
+    return isinstance(orig, UniqueViolation)

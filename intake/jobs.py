@@ -1,9 +1,12 @@
 """Background jobs: a registry of plain functions, run by whichever queue the runtime has.
 
-A job is a function ``fn(rt: Runtime, *args)`` registered by name with :func:`job`. Layers keep
-their jobs in their own modules (listed in ``JOB_MODULES``); nothing is bound to a queue at import
-time, so tests and the CLI can run the same jobs inline while ``intake serve``/``intake worker``
-run them on huey (see ``intake/queue.py``).
+A job is a function ``fn(rt: Runtime, *args)`` registered by name with :func:`job`, which returns
+a :class:`JobHandle`: callers import the handle and write ``process_message_job.enqueue(rt, 12)``,
+so a reader (or a tool) can follow the pipeline from caller to job; the queue still registers
+and transports jobs by name. Layers keep their jobs in their own modules (listed in
+``JOB_MODULES``); nothing is bound to a queue at import time, so tests and the CLI can run the
+same jobs inline while ``intake serve``/``intake worker``/``intake slack socket`` run them on
+huey (see ``intake/queue.py``).
 
 Every job must be idempotent: delivery is at-least-once, and the database row's state, not the
 queue, is the truth about what has been done.
@@ -29,37 +32,49 @@ JOB_MODULES = (
     "intake.pipeline",
     "intake.outbox.worker",
     "intake.slack.deliveries",
+    "intake.grouping.jobs",  # issue 16: groups.refresh
+    "intake.sla.jobs",  # sla.tick: response-target reminders, the daily digest, the weekly report
+    "intake.privacy.jobs",  # the daily retention run
 )
 
 
 @dataclass(frozen=True)
-class JobSpec:
+class JobHandle:
+    """A registered job: call it to run it here and now, ``enqueue`` it to run it on the queue."""
+
     name: str
     fn: JobFn
     retries: int = 5
     retry_delay: float = 5.0  # first retry after this many seconds, doubling each time
     every_seconds: float | None = None  # set for periodic jobs (no arguments)
 
+    def __call__(self, rt: "Runtime", *args: Any) -> Any:
+        return self.fn(rt, *args)
 
-REGISTRY: dict[str, JobSpec] = {}
+    def enqueue(self, rt: "Runtime", *args: Any, delay: float | None = None) -> None:
+        """Hand the job to ``rt``'s queue (by name: that is what crosses to a worker process)."""
+        rt.queue.enqueue(self.name, *args, delay=delay)
 
 
-def job(name: str, *, retries: int = 5, retry_delay: float = 5.0) -> Callable[[JobFn], JobFn]:
+REGISTRY: dict[str, JobHandle] = {}
+
+
+def job(name: str, *, retries: int = 5, retry_delay: float = 5.0) -> Callable[[JobFn], JobHandle]:
     """Register ``fn(rt, *args)`` as the job called ``name``."""
 
-    def register(fn: JobFn) -> JobFn:
-        REGISTRY[name] = JobSpec(name, fn, retries, retry_delay)
-        return fn
+    def register(fn: JobFn) -> JobHandle:
+        handle = REGISTRY[name] = JobHandle(name, fn, retries, retry_delay)
+        return handle
 
     return register
 
 
-def periodic(name: str, *, every_seconds: float) -> Callable[[JobFn], JobFn]:
+def periodic(name: str, *, every_seconds: float) -> Callable[[JobFn], JobHandle]:
     """Register ``fn(rt)`` to run every ``every_seconds`` on one worker."""
 
-    def register(fn: JobFn) -> JobFn:
-        REGISTRY[name] = JobSpec(name, fn, retries=0, retry_delay=0, every_seconds=every_seconds)
-        return fn
+    def register(fn: JobFn) -> JobHandle:
+        handle = REGISTRY[name] = JobHandle(name, fn, retries=0, retry_delay=0, every_seconds=every_seconds)
+        return handle
 
     return register
 
@@ -73,10 +88,18 @@ def load_jobs() -> dict[str, JobSpec]:
 def run_job(rt: "Runtime", name: str, *args: Any) -> Any:
     load_jobs()
     try:
-        spec = REGISTRY[name]
+        handle = REGISTRY[name]
     except KeyError:
         raise LookupError(f"no job called {name!r}") from None
-    return spec.fn(rt, *args)
+    return handle(rt, *args)
+
+
+class _ThreadJobs(threading.local):
+    """One thread's jobs waiting to run inline, and whether that thread is already running them."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[str, tuple[Any, ...]]] = []
+        self.running = False
 
 
 class InlineQueue:
@@ -89,7 +112,7 @@ class InlineQueue:
 
     def __init__(self) -> None:
         self.rt: "Runtime | None" = None
-        self._local = threading.local()
+        self._local = _ThreadJobs()
         self.errors: list[tuple[str, tuple[Any, ...], BaseException]] = []
         self.raise_errors = True
 
@@ -103,8 +126,6 @@ class InlineQueue:
             log.debug("inline queue: %s%r deferred to the worker (delay %ss)", name, args, delay)
             return
         local = self._local
-        if not hasattr(local, "pending"):
-            local.pending, local.running = [], False
         local.pending.append((name, args))
         if local.running:
             return

@@ -12,10 +12,12 @@ generated from these models and a test fails when the two disagree.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -26,6 +28,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -33,6 +36,24 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+class UtcDateTime(TypeDecorator):
+    """``DateTime(timezone=True)`` that stores every aware value converted to UTC.
+
+    SQLite keeps no offset: SQLAlchemy writes an aware datetime's wall-clock time and drops its
+    zone, so an email's ``Date: 14:03 -0600`` came back as 14:03 UTC, six hours off. PostgreSQL
+    converts by itself; converting first changes nothing there. Values read back are as before
+    (naive UTC on SQLite, aware on PostgreSQL).
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is not None and value.tzinfo is not None:
+            return value.astimezone(dt.timezone.utc)
+        return value
 
 
 # Stable constraint names keep Alembic migrations identical on SQLite and PostgreSQL.
@@ -48,7 +69,7 @@ NAMING_CONVENTION = {
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {
-        dt.datetime: DateTime(timezone=True),
+        dt.datetime: UtcDateTime(),
         dict[str, Any]: JSON,
         list[Any]: JSON,
     }
@@ -109,6 +130,9 @@ class Inquiry(Base):
     version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Set when retention removed its text and addresses (intake.privacy); category, dates and
+    # message counts stay so reports still add up.
+    redacted_at: Mapped[dt.datetime | None]
 
     contact: Mapped[Contact | None] = relationship(back_populates="inquiries")
     messages: Mapped[list["Message"]] = relationship(
@@ -124,7 +148,17 @@ class Inquiry(Base):
         Index("ix_inquiries_assignee_status", "assignee", "status"),
         Index("ix_inquiries_status_received", "status", "received_at"),
         Index("ix_inquiries_contact_thread_subject", "contact_id", "thread_subject"),
+        Index("ix_inquiries_status_response_due", "status", "response_due"),
     )
+
+    # Response targets (issue 12), written only through intake.sla.clock.
+    # When the first staff email reply is due (business time from arrival, by category; None:
+    # the category has no target). Kept once met or stopped, for the reports.
+    first_response_due: Mapped[dt.datetime | None]
+    # The running clock: when the next staff email reply is due, or None when none is owed now
+    # (met by a reply, paused by "waiting on applicant", stopped by closing). An applicant's
+    # follow-up starts it again.
+    response_due: Mapped[dt.datetime | None]
 
 
 class Message(Base):
@@ -176,6 +210,11 @@ class Message(Base):
     # (a lease, so a crashed sender's message is retried only after it expires).
     processed_at: Mapped[dt.datetime | None]
     sent_at: Mapped[dt.datetime | None]
+    # Inbound: is the From address really the sender's? "pass", "fail" or "none" (no evidence),
+    # from the provider's SPF/DKIM/DMARC verdicts or a trusted Authentication-Results header
+    # (intake.mail.authentication); null until processed. The reasons are for staff to read.
+    authentication: Mapped[str | None] = mapped_column(String(16))
+    authentication_reasons: Mapped[list[Any] | None]
 
     inquiry: Mapped[Inquiry | None] = relationship(back_populates="messages")
     attachments: Mapped[list["Attachment"]] = relationship(
@@ -228,8 +267,8 @@ class Event(Base):
     """The audit trail: who (a Slack user ID or `system`), what, when.
 
     Kinds: received, follow_up, unparseable, reopened, claimed, assigned, reclassified, closed,
-    marked_spam, marked_not_spam, note; outbound: reply_sent, ack_sent, ack_suppressed, cap_hit,
-    smtp_delayed, send_failed.
+    marked_spam, marked_not_spam, note, waiting (on the applicant); outbound: reply_sent,
+    ack_sent, ack_suppressed, cap_hit, smtp_delayed, send_failed.
     """
 
     __tablename__ = "events"
@@ -262,6 +301,11 @@ class Receipt(Base):
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
     size: Mapped[int | None] = mapped_column(Integer)
     detail: Mapped[str | None] = mapped_column(Text)
+    # When the message was erased (intake.privacy): ``message_id`` is then NULL and ``sha256``
+    # keeps the hash of the bytes that arrived, so the ledger still proves nothing was lost
+    # without keeping what was erased.
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    erased_at: Mapped[dt.datetime | None]
 
     __table_args__ = (Index("ix_receipts_provider_received", "provider", "received_at"),)
 
@@ -332,3 +376,98 @@ class Delivery(Base):
     done_at: Mapped[dt.datetime | None]
 
     __table_args__ = (Index("ix_deliveries_state_next_attempt", "state", "next_attempt_at"),)
+
+
+class InquiryGroup(Base):
+    """Open inquiries from different people that ask the same question (``intake.grouping``).
+
+    A group keeps its id while its membership overlaps from one recomputation to the next, so a
+    Slack card and "group 12" in a conversation stay meaningful; once fewer than two people are
+    left it is dissolved, and its id is never reused.
+    """
+
+    __tablename__ = "inquiry_groups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    category: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(Text, default="")  # the question in a few words
+    topics: Mapped[list[Any] | None]  # known topics most members mention (grouping/features.py)
+    size: Mapped[int] = mapped_column(Integer, default=0)  # members now; 0 once dissolved
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    dissolved_at: Mapped[dt.datetime | None]
+    # The group card in Slack, set once posted so a retried job updates instead.
+    slack_channel: Mapped[str | None] = mapped_column(String(32))
+    slack_ts: Mapped[str | None] = mapped_column(String(32))
+    answered_by: Mapped[str | None] = mapped_column(String(64))  # who used "Answer all" last
+    answered_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (Index("ix_inquiry_groups_dissolved_category", "dissolved_at", "category"),)
+
+
+class GroupMember(Base):
+    """An inquiry's place in a group. A row with ``split_at`` set records that staff took the
+    inquiry out: it is never grouped again."""
+
+    __tablename__ = "group_members"
+
+    inquiry_id: Mapped[int] = mapped_column(ForeignKey("inquiries.id"), primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("inquiry_groups.id"), index=True)
+    joined_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    split_by: Mapped[str | None] = mapped_column(String(64))  # Slack user ID
+    split_at: Mapped[dt.datetime | None]
+
+
+class Secret(Base):
+    """A value intake generates once and keeps: the key of its keyed hashes when
+    ``INTAKE_SECRET_KEY`` is unset (intake.keys), so a fresh install needs no setup."""
+
+    __tablename__ = "secrets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    value: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+def fit_identifier(value: str | None, length: int = 255) -> str | None:
+    """An identifier from outside (a provider's event id, a replay token) as a column of
+    ``length`` characters can hold it: unchanged when it fits and is plain text, otherwise
+    ``sha256:<hex>`` of it. Hashing rather than cutting keeps two long ids distinct, and a NUL or a
+    lone surrogate (which PostgreSQL refuses in text) never reaches the database."""
+    if value is None:
+        return None
+    printable = value.isprintable() and not any("\ud800" <= ch <= "\udfff" for ch in value)
+    if len(value) <= length and printable:
+        return value
+    data = value.encode("utf-8", "surrogatepass")
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class ImapLedger(Base):
+    """Every message the IMAP reader took from a mailbox: (mailbox, UIDVALIDITY, UID), once.
+
+    The row is written in the same transaction as the message's raw bytes, so a restart knows
+    exactly what is stored; ``state`` says whether the message was then moved or flagged on the
+    server (``stored`` -> ``done``), or left in place because it was refused (``skipped``, e.g.
+    too large; its receipt says why). The highest UID of a (mailbox, UIDVALIDITY) is where the
+    next pass resumes.
+    """
+
+    __tablename__ = "imap_ledger"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # user@host:port/folder (intake.imap.settings.Mailbox.name); never a password.
+    mailbox: Mapped[str] = mapped_column(String(512))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uid: Mapped[int] = mapped_column(BigInteger)
+    # SET NULL: erasing a message (a person's data) must not be blocked by this bookkeeping.
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
+    state: Mapped[str] = mapped_column(String(16))  # stored, done, skipped
+    stored_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    done_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (
+        UniqueConstraint("mailbox", "uidvalidity", "uid", name="uq_imap_ledger_mailbox_uid"),
+        Index("ix_imap_ledger_mailbox_state", "mailbox", "state"),
+    )

@@ -81,22 +81,43 @@ def process_waiting(rt: "Runtime", first_id: int | None = None) -> list[inquirie
     counted and, when it is ``first_id``, raised (its job is retried)."""
     results: list[inquiries.ProcessResult] = []
     while True:
-        ids: list[int] = []
-        try:
-            with rt.db.session() as session:
-                batch = inquiries.claim_received(session, limit=BATCH, first_id=first_id)
-                ids = [m.id for m in batch]
-                done = inquiries.process_messages(session, rt, batch) if batch else []
-        except Exception:
-            if not ids:
-                raise
-            log.exception("a batch of %d messages failed; processing them one at a time", len(ids))
-            done = _one_at_a_time(rt, ids, first_id)
-        _recent(rt).add(r.message_id for r in done)
-        results.extend(done)
-        if len(ids) < BATCH:
+        with rt.db.read_session() as reader:
+            waiting = inquiries.waiting_messages(reader, limit=BATCH, first_id=first_id)
+        if not waiting:
+            return results
+        results.extend(process_batch(rt, waiting, first_id))
+        if len(waiting) < BATCH:
             return results
         first_id = None
+
+
+def process_ids(rt: "Runtime", ids: list[int]) -> list[inquiries.ProcessResult]:
+    """Process these stored messages (those still waiting), a batch per transaction: what
+    `intake ingest` stored a moment ago. Results in the order of ``ids``, for those processed."""
+    results: list[inquiries.ProcessResult] = []
+    for start in range(0, len(ids), BATCH):
+        with rt.db.read_session() as reader:
+            waiting = inquiries.waiting_messages(reader, limit=BATCH, ids=ids[start:start + BATCH])
+        if waiting:
+            results.extend(process_batch(rt, waiting, None))
+    return results
+
+
+def process_batch(rt: "Runtime", waiting: list[tuple[int, bytes, dict | None]],
+                  first_id: int | None) -> list[inquiries.ProcessResult]:
+    """Prepare (parse) these messages with no transaction open, then thread, classify and record
+    them in one transaction (those another worker took meanwhile are left to it)."""
+    prepared = {message_id: inquiries.prepare(rt, raw, meta, message_id) for message_id, raw, meta in waiting}
+    ids = [message_id for message_id, _, _ in waiting]
+    try:
+        with rt.db.session() as session:
+            batch = inquiries.claim_received(session, ids)
+            done = inquiries.process_messages(session, rt, batch, prepared) if batch else []
+    except Exception:
+        log.exception("a batch of %d messages failed; processing them one at a time", len(ids))
+        done = _one_at_a_time(rt, ids, first_id)
+    _recent(rt).add(r.message_id for r in done)
+    return done
 
 
 def _one_at_a_time(rt: "Runtime", ids: list[int], first_id: int | None) -> list[inquiries.ProcessResult]:
@@ -158,7 +179,7 @@ class _Doorbell:
 
     def _enqueue(self, message_id: int) -> None:
         try:
-            self.rt.enqueue("pipeline.process_message", message_id)
+            process_message_job.enqueue(self.rt, message_id)
         except Exception:  # noqa: BLE001 - stored and committed: the sweeper will enqueue it
             log.exception("enqueue of message %s failed; the sweeper will pick it up", message_id)
 
@@ -169,7 +190,7 @@ def request_processing(rt: "Runtime", message_id: int) -> None:
     from intake.jobs import InlineQueue
 
     if isinstance(rt.queue, InlineQueue):
-        rt.enqueue("pipeline.process_message", message_id)
+        process_message_job.enqueue(rt, message_id)
         return
     rt.service("pipeline.doorbell", _Doorbell).ring(message_id)
 
@@ -203,7 +224,7 @@ def sweep(rt: "Runtime") -> dict[str, int]:
     reuse. (Deliveries need no sweep here: the outbox poller finds every one that is due.)"""
     inbound = find_stuck(rt)
     for message_id in inbound:
-        rt.enqueue("pipeline.process_message", message_id)
+        process_message_job.enqueue(rt, message_id)
     with rt.db.session() as session:
         session.execute(delete(SeenNonce).where(SeenNonce.seen_at < utcnow() - NONCE_TTL))
     if inbound:

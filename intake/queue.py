@@ -24,7 +24,7 @@ from huey import Huey, RedisHuey, SqliteHuey
 from huey.api import TaskWrapper
 
 from intake.config import Settings
-from intake.jobs import REGISTRY, JobSpec, load_jobs, run_job
+from intake.jobs import REGISTRY, JobHandle, load_jobs, run_job
 
 if TYPE_CHECKING:  # pragma: no cover
     from intake.runtime import Runtime
@@ -89,7 +89,7 @@ class HueyQueue:
             if spec.name not in self.tasks:
                 self.tasks[spec.name] = self._wrap(spec)
 
-    def _wrap(self, spec: JobSpec) -> TaskWrapper:
+    def _wrap(self, spec: JobHandle) -> TaskWrapper:
         def run(*args: Any) -> None:
             if self.rt is None:
                 raise RuntimeError("HueyQueue used before bind(rt)")

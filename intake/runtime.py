@@ -19,19 +19,18 @@ class Queue(Protocol):
 
 
 class Runtime:
-    def __init__(self, settings: Settings, db: Database | None = None, queue: Queue | None = None):
-        from intake.jobs import InlineQueue
+    """``queue`` has no default on purpose: whether jobs run inline (CLI, tests) or on huey (web,
+    worker, Socket Mode) is the composition root's decision, never a silent fallback. Jobs are
+    enqueued through their handles (``intake.jobs.JobHandle.enqueue``)."""
 
+    def __init__(self, settings: Settings, db: Database | None = None, *, queue: Queue):
         self.settings = settings
         self.db = db or Database.from_settings(settings)
-        self.queue: Queue = queue or InlineQueue()
+        self.queue = queue
         self.queue.bind(self)
         self.db.on_owed = self._kick
         # Built on first use by the layers that need them (Slack client, SMTP, classifier).
         self.services: dict[str, Any] = {}
-
-    def enqueue(self, name: str, *args: Any, delay: float | None = None) -> None:
-        self.queue.enqueue(name, *args, delay=delay)
 
     def _kick(self, owed: list[Any]) -> None:
         from intake.outbox.worker import kick

@@ -25,9 +25,11 @@ from typing import Any
 
 import click
 
+from intake import logs
 from intake.config import ConfigError, Settings
 
-log = logging.getLogger(__name__)
+# Named, not __name__: the embedded consumer runs this module as __main__.
+log = logging.getLogger("intake.serve")
 
 RESTART_BACKOFF_MAX = 30.0
 # How long an orphaned consumer gets for each step of stopping (jobs are idempotent and a
@@ -39,28 +41,47 @@ STOP_TIMEOUT = 10.0
 
 
 def _configure_logging() -> None:
-    logging.basicConfig(
-        level=os.environ.get("INTAKE_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
-    )
+    """INFO for everything (each job a line), unless INTAKE_LOG_LEVEL says otherwise."""
+    try:
+        logs.configure(intake_level="INFO", other_level="INFO", fmt=logs.SERVER_FORMAT)
+    except logs.LogLevelError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _load_settings() -> Settings:
     try:
-        return Settings.from_env()
+        return Settings.from_env().check()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _prepare_database(settings: Settings) -> None:
+    """The embedded SQLite database created and migrated before any process uses it (on a
+    fresh folder the consumer's first sweep would otherwise meet missing tables).
+
+    A server database is left alone: migrating it is the release step's job (`intake db
+    upgrade`), and a server must start and answer 503 while it is briefly unreachable.
+    """
+    if not settings.database_url.startswith("sqlite"):
+        return
+    from intake.cli import open_database
+
+    open_database(settings).dispose()
 
 
 class ConsumerSupervisor:
     """Keeps one embedded consumer process alive beside the web server."""
 
-    def __init__(self, command: list[str] | None = None, workers: int = 2) -> None:
+    def __init__(self, command: list[str] | None = None, workers: int = 2,
+                 name: str = "embedded job consumer") -> None:
+        self.name = name
         self.command = command or [
             sys.executable, "-m", "intake.serve", "worker",
             "--workers", str(workers), "--exit-with-parent",
         ]
         self.process: subprocess.Popen[bytes] | None = None
+        # Set as soon as the server is told to stop: from then on the consumer exiting (a
+        # signal to the whole process group reaches it first) is expected, not restarted.
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self.restarts = 0
@@ -75,7 +96,7 @@ class ConsumerSupervisor:
         # init if this process died while the child was still importing.
         env = {**os.environ, PARENT_PID_ENV: str(os.getpid())}
         self.process = subprocess.Popen(self.command, env=env)
-        log.info("embedded job consumer started (pid %s)", self.process.pid)
+        log.info("%s started (pid %s)", self.name, self.process.pid)
 
     def _watch(self) -> None:
         delay = 1.0
@@ -87,13 +108,17 @@ class ConsumerSupervisor:
             # whole process group just before the server's own: not worth an error.
             log.log(
                 logging.WARNING if proc.returncode == 0 else logging.ERROR,
-                "embedded job consumer exited with %s; restarting in %.0fs", proc.returncode, delay,
+                "%s exited with %s; restarting in %.0fs", self.name, proc.returncode, delay,
             )
             if self._stopping.wait(delay):
                 return
             self.restarts += 1
             self._spawn()
             delay = min(delay * 2, RESTART_BACKOFF_MAX)
+
+    def shutting_down(self) -> None:
+        """The server is stopping: the consumer's exit from now on is not a crash."""
+        self._stopping.set()
 
     def stop(self) -> None:
         """SIGINT lets huey finish the running jobs; SIGKILL after ``STOP_TIMEOUT``."""
@@ -109,6 +134,37 @@ class ConsumerSupervisor:
             proc.wait()
 
 
+class SupervisorGroup:
+    """Several supervised children started, told and stopped as one (issue #14: the IMAP reader
+    beside the job consumer); the same methods as ``ConsumerSupervisor``."""
+
+    def __init__(self, members: list[ConsumerSupervisor]) -> None:
+        self.members = members
+
+    def start(self) -> None:
+        for member in self.members:
+            member.start()
+
+    def shutting_down(self) -> None:
+        for member in self.members:
+            member.shutting_down()
+
+    def stop(self) -> None:
+        for member in self.members:
+            member.stop()
+
+
+def _imap_mailboxes() -> tuple:
+    """The mailboxes of IMAP_URL, checked now so that a mistake stops ``serve`` with a sentence
+    instead of a reader restarting for ever."""
+    from intake.imap.settings import ImapSettings
+
+    try:
+        return ImapSettings.from_env().mailboxes
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def gunicorn_application(options: dict[str, Any], supervisor: ConsumerSupervisor | None):
     """A gunicorn ``BaseApplication`` serving ``create_app()`` built in each worker."""
     from gunicorn.app.base import BaseApplication
@@ -118,7 +174,7 @@ def gunicorn_application(options: dict[str, Any], supervisor: ConsumerSupervisor
             for key, value in options.items():
                 self.cfg.set(key, value)
             if supervisor is not None:
-                self.cfg.set("when_ready", lambda _server: supervisor.start())
+                self.cfg.set("when_ready", lambda _server: _start_supervised(supervisor))
                 self.cfg.set("on_exit", lambda _server: supervisor.stop())
 
         def load(self):
@@ -127,6 +183,26 @@ def gunicorn_application(options: dict[str, Any], supervisor: ConsumerSupervisor
             return create_app()
 
     return IntakeApplication()
+
+
+# The signals on which gunicorn's master stops (graceful, quick, graceful).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+
+
+def _start_supervised(supervisor: ConsumerSupervisor) -> None:
+    """Start the consumer once gunicorn is ready, and tell the supervisor the moment the master
+    receives a stop signal (gunicorn only runs ``on_exit`` after its workers are gone, by which
+    time the consumer, signalled with the whole process group, has long exited)."""
+    for signum in STOP_SIGNALS:
+        gunicorn_handler = signal.getsignal(signum)
+
+        def handler(received: int, frame: Any, gunicorn_handler: Any = gunicorn_handler) -> None:
+            supervisor.shutting_down()
+            if callable(gunicorn_handler):
+                gunicorn_handler(received, frame)
+
+        signal.signal(signum, handler)
+    supervisor.start()
 
 
 @click.command("serve")
@@ -138,6 +214,11 @@ def serve_command(host: str | None, port: int | None, workers: int | None, queue
     """Serve the web app (webhooks, /slack/events, /healthz); with the embedded queue, run jobs too."""
     _configure_logging()
     settings = _load_settings()
+    _prepare_database(settings)
+    from intake.app import UNCONFIGURED_WARNED_ENV, warn_unconfigured
+
+    warn_unconfigured(settings)  # here, once, rather than in every web worker
+    os.environ[UNCONFIGURED_WARNED_ENV] = "1"
     if host is None:
         host = "0.0.0.0" if os.environ.get("PORT") else "127.0.0.1"
     if port is None:
@@ -146,6 +227,12 @@ def serve_command(host: str | None, port: int | None, workers: int | None, queue
         workers = int(os.environ.get("WEB_CONCURRENCY") or 2)
     embedded = not settings.redis_url
     supervisor = ConsumerSupervisor(workers=queue_workers) if embedded else None
+    # Issue #14: with the embedded queue, the IMAP reader (IMAP_URL) runs beside the consumer,
+    # supervised the same way; with Redis it is its own process (Procfile `imap: intake imap`).
+    if supervisor is not None and _imap_mailboxes():
+        reader = ConsumerSupervisor([sys.executable, "-m", "intake.imap.command", "--exit-with-parent"],
+                                    name="IMAP reader")
+        supervisor = SupervisorGroup([supervisor, reader])
     options = {
         "bind": f"{host}:{port}",
         "workers": workers,
@@ -162,7 +249,12 @@ def serve_command(host: str | None, port: int | None, workers: int | None, queue
         "serving on http://%s:%s with %s web workers (%s)",
         host, port, workers, "embedded SQLite queue and worker" if embedded else "Redis queue; run `intake worker`",
     )
-    gunicorn_application(options, supervisor).run()
+    try:
+        gunicorn_application(options, supervisor).run()
+    except KeyboardInterrupt:  # Ctrl-C before gunicorn took over its signals: a stop, not an error
+        if supervisor is not None:
+            supervisor.stop()
+        log.info("stopped")
 
 
 @click.command("worker")
@@ -172,6 +264,8 @@ def worker_command(workers: int, exit_with_parent: bool) -> None:
     """Run background jobs (the huey consumer) until stopped."""
     _configure_logging()
     settings = _load_settings()
+    if not exit_with_parent:  # a consumer started by `intake serve` finds it prepared
+        _prepare_database(settings)
     from intake.queue import HueyQueue
     from intake.runtime import Runtime
 
@@ -187,6 +281,11 @@ def worker_command(workers: int, exit_with_parent: bool) -> None:
     poller = Poller(rt).start()
     try:
         queue.run_consumer(workers=workers)
+    except KeyboardInterrupt:
+        # A second SIGINT during huey's graceful stop (Ctrl-C reaches the whole process group,
+        # then `intake serve` stops its consumer with one more): running jobs are interrupted,
+        # which is safe (jobs are idempotent, deliveries are leased and retried), not an error.
+        log.info("job consumer stopped")
     finally:
         poller.stop()
 

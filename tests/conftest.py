@@ -21,6 +21,7 @@ from sqlalchemy import create_engine, text
 from intake.config import Settings
 from intake.db import Database
 from intake.migrate import upgrade
+from intake.jobs import InlineQueue
 from intake.runtime import Runtime
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,6 +47,24 @@ def _isolated_model_cache(tmp_path_factory):
         os.environ.pop("INTAKE_CACHE_DIR", None)
     else:
         os.environ["INTAKE_CACHE_DIR"] = previous
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored():
+    """A command run in-process (CliRunner) configures logging (intake.logs): undo it after the
+    test, so one test's INTAKE_LOG_LEVEL=WARNING does not hide another's INFO records."""
+    import logging
+
+    from intake import logs
+
+    names = ("", "intake", *logs.QUIET_LOGGERS)
+    levels = {name: logging.getLogger(name).level for name in names}
+    yield
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, logs.StderrHandler)]:
+        root.removeHandler(handler)
 
 
 _pg_error: str | None = None
@@ -141,4 +160,4 @@ def db(settings):
 @pytest.fixture
 def rt(settings, db) -> Runtime:
     """A runtime whose queue runs jobs inline, on the parametrized database."""
-    return Runtime(settings, db)
+    return Runtime(settings, db, queue=InlineQueue())

@@ -51,6 +51,9 @@ class FakeSlack:
         self.usergroups: dict[str, list[str]] = {}
         self.users: dict[str, dict[str, Any]] = {}
         self.files: dict[str, dict[str, Any]] = {}
+        # files_upload_v2: getUploadURLExternal -> raw POST to the upload URL -> complete.
+        self.uploads: dict[str, dict[str, Any]] = {}
+        self._files = itertools.count(1)
         self.latency = latency
         self._failures: dict[str, list[_Failure]] = {}
         self._lock = threading.Lock()
@@ -178,6 +181,9 @@ class FakeSlack:
         parsed = urlparse(request.path)
         length = int(request.headers.get("Content-Length") or 0)
         body = request.rfile.read(length) if length else b""
+        if parsed.path.startswith("/upload/"):
+            self._receive_upload(request, parsed.path.rsplit("/", 1)[-1], body)
+            return
         params: dict[str, Any] = {k: v[0] for k, v in parse_qs(parsed.query).items()}
         ctype = request.headers.get("Content-Type", "")
         if body:
@@ -228,6 +234,29 @@ class FakeSlack:
         request.end_headers()
         request.wfile.write(data)
 
+    def _receive_upload(self, request: BaseHTTPRequestHandler, file_id: str, body: bytes) -> None:
+        """The upload URL files.getUploadURLExternal handed out: raw bytes, answered in plain text."""
+        with self._cond:
+            upload = self.uploads.get(file_id)
+            if upload is not None:
+                upload["content"] = body
+            self.calls.append(Call("upload", {"file_id": file_id, "size": len(body)},
+                                   {k.lower(): v for k, v in request.headers.items()},
+                                   status=200 if upload is not None else 404))
+            self._cond.notify_all()
+        data = (f"OK - {len(body)}" if upload is not None else "file not found").encode()
+        request.send_response(200 if upload is not None else 404)
+        request.send_header("Content-Type", "text/plain; charset=utf-8")
+        request.send_header("Content-Length", str(len(data)))
+        request.end_headers()
+        request.wfile.write(data)
+
+    def shared_files(self, channel: str | None = None) -> list[dict[str, Any]]:
+        """Files completed with files.completeUploadExternal (content included), oldest first."""
+        with self._lock:
+            return [f for f in self.uploads.values()
+                    if f.get("shared") and (channel is None or f.get("channel") == channel)]
+
     def _page(self, found: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
         """One page of messages as Slack lists them; metadata only with include_all_metadata."""
         start = int(params.get("cursor") or 0)
@@ -272,7 +301,9 @@ class FakeSlack:
             self.messages[(channel, ts)].update({k: v for k, v in params.items() if k not in ("channel", "ts")})
             return {"ok": True, "channel": channel, "ts": ts, "text": params.get("text", "")}
         if method == "chat.delete":
-            self.messages.pop((params.get("channel", ""), params.get("ts", "")), None)
+            # As Slack answers: deleting a message that is not there is an error.
+            if self.messages.pop((params.get("channel", ""), params.get("ts", "")), None) is None:
+                return {"ok": False, "error": "message_not_found"}
             return {"ok": True, "channel": params.get("channel"), "ts": params.get("ts")}
         if method == "conversations.history":
             channel = params.get("channel", "")
@@ -297,7 +328,11 @@ class FakeSlack:
             members = self.members.get(channel, self.default_members)
             return {"ok": True, "members": members, "response_metadata": {"next_cursor": ""}}
         if method == "usergroups.users.list":
-            return {"ok": True, "users": self.usergroups.get(params.get("usergroup", ""), [])}
+            # As Slack answers: an unknown (or deleted) group is an error, not an empty list.
+            group = params.get("usergroup", "")
+            if group not in self.usergroups:
+                return {"ok": False, "error": "no_such_subteam"}
+            return {"ok": True, "users": list(self.usergroups[group])}
         if method == "users.info":
             user = params.get("user", "")
             profile = self.users.get(user) or {"real_name": f"User {user}", "email": f"{user.lower()}@example.org"}
@@ -308,6 +343,28 @@ class FakeSlack:
             view_id = params.get("view_id") or f"V{next(self._views):04d}"
             view.update({"id": view_id, "hash": f"{time.time():.6f}.hash"})
             return {"ok": True, "view": view}
+        if method == "files.getUploadURLExternal":
+            if not params.get("filename") or not str(params.get("length", "")).isdigit():
+                return {"ok": False, "error": "invalid_arguments"}
+            file_id = f"F{next(self._files):06d}"
+            self.uploads[file_id] = {"id": file_id, "name": params["filename"],
+                                     "length": int(params["length"]), "content": None}
+            return {"ok": True, "upload_url": f"{self.base_url}upload/{file_id}", "file_id": file_id}
+        if method == "files.completeUploadExternal":
+            items = params.get("files")
+            items = json.loads(items) if isinstance(items, str) else items or []
+            done = []
+            for item in items:
+                upload = self.uploads.get(item.get("id", ""))
+                if upload is None or upload["content"] is None:
+                    return {"ok": False, "error": "file_not_found"}
+                if len(upload["content"]) != upload["length"]:
+                    return {"ok": False, "error": "file_upload_size_mismatch"}
+                upload.update(shared=True, title=item.get("title"), channel=params.get("channel_id"),
+                              thread_ts=params.get("thread_ts"), initial_comment=params.get("initial_comment"))
+                self.files[upload["id"]] = {"id": upload["id"], "name": upload["name"], "title": upload["title"]}
+                done.append({"id": upload["id"], "title": upload["title"]})
+            return {"ok": True, "files": done}
         if method == "files.info":
             file = self.files.get(params.get("file", ""))
             if file is None:
@@ -611,6 +668,6 @@ def slack_rt(fake_slack, db_url, slack_config):
 
     settings = Settings.from_env(slack_env(fake_slack, db_url, slack_config))
     database = Database.from_settings(settings)
-    rt = Runtime(settings, database, RecordingQueue())
+    rt = Runtime(settings, database, queue=RecordingQueue())
     yield rt
     database.dispose()

@@ -220,8 +220,12 @@ class DroppingServer:
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "outbound"
 
 
-def seed_inquiry(rt, raw: bytes, *, category: str = "general", status: str = "new") -> tuple[int, int]:
+def seed_inquiry(rt, raw: bytes, *, category: str = "general", status: str = "new",
+                 authentication: str = "pass") -> tuple[int, int]:
     """Store ``raw`` as the first inbound message of a new inquiry: (inquiry id, message row id).
+
+    ``authentication`` is the sender-authentication verdict the pipeline would have recorded
+    (default: a provider vouched for the From address, as for most real mail).
 
     Headers are decoded with the stdlib here so that these tests do not depend on the mail layer;
     the outbound code itself re-reads the raw bytes for everything that matters for safety.
@@ -268,7 +272,7 @@ def seed_inquiry(rt, raw: bytes, *, category: str = "general", status: str = "ne
             sender_address=sender, sender_name=name, reply_to=reply_to, subject=subject,
             text_body=text, latest_reply=text, raw=raw, sha256=hashlib.sha256(raw).hexdigest(),
             size=len(raw), parse_status="parsed", state="processed",
-            automated=automated, automation_reasons=reasons,
+            automated=automated, automation_reasons=reasons, authentication=authentication,
         )
         session.add(row)
         session.flush()

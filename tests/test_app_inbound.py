@@ -42,7 +42,7 @@ def sns():
 def huey_rt(inbound_settings, db, tmp_path):
     """A runtime on a real (SQLite) huey queue with no consumer: enqueued jobs stay pending."""
     queue = HueyQueue(inbound_settings, name="apptest")
-    return Runtime(inbound_settings, db, queue)
+    return Runtime(inbound_settings, db, queue=queue)
 
 
 @pytest.fixture
@@ -129,7 +129,7 @@ def test_retried_delivery_is_one_message(provider, client, huey_rt, sns):
 def test_three_posts_make_one_inquiry(inbound_settings, db, sns):
     queue = InlineQueue()
     queue.raise_errors = False  # later layers (Slack, acknowledgments) are not under test here
-    rt = Runtime(inbound_settings, db, queue)
+    rt = Runtime(inbound_settings, db, queue=queue)
     client = create_app(rt=rt, sns_fetch=sns.fetch).test_client()
     raw = h.fixture_bytes("apply.eml")
     for _ in range(3):
@@ -226,7 +226,7 @@ def test_mailgun_form_without_message_is_400(client):
 def test_oversized_requests_are_413(inbound_settings, db, sns):
     settings = dataclasses.replace(inbound_settings, max_message_bytes=2000)
     queue = HueyQueue(settings, name="apptest-413")
-    client = create_app(rt=Runtime(settings, db, queue), sns_fetch=sns.fetch).test_client()
+    client = create_app(rt=Runtime(settings, db, queue=queue), sns_fetch=sns.fetch).test_client()
     big = h.fixture_bytes("apply.eml") + b"x" * 3000
     path, kwargs = mime_request(big, sns)
     response = client.post(path, **kwargs)  # declared Content-Length over the limit
@@ -257,7 +257,7 @@ def test_ses_subscription_confirmation_stores_nothing(client, huey_rt, sns):
 
 def test_unconfigured_endpoints_refuse_everything_and_say_so_at_start(settings, db, caplog, sns):
     caplog.set_level(logging.WARNING, logger="intake.app")
-    client = create_app(rt=Runtime(settings, db, HueyQueue(settings, name="apptest-unconf"))).test_client()
+    client = create_app(rt=Runtime(settings, db, queue=HueyQueue(settings, name="apptest-unconf"))).test_client()
     assert "/inbound/mailgun (MAILGUN_SIGNING_KEY)" in caplog.text
     assert "/inbound/mime (INBOUND_HMAC_SECRET)" in caplog.text
     raw = h.fixture_bytes("apply.eml")
@@ -302,7 +302,7 @@ def test_unreachable_database_is_503_and_healthz_says_so(tmp_path, sns):
 def test_failed_enqueue_after_commit_still_answers_2xx(inbound_settings, db, sns):
     # A Redis queue on a closed port: the enqueue fails for real after the commit.
     settings = dataclasses.replace(inbound_settings, redis_url=f"redis://127.0.0.1:{closed_port()}/0")
-    client = create_app(rt=Runtime(settings, db, HueyQueue(settings, name="apptest-noredis")), sns_fetch=sns.fetch).test_client()
+    client = create_app(rt=Runtime(settings, db, queue=HueyQueue(settings, name="apptest-noredis")), sns_fetch=sns.fetch).test_client()
     path, kwargs = mime_request(h.fixture_bytes("apply.eml"), sns)
     response = client.post(path, **kwargs)
     assert response.status_code == 200
@@ -317,7 +317,7 @@ def test_streamed_body_over_the_limit_is_413(inbound_settings, db, sns):
     import io
 
     settings = dataclasses.replace(inbound_settings, max_message_bytes=1000)
-    client = create_app(rt=Runtime(settings, db, HueyQueue(settings, name="apptest-stream"))).test_client()
+    client = create_app(rt=Runtime(settings, db, queue=HueyQueue(settings, name="apptest-stream"))).test_client()
     body = b"x" * 3_000_000
     response = client.post(
         "/inbound/sendgrid",
@@ -349,3 +349,40 @@ def test_mailgun_mime_route_alias_stores_the_message(client, huey_rt):
     with huey_rt.db.session() as session:
         assert session.get(Message, response.get_json()["message_id"]).raw == raw
     assert client.head("/inbound/mailgun/mime").status_code == 200
+
+
+def test_curl_data_binary_to_inbound_mime_is_stored(client, huey_rt):
+    """`curl --data-binary @message.eml` sends application/x-www-form-urlencoded; the body is
+    still the message, stored byte for byte (and not read as a form)."""
+    raw = h.fixture_bytes("latin1-8bit.eml")
+    response = client.post("/inbound/mime", data=raw, content_type="application/x-www-form-urlencoded",
+                           headers={"X-Intake-Signature": mime.sign(raw, h.HMAC_SECRET)})
+    assert response.status_code == 200, response.get_json()
+    with huey_rt.db.session() as session:
+        assert session.get(Message, response.get_json()["message_id"]).raw == raw
+    assert huey_rt.queue.huey.pending_count() == 1
+
+
+@pytest.mark.parametrize(
+    ("build", "endpoint"),
+    [(sendgrid_request, "/inbound/sendgrid"), (postmark_request, "/inbound/postmark")],
+)
+def test_a_providers_payload_sent_to_inbound_mime_names_the_right_endpoint(client, huey_rt, sns, build, endpoint):
+    _path, kwargs = build(h.fixture_bytes("apply.eml"), sns)
+    body = kwargs["data"].encode() if isinstance(kwargs["data"], str) else kwargs["data"]
+    response = client.post("/inbound/mime", data=body, content_type=kwargs["content_type"],
+                           headers={"X-Intake-Signature": mime.sign(body, h.HMAC_SECRET)})
+    assert response.status_code == 400
+    assert endpoint in response.get_json()["error"]
+    assert count(huey_rt.db, Message) == 0
+    assert outcomes(huey_rt.db) == ["invalid"]
+
+
+def test_unconfigured_warning_is_left_to_the_process_that_already_gave_it(settings, db, caplog, monkeypatch):
+    """`intake serve` warns once in the master and marks the environment its workers inherit."""
+    from intake.app import UNCONFIGURED_WARNED_ENV
+
+    caplog.set_level(logging.WARNING, logger="intake.app")
+    monkeypatch.setenv(UNCONFIGURED_WARNED_ENV, "1")
+    create_app(rt=Runtime(settings, db, queue=HueyQueue(settings, name="apptest-warned")))
+    assert "no credentials configured" not in caplog.text

@@ -4,6 +4,9 @@ corpus's bounces come out automated."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -81,7 +84,66 @@ def test_eval_reports_wrong_predictions_and_bad_label_files(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("only-one-column\n", encoding="utf-8")
     result = CliRunner().invoke(cli(), ["eval", str(bad)], env=NO_DATABASE)
-    assert result.exit_code != 0 and "file,label" in result.output
+    assert result.exit_code != 0 and "should be `path,category`" in result.output
+
+
+@pytest.mark.parametrize("header", ["path,category", "file,label", "Path, Category"])
+def test_eval_takes_a_header_row_and_paths_relative_to_the_csv(tmp_path, header):
+    folder = tmp_path / "labelled"
+    (folder / "inbox").mkdir(parents=True)
+    for name in ("application_question.eml", "bounce_dsn.eml"):
+        (folder / "inbox" / name).write_bytes((MESSAGES / name).read_bytes())
+    labels = folder / "labels.csv"
+    labels.write_text(f"{header}\ninbox/application_question.eml,application\ninbox/bounce_dsn.eml,automated\n",
+                      encoding="utf-8")
+    result = CliRunner().invoke(cli(), ["eval", str(labels)], env=NO_DATABASE)
+    assert result.exit_code == 0, result.output
+    assert "(2 messages)" in result.output  # the header was not read as a third
+    assert "warning" not in result.output and "misclassified" not in result.output
+
+
+def test_eval_help_documents_the_csv_format():
+    result = CliRunner().invoke(cli(), ["eval", "--help"])
+    assert "LABELS.csv" in result.output
+    assert "path,category" in result.output and "relative to the CSV's folder" in result.output
+    assert "file,label" in result.output  # the other header spelling
+
+
+def test_confusion_matrix_columns_never_collide():
+    """Cut to six characters, applicant_status and application were both "applic"."""
+    from intake.classify.evaluate import format_report
+    from intake.classify.training import score
+
+    truth = ["application", "applicant_status", "applicant_status", "press", "application"]
+    predicted = ["application", "application", "applicant_status", "press", "applicant_status"]
+    report = format_report(score(truth, predicted))
+    matrix = report.split("confusion matrix")[1].splitlines()[1:]
+    header, rows = matrix[0].split(), matrix[1:]
+    assert header == ["1", "2", "3"]
+    assert len(set(header)) == len(header)
+    labels = {row.split()[1]: [int(v) for v in row.split()[2:]] for row in rows}
+    assert set(labels) == {"application", "applicant_status", "press"}
+    order = [row.split()[1] for row in rows]
+    column = {label: i for i, label in enumerate(order)}
+    # Row "applicant_status": one predicted as application, one right.
+    assert labels["applicant_status"][column["application"]] == 1
+    assert labels["applicant_status"][column["applicant_status"]] == 1
+
+
+def test_plot_without_matplotlib_names_the_package_and_this_python(tmp_path):
+    """Run where matplotlib cannot be imported: the error names what to install, and where."""
+    code = (
+        "import sys; sys.modules['matplotlib'] = None\n"
+        "from tests.test_classify_commands import cli\n"
+        f"cli()(['eval', {str(FIXTURES / 'labels.csv')!r}, '--plot', {str(tmp_path / 'x.png')!r}])\n"
+    )
+    env = {**os.environ, **NO_DATABASE}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode != 0
+    assert f"{sys.executable} -m pip install matplotlib" in done.stderr
+    assert "intake[" not in done.stderr
+    assert not (tmp_path / "x.png").exists()
 
 
 @pytest.mark.corpus

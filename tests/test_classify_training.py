@@ -17,6 +17,7 @@ from intake.classify.training import staff_examples, train
 from intake.config import Settings
 from intake.db import Database
 from intake.models import Inquiry, Message, ModelVersion
+from intake.jobs import InlineQueue
 from intake.runtime import Runtime
 
 # The comms team decides that public-records requests are theirs ("press"); the seed set files
@@ -44,7 +45,7 @@ def live_rt(db_url, tmp_path) -> Runtime:
     config = tmp_path / "intake.toml"
     config.write_text("[classifier]\nreload_seconds = 0\n", encoding="utf-8")
     settings = Settings.from_env({"DATABASE_URL": db_url, "INTAKE_CONFIG": str(config)})
-    runtime = Runtime(settings, Database.from_settings(settings))
+    runtime = Runtime(settings, Database.from_settings(settings), queue=InlineQueue())
     yield runtime
     runtime.db.dispose()
 
@@ -106,21 +107,28 @@ def store_version(rt, version: str, blob: bytes, macro_f1: float) -> None:
                                  trained_on=1, active=True))
 
 
-def test_train_refuses_a_worse_model_unless_forced(rt, db_url):
+def test_train_refuses_a_worse_model_unless_forced(rt, db_url, caplog):
     seed = seed_model(rt.settings.category_names)
     store_version(rt, "v-excellent", seed.dumps(), macro_f1=0.999)
     runner = CliRunner()
     env = {"DATABASE_URL": db_url, "INTAKE_CONFIG": ""}
+    caplog.set_level(logging.INFO, logger="intake.classify.training")
 
     refused = runner.invoke(train_command, ["--margin", "0.05"], env=env)
     assert refused.exit_code == 1
     assert "not stored" in refused.output and "--force" in refused.output
     with rt.db.session() as session:
         assert session.scalar(select(func.count()).select_from(ModelVersion)) == 1
+    # Stage lines while it works (tens of seconds): a stored model is the bar, so 3 stages.
+    assert "[1/3] fitting a candidate on" in caplog.text and "[1/3] done in" in caplog.text
+    assert "[2/3]" not in caplog.text  # refused before the final fit
+    caplog.clear()
 
     forced = runner.invoke(train_command, ["--force"], env=env)
     assert forced.exit_code == 0, forced.output
     assert "macro-F1" in forced.output and "stored v" in forced.output
+    assert "[2/3] fitting the final model on all" in caplog.text
+    assert "[3/3] storing v" in caplog.text
     with rt.db.session() as session:
         rows = session.scalars(select(ModelVersion).order_by(ModelVersion.id)).all()
         assert [(r.version == "v-excellent", r.active) for r in rows] == [(True, False), (False, True)]
@@ -142,3 +150,19 @@ def test_a_corrupted_stored_model_falls_back_to_the_seed_model(rt, caplog):
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1 and "v-broken" in errors[0].getMessage()
     assert "seed model" in errors[0].getMessage()
+
+
+def test_the_first_fit_of_a_seed_model_says_so_and_the_cached_one_does_not(caplog):
+    """The seed model's fit is the slow part of a newcomer's first `intake ingest`: it is
+    announced, timed, and not repeated once cached on disk."""
+    from intake.classify import model
+
+    categories = ("press", "spam", "general")  # a taxonomy no other test fits
+    caplog.set_level(logging.INFO, logger="intake.classify.model")
+    model.seed_model(categories)
+    assert "fitting the classifier's seed model on" in caplog.text and "(first run only" in caplog.text
+    assert "seed model fitted in" in caplog.text
+    caplog.clear()
+    model._seed_models.clear()  # a new process: only the disk cache is left
+    model.seed_model(categories)
+    assert "fitting" not in caplog.text

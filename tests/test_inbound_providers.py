@@ -102,10 +102,44 @@ def test_mime_unconfigured_refuses_even_a_signed_request():
         mime.receive(req(raw, "message/rfc822", {"X-Intake-Signature": mime.sign(raw, "")}), Settings())
 
 
-def test_mime_wrong_content_type_is_malformed():
-    body = b'{"raw": "x"}'
-    with pytest.raises(Malformed, match="message/rfc822"):
-        mime.receive(req(body, "application/json", {"X-Intake-Signature": mime.sign(body, h.HMAC_SECRET)}), SETTINGS)
+def signed(body: bytes, content_type: str) -> InboundRequest:
+    return req(body, content_type, {"X-Intake-Signature": mime.sign(body, h.HMAC_SECRET)})
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["message/rfc822", "application/x-www-form-urlencoded",  # curl --data-binary's default
+     "text/plain; charset=utf-8", "application/octet-stream", "", "application/json", "image/png"],
+)
+def test_mime_body_is_the_message_whatever_the_content_type_claims(content_type):
+    raw = h.fixture_bytes("apply.eml")
+    assert mime.receive(signed(raw, content_type), SETTINGS).raw == raw
+
+
+def test_mime_form_body_is_refused_with_the_endpoints_that_take_forms():
+    body, ctype = h.multipart([("email", h.fixture_bytes("apply.eml"))])
+    with pytest.raises(Malformed) as refused:
+        mime.receive(signed(body, ctype), SETTINGS)
+    assert "/inbound/sendgrid" in refused.value.message and "/inbound/mailgun/mime" in refused.value.message
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "text/plain; charset=UTF-8", ""])
+def test_mime_json_body_is_refused_with_the_endpoints_that_take_json(content_type):
+    body = json.dumps({"RawEmail": "From: a@b\r\n\r\nx"}).encode()
+    with pytest.raises(Malformed) as refused:
+        mime.receive(signed(b"  \n" + body, content_type), SETTINGS)
+    assert "/inbound/postmark" in refused.value.message and "/inbound/ses" in refused.value.message
+
+
+def test_mime_body_starting_with_a_brace_but_not_json_is_a_message():
+    body = b"{not json at all}\r\n\r\nstill stored: the parser decides what it is"
+    assert mime.receive(signed(body, "text/plain"), SETTINGS).raw == body
+
+
+def test_mime_checks_the_signature_before_looking_at_the_body():
+    body, ctype = h.multipart([("email", b"x")])
+    with pytest.raises(Unauthorized):
+        mime.receive(req(body, ctype, {"X-Intake-Signature": "sha256=" + "0" * 64}), SETTINGS)
 
 
 # --- SendGrid ----------------------------------------------------------------------------------
@@ -361,7 +395,7 @@ def test_ses_subscription_confirmed_only_for_configured_topics(sns):
     other_topic = "arn:aws:sns:us-east-1:999999999999:someone-else"
     with pytest.raises(Unauthorized, match="not in SES_SNS_TOPIC_ARNS"):
         ses.receive(sns_req(sns.confirmation(topic=other_topic)), SETTINGS, verifier)
-    with pytest.raises(Unauthorized, match="add it to SES_SNS_TOPIC_ARNS"):
+    with pytest.raises(Unauthorized, match="not in SES_SNS_TOPIC_ARNS"):
         ses.receive(sns_req(sns.confirmation()), dataclasses.replace(SETTINGS, sns_topic_arns=()), verifier)
     evil = sns.confirmation(subscribe_url="https://evil.example/confirm")
     with pytest.raises(Unauthorized, match="SubscribeURL"):

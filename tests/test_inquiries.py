@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from intake import inquiries
 from intake.models import Classification, Event, Inquiry, Message, Receipt
+from intake.jobs import InlineQueue
 from intake.runtime import Runtime
 
 from tests.conftest import REPO
@@ -343,7 +344,7 @@ def test_attachments_are_stored_with_their_digest_and_capped_content(rt, setting
     # Over the configured limit: the digest and size stay, the content lives only in the raw bytes.
     from dataclasses import replace
 
-    small = Runtime(replace(settings, max_attachment_bytes=1), rt.db)
+    small = Runtime(replace(settings, max_attachment_bytes=1), rt.db, queue=InlineQueue())
     again = raw.replace(b"Message-ID: <", b"Message-ID: <second-", 1)
     if again == raw:
         again = b"Message-ID: <second-copy@example.org>\r\n" + raw

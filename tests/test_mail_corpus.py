@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from intake.mail import ParsedEmail, UnparseableMessage, looks_like_message, parse, peek_message_id
+from intake.mail import ParsedEmail, UnparseableMessage, looks_like_message, not_mail_reason, parse, peek_message_id
 from tests.conftest import CORPUS, corpus_dir
 from tests.test_mail_properties import assert_storable
 
@@ -55,6 +55,22 @@ def test_every_corpus_file_parses_or_is_refused(path: Path):
     assert parsed.date is None or parsed.date.tzinfo is not None
     for attachment in parsed.attachments:
         assert attachment.size == len(attachment.content)
+
+
+def test_ingest_rule_refuses_nothing_that_is_mail():
+    """`intake ingest`'s rule (a From, a Message-ID, a MIME-Version, or a Date and a Subject)
+    against the tolerant detector: it may refuse only what has no header block at all. Measured
+    when the rule was written: 140 files, 79 accepted, 61 refused, all headerless (the issue's
+    three fields alone would also refuse the MIME fragments cpython msg_38/msg_39 and flanker's
+    bounce_delayed-broken.eml, hence MIME-Version)."""
+    corpus_dir()
+    refused = {p: not_mail_reason(p.read_bytes()) for p in FILES}
+    refused = {p: reason for p, reason in refused.items() if reason is not None}
+    assert all(looks_like_message(p.read_bytes()) == "no header fields" for p in refused), refused
+    for folder, name in [("cpython-email", "msg_38.txt"), ("cpython-email", "msg_39.txt"),
+                         ("flanker-messages", "bounce_delayed-broken.eml"), ("cpython-email", "msg_35.txt")]:
+        assert not_mail_reason(read(folder, name)) is None, name
+    assert len(FILES) - len(refused) >= 79
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from intake.mail import find_ticket_token, looks_like_message, normalize_address, peek_message_id, thread_subject
+from intake.mail import (
+    find_ticket_token,
+    looks_like_message,
+    normalize_address,
+    not_mail_reason,
+    peek_message_id,
+    thread_subject,
+)
+from intake.mail.headers import header_field_names
 
 
 @pytest.mark.parametrize(
@@ -56,6 +64,47 @@ def test_looks_like_message_rejects(raw, reason):
 )
 def test_looks_like_message_accepts(raw):
     assert looks_like_message(raw) is None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"From: a@b.example\n\nonly a sender",
+        b"Message-ID: <x@y.example>\n\nonly an id",
+        b"Date: Tue, 03 Nov 2026 09:12:00 -0500\nSubject: hi\n\ndate and subject",
+        b"MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=x\n\n--x--\n",  # a MIME fragment
+        b"From MAILER-DAEMON Thu Nov  5 08:00:00 2026\nReturn-Path: <>\nFrom: a@b.example\n\nmbox",
+        b"\r\n\r\nReceived: from x\r\nfrom: a@b.example\r\n\r\nlower-case field name",
+        b"From: aperson@dom.ain\nSubject: x\ncounter to RFC 2822, no blank line\n",
+    ],
+)
+def test_not_mail_reason_accepts_mail(raw):
+    assert not_mail_reason(raw) is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"release: intake db upgrade\nweb: gunicorn app\nworker: intake worker\n",
+         "not an email message: no From, Message-ID, MIME-Version, or Date and Subject header "
+         "(its fields: release, web, worker)"),
+        (b"Subject: a subject alone\n\nbody", "not an email message: no From, Message-ID, MIME-Version, "
+         "or Date and Subject header (its fields: subject)"),
+        (b"Date: Tue, 03 Nov 2026 09:12:00 -0500\nX-Note: 1\n\nno subject", "not an email message: no From, "
+         "Message-ID, MIME-Version, or Date and Subject header (its fields: date, x-note)"),
+        (b'[build-system]\nrequires = ["setuptools"]\n', "not an email message: no header fields"),
+        (b"Dear team, I would like to apply.\n", "not an email message: no header fields"),
+        (b"", "empty file"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary data, not a message"),
+    ],
+)
+def test_not_mail_reason_refuses_what_is_not_mail(raw, reason):
+    assert not_mail_reason(raw) == reason
+
+
+def test_header_field_names_skip_continuations_and_the_mbox_line():
+    raw = b"From someone Thu Nov  5 08:00:00 2026\nSubject: a\n  folded\nFROM: x@y\n\nFrom: body@x\n"
+    assert header_field_names(raw) == ["subject", "from"]
 
 
 @pytest.mark.parametrize(

@@ -165,6 +165,7 @@ def test_templates_render_only_known_placeholders():
     text = render("Hi {first_name} {nope} {{x}} {subject}", {"first_name": "{subject}", "subject": "S"})
     assert text == "Hi {subject} {nope} {{x}} S"  # a value is never re-expanded
     assert first_name("Doe, Jane") == "Jane"
+    assert first_name("Daniel Reyes, Office of Innovation") == "Daniel"  # not "Office"
     assert first_name("\"María López\"") == "María"
     assert first_name(None) == first_name("a@b.org") == "there"
 

@@ -10,6 +10,7 @@ from sqlalchemy import event, func, select
 
 from intake import inquiries, pipeline
 from intake.models import Delivery, Event, Inquiry, Message
+from intake.jobs import InlineQueue
 from intake.runtime import Runtime
 from tests.conftest import database_url
 from tests.test_app_inbound import inbound_settings, sns  # noqa: F401 (fixtures)
@@ -83,7 +84,7 @@ def second_rt(request, settings, tmp_path):
     (tmp_path / "second").mkdir()
     with database_url(backend, tmp_path / "second") as url:
         db = Database(url)
-        yield Runtime(dataclasses.replace(settings, database_url=url), db)
+        yield Runtime(dataclasses.replace(settings, database_url=url), db, queue=InlineQueue())
         db.dispose()
 
 
@@ -96,10 +97,10 @@ def test_a_batch_threads_exactly_like_one_message_at_a_time(rt, second_rt):
         pipeline.process_stored(rt, message_id)
 
     batched = _store(second_rt, _stream())
-    with second_rt.db.session() as session:
-        claimed = inquiries.claim_received(session, limit=50)
-        assert [m.id for m in claimed] == batched
-        results = inquiries.process_messages(session, second_rt, claimed)
+    with second_rt.db.read_session() as reader:
+        waiting = inquiries.waiting_messages(reader, limit=50)
+    assert [message_id for message_id, _, _ in waiting] == batched
+    results = pipeline.process_batch(second_rt, waiting, None)
     assert [r.message_id for r in results] == batched
 
     expected = _outcome(rt, one_by_one)
@@ -177,7 +178,7 @@ def test_a_burst_of_webhooks_rings_for_processing_once_per_window_and_loses_noth
     from tests.test_app_inbound import mime_request
 
     queue = HueyQueue(inbound_settings, name="doorbelltest")
-    rt = Runtime(inbound_settings, db, queue)
+    rt = Runtime(inbound_settings, db, queue=queue)
     monkeypatch.setattr(pipeline._Doorbell, "WINDOW", 2.0)  # the ten requests fit in it on a busy machine
     client = create_app(rt=rt, sns_fetch=sns.fetch).test_client()
     for n in range(10):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -21,7 +22,7 @@ from sqlalchemy import select
 from intake import inquiries
 from intake.jobs import REGISTRY, job, periodic
 from intake.models import Message
-from intake.queue import HueyQueue, every
+from intake.queue import HueyQueue, every, make_huey
 from intake.runtime import Runtime
 
 from tests.fixtures.inbound import helpers as h
@@ -50,7 +51,7 @@ def _reset():
 @pytest.fixture
 def queue_rt(settings, db):
     queue = HueyQueue(settings, name=f"qt-{uuid.uuid4().hex[:8]}")
-    return Runtime(settings, db, queue)
+    return Runtime(settings, db, queue=queue)
 
 
 def run_pending(queue: HueyQueue) -> int:
@@ -70,7 +71,7 @@ def test_every_registered_job_is_a_huey_task(queue_rt):
 
 
 def test_enqueue_runs_the_job_with_the_runtime(queue_rt):
-    queue_rt.enqueue("testq.record", "a")
+    record_job.enqueue(queue_rt, "a")
     assert queue_rt.queue.huey.pending_count() == 1
     assert run_pending(queue_rt.queue) == 1
     assert CALLS == [("a", queue_rt.settings.database_url)]
@@ -79,7 +80,7 @@ def test_enqueue_runs_the_job_with_the_runtime(queue_rt):
 def test_retries_back_off_exponentially(queue_rt):
     FAILURES_LEFT["b"] = 2
     huey = queue_rt.queue.huey
-    queue_rt.enqueue("testq.record", "b")
+    record_job.enqueue(queue_rt, "b")
     delays = []
     for _ in range(2):
         run_pending(queue_rt.queue)
@@ -96,7 +97,7 @@ def test_retries_back_off_exponentially(queue_rt):
 
 
 def test_delayed_enqueue_is_scheduled(queue_rt):
-    queue_rt.enqueue("testq.record", "later", delay=60)
+    record_job.enqueue(queue_rt, "later", delay=60)
     task = queue_rt.queue.huey.dequeue()  # the consumer moves it to the schedule until its eta
     due_in = (task.eta - dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)).total_seconds()
     assert 58 < due_in <= 60
@@ -105,7 +106,23 @@ def test_delayed_enqueue_is_scheduled(queue_rt):
 
 def test_unknown_job_is_an_error(queue_rt):
     with pytest.raises(LookupError, match="no job called"):
-        queue_rt.enqueue("nope.missing")
+        queue_rt.queue.enqueue("nope.missing")
+
+
+def test_a_job_is_an_importable_handle_registered_by_name(queue_rt):
+    """``@job`` returns a handle: callable as the function, enqueued through the runtime's queue
+    under its registered name (the name is what crosses to a worker process)."""
+    from intake.jobs import JobHandle
+    from intake.pipeline import process_message_job, sweep
+
+    assert isinstance(record_job, JobHandle) and REGISTRY["testq.record"] is record_job
+    assert REGISTRY[process_message_job.name] is process_message_job
+    assert sweep.every_seconds and REGISTRY["pipeline.sweep"] is sweep
+    record_job(queue_rt, "called")  # runs here, not on the queue
+    assert CALLS == [("called", queue_rt.settings.database_url)]
+    assert queue_rt.queue.huey.pending_count() == 0
+    record_job.enqueue(queue_rt, "queued")
+    assert [t.name for t in queue_rt.queue.huey.pending()] == ["testq.record"]
 
 
 def test_every_validator():
@@ -135,7 +152,7 @@ def test_sqlite_queue_is_shared_between_instances(settings, db):
     name = f"qt-{uuid.uuid4().hex[:8]}"
     web = HueyQueue(settings, name=name)
     worker = HueyQueue(settings, name=name)
-    Runtime(settings, db, worker)
+    Runtime(settings, db, queue=worker)
     web.enqueue("testq.record", "shared")
     assert run_pending(worker) == 1
     assert CALLS[0][0] == "shared"
@@ -144,30 +161,52 @@ def test_sqlite_queue_is_shared_between_instances(settings, db):
 # --- Redis -------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def redis_settings(settings):
+def redis_available() -> None:
+    """Skip (fail under CI) when the test Redis does not answer."""
     try:
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
     except redis.RedisError as exc:
         if os.environ.get("CI") == "true":
             pytest.fail(f"Redis at {REDIS_URL} is not reachable: {exc}")
         pytest.skip(f"Redis at {REDIS_URL} is not reachable: {exc}")
+
+
+@pytest.fixture
+def redis_settings(settings):
+    redis_available()
     return dataclasses.replace(settings, redis_url=REDIS_URL)
 
 
 @pytest.fixture
-def redis_name():
+def redis_name(redis_settings):
     name = f"intake-test-{uuid.uuid4().hex[:10]}"
     yield name
-    client = redis.Redis.from_url(REDIS_URL)
-    for key in client.scan_iter(f"huey.*{name}*"):
-        client.delete(key)
+    # huey drops the hyphens from the name in its keys: let huey find them.
+    make_huey(redis_settings, name).flush()
+
+
+def huey_keys(name: str) -> list[bytes]:
+    """Every Redis key huey made for the queue ``name`` (its keys carry the name without "-")."""
+    cleaned = re.sub(r"[^A-Za-z0-9_]", "", name)
+    return list(redis.Redis.from_url(REDIS_URL).scan_iter(f"huey.*{cleaned}*"))
+
+
+def test_the_webhook_benchmark_leaves_no_jobs_in_redis(redis_settings, redis_name, db):
+    """bench/webhook.py deleted keys matching the hyphenated name, which huey never uses."""
+    from bench.webhook import clear_queue
+
+    web = HueyQueue(redis_settings, name=redis_name)
+    web.enqueue("testq.record", "left behind")
+    web.enqueue("testq.record", "later", delay=3600)
+    assert huey_keys(redis_name)
+    clear_queue(REDIS_URL, redis_name)
+    assert huey_keys(redis_name) == []
 
 
 def test_redis_queue_round_trip(redis_settings, redis_name, db):
     web = HueyQueue(redis_settings, name=redis_name)
     worker = HueyQueue(redis_settings, name=redis_name)
-    Runtime(redis_settings, db, worker)
+    Runtime(redis_settings, db, queue=worker)
     web.enqueue("testq.record", "via-redis")
     web.ping()
     assert web.huey.pending_count() == 1

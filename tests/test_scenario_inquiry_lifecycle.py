@@ -22,6 +22,7 @@ from intake.config import Settings
 from intake.db import Database
 from intake.inbound import mime
 from intake.models import Inquiry, Message
+from intake.jobs import InlineQueue
 from intake.runtime import Runtime
 from intake.slack import blocks as B
 from tests.fakeslack import (  # noqa: F401  (fixtures)
@@ -81,7 +82,7 @@ def test_an_inquiry_from_email_to_reply_and_back(fake_slack, db_url, tmp_path):
         env = slack_env(fake_slack, db_url, config, INBOUND_HMAC_SECRET=SECRET, SMTP_URL=smtp.url())
         settings = Settings.from_env(env)
         database = Database.from_settings(settings)
-        rt = Runtime(settings, database)  # the inline queue runs every job as it is enqueued
+        rt = Runtime(settings, database, queue=InlineQueue())  # runs every job as it is enqueued
         client = create_app(rt=rt).test_client()
         try:
             # 1. The email arrives: stored, processed, carded, acknowledged.
@@ -130,7 +131,7 @@ def test_an_inquiry_from_email_to_reply_and_back(fake_slack, db_url, tmp_path):
             sent = smtp.received[1].message
             assert smtp.received[1].rcpt_tos == ["nia.campbell@example.org"]
             assert sent["In-Reply-To"] == "<nia-1@example.org>"
-            assert f"[#{inquiry_id}]" in sent["Subject"] and sent["Subject"].startswith("Re: ")
+            assert f"[#{inquiry_id}-" in sent["Subject"] and sent["Subject"].startswith("Re: ")
             assert "Auto-Submitted" not in sent
             assert "The deadline is 15 January." in sent.get_body(("plain",)).get_content()
             def reply_recorded():
@@ -188,7 +189,7 @@ def test_raw_bytes_of_the_webhook_are_what_is_stored(fake_slack, db_url, tmp_pat
     settings = Settings.from_env(env)
     database = Database.from_settings(settings)
     try:
-        client = create_app(rt=Runtime(settings, database)).test_client()
+        client = create_app(rt=Runtime(settings, database, queue=InlineQueue())).test_client()
         raw = FIRST.replace(b"<nia-1@example.org>", b"<nia-raw@example.org>") + b"\xff\x00 odd tail"
         assert post_mime(client, raw).status_code == 200
         with database.session() as session:

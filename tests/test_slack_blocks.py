@@ -173,7 +173,7 @@ def test_event_lines_escape_staff_text_and_name_the_actor():
 
 
 def test_followup_line_is_escaped():
-    line = B.followup_line(inquiry_id=1, direction="inbound", sender=escape(HOSTILE), subject=HOSTILE, body=HOSTILE)
+    line = B.followup_line(inquiry_id=1, direction="inbound", sender=HOSTILE, subject=HOSTILE, body=HOSTILE)
     assert_inert(all_mrkdwn(line.blocks) + [line.text])
 
 
@@ -271,7 +271,7 @@ def test_untrusted_text_never_becomes_markup(subject, body, name, address, reaso
                                  folded=[B.FoldedItem(7, subject, "new")],
                                  suggestion=B.SuggestionData(subject, body, 0.5)), CATEGORIES)
     assert _markup_free(all_mrkdwn(message.blocks) + [message.text])
-    line = B.followup_line(inquiry_id=1, direction="inbound", sender=escape(name), subject=subject, body=body)
+    line = B.followup_line(inquiry_id=1, direction="inbound", sender=name, subject=subject, body=body)
     assert _markup_free(all_mrkdwn(line.blocks) + [line.text])
     event = B.event_line("note", "system", {"to": address, "error": note}, 1, text=note)
     assert _markup_free(all_mrkdwn(event.blocks))

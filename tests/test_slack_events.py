@@ -112,9 +112,10 @@ def test_url_verification(web):
 
 def test_without_credentials_the_endpoint_refuses(db_url):
     from intake.config import Settings
+    from intake.jobs import InlineQueue
     from intake.runtime import Runtime
 
-    rt = Runtime(Settings.from_env({"DATABASE_URL": db_url}))
+    rt = Runtime(Settings.from_env({"DATABASE_URL": db_url}), queue=InlineQueue())
     flask_app = Flask("t")
     assert register_flask(flask_app, rt) is None
     response = flask_app.test_client().post("/slack/events", **signed("payload=%7B%7D", FORM))
@@ -203,6 +204,36 @@ def test_non_members_are_refused_and_nothing_changes(web, slack_rt, fake_slack):
     assert len(fake_slack.calls_to("conversations.members")) == 1
 
 
+def test_every_listener_that_reads_or_changes_inquiries_is_members_only(slack_rt):
+    """Authorization is one listener middleware (intake/slack/authz.py), given at registration:
+    a listener added without it would show up here, not in production."""
+    from slack_bolt.middleware.custom_middleware import CustomMiddleware
+
+    app = build_bolt_app(slack_rt, process_before_response=True)
+    public = {"on_file_share", "on_other_message", "on_reply_closed"}  # emails in, a modal closing
+    guarded, unguarded = set(), set()
+    for listener in app._listeners:
+        names = {m.func.__name__ for m in listener.middleware if isinstance(m, CustomMiddleware)}
+        (guarded if "members_only_middleware" in names else unguarded).add(listener.ack_function.__name__)
+    assert unguarded == public
+    assert {"on_claim", "on_assign", "on_open_reply", "on_reply", "on_note", "on_inquiries",
+            "on_log_message", "on_new", "on_home_opened", "on_refresh", "on_template"} <= guarded
+
+
+def test_refused_template_menu_and_home_refresh_change_nothing(web, slack_rt, fake_slack):
+    inquiry_id = make_inquiry(slack_rt, subject="Hidden from outsiders")
+    payload = button_payload(B.A_HOME_REFRESH, "refresh", block_id="home", user=OUTSIDER)
+    payload["container"] = {"type": "view", "view_id": "VHOME"}
+    assert post_interactive(web, payload).status_code == 200
+    refused = json.dumps(fake_slack.calls_to("views.publish")[0].params["view"])
+    assert "not a member" in refused and "Hidden from outsiders" not in refused
+    template = select_payload(B.A_REPLY_TEMPLATE, inquiry_id, {"selected_option": {"value": "0"}}, user=OUTSIDER)
+    template["view"] = {"id": "V1", "hash": "h", "private_metadata": json.dumps({"inquiry_id": inquiry_id})}
+    assert post_interactive(web, template).status_code == 200
+    assert fake_slack.calls_to("views.update") == []
+    assert len(fake_slack.calls_to("conversations.members")) == 1
+
+
 def test_usergroup_members_may_act(fake_slack, db_url, tmp_path):
     from intake.config import Settings
     from intake.db import Database
@@ -211,7 +242,7 @@ def test_usergroup_members_may_act(fake_slack, db_url, tmp_path):
 
     config = write_config(tmp_path / "c.toml", {"allowed_usergroup": "S0DESK"})
     settings = Settings.from_env(slack_env(fake_slack, db_url, config))
-    rt = Runtime(settings, Database.from_settings(settings), RecordingQueue())
+    rt = Runtime(settings, Database.from_settings(settings), queue=RecordingQueue())
     fake_slack.usergroups["S0DESK"] = ["U777"]
     flask_app = Flask("t")
     register_flask(flask_app, rt, bolt_app=build_bolt_app(rt, process_before_response=True))
@@ -309,11 +340,11 @@ def test_full_text_button(web, slack_rt, fake_slack):
 
 
 def test_suggestion_send_and_edit(web, slack_rt, fake_slack):
-    outbound = pytest.importorskip("intake.outbound")
+    from intake import outbound
+
     text = "Hello, when is the application deadline for the fellowship this year?"
     suggestion = outbound.suggest_answer(slack_rt.settings, text, "application")
-    if suggestion is None:
-        pytest.skip("the default knowledge base has no match")
+    assert suggestion is not None, "the default knowledge base answers the deadline question"
     inquiry_id = make_inquiry(slack_rt, body=text)
     posted_card(slack_rt, fake_slack, inquiry_id)
     post_interactive(web, button_payload(B.A_SUGGEST_EDIT, str(inquiry_id), block_id=f"card_suggest:{inquiry_id}"))
@@ -603,7 +634,7 @@ def test_forwarded_email_end_to_end_card_then_follow_up_in_thread(fake_slack, db
     from tests.fakeslack import RecordingQueue, slack_env
 
     settings = Settings.from_env(slack_env(fake_slack, db_url, slack_config))
-    rt = Runtime(settings, Database.from_settings(settings), RecordingQueue(("outbox.", "pipeline.")))
+    rt = Runtime(settings, Database.from_settings(settings), queue=RecordingQueue(("outbox.", "pipeline.")))
     flask_app = Flask("t")
     register_flask(flask_app, rt, bolt_app=build_bolt_app(rt, process_before_response=True))
     client = flask_app.test_client()

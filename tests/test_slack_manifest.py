@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from intake.slack import commands, shortcuts
+from intake.slack import commands, forget, shortcuts
 from intake.slack.app import EVENTS_PATH
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,8 +24,9 @@ def test_manifest_matches_the_listeners():
     manifest = load()
     features, settings = manifest["features"], manifest["settings"]
     assert [c["command"] for c in features["slash_commands"]] == [commands.COMMAND]
-    callbacks = {s["type"]: s["callback_id"] for s in features["shortcuts"]}
-    assert callbacks == {"message": shortcuts.LOG_MESSAGE_CALLBACK, "global": shortcuts.NEW_INQUIRY_CALLBACK}
+    callbacks = {(s["type"], s["callback_id"]) for s in features["shortcuts"]}
+    assert callbacks == {("message", shortcuts.LOG_MESSAGE_CALLBACK), ("global", shortcuts.NEW_INQUIRY_CALLBACK),
+                         ("message", forget.FORGET_CALLBACK)}
     urls = [features["slash_commands"][0]["url"], settings["event_subscriptions"]["request_url"],
             settings["interactivity"]["request_url"]]
     assert all(url == f"https://YOUR-APP{EVENTS_PATH}" for url in urls)

@@ -27,7 +27,7 @@ def test_socket_handler_wraps_our_app_and_dispatches_to_our_listeners(fake_slack
     env = slack_env(fake_slack, db_url, slack_config, SLACK_APP_TOKEN="xapp-1-A111-fake")
     del env["SLACK_SIGNING_SECRET"]  # Socket Mode needs none
     settings = Settings.from_env(env)
-    rt = Runtime(settings, Database.from_settings(settings), RecordingQueue())
+    rt = Runtime(settings, Database.from_settings(settings), queue=RecordingQueue())
     handler = build_socket_handler(rt)
     try:
         assert handler.client.app_token == "xapp-1-A111-fake"
@@ -42,6 +42,41 @@ def test_socket_handler_wraps_our_app_and_dispatches_to_our_listeners(fake_slack
         fake_slack.wait_for("chat.postMessage", 2, timeout=10)  # card and thread line, after the ack
         with rt.db.session() as session:
             assert session.get(Inquiry, inquiry_id).assignee == "U100"
+    finally:
+        handler.close()
+        rt.db.dispose()
+
+
+def test_socket_mode_hands_jobs_to_the_huey_queue_not_to_the_listener(fake_slack, db_url, slack_config, tmp_path):
+    """A listener only commits and hands work on: the card and the thread line wait on the queue
+    (as from the web app) until a consumer runs them, so a slow job never holds the socket."""
+    import time
+
+    from intake.queue import HueyQueue
+    from intake.slack.socket import socket_runtime
+
+    env = slack_env(fake_slack, db_url, slack_config, SLACK_APP_TOKEN="xapp-1-A111-fake",
+                    INTAKE_QUEUE_PATH=str(tmp_path / "queue.db"))
+    rt = socket_runtime(Settings.from_env(env))
+    assert isinstance(rt.queue, HueyQueue) and rt.queue.is_embedded
+    handler = build_socket_handler(rt)
+    huey = rt.queue.huey
+    try:
+        inquiry_id = make_inquiry(rt)
+        request = BoltRequest(body=button_payload(B.A_CLAIM, str(inquiry_id)), mode="socket_mode")
+        assert handler.app.dispatch(request).status == 200
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the listener runs after the ack, in Bolt's thread pool
+            with rt.db.session() as session:
+                if session.get(Inquiry, inquiry_id).assignee == "U100":
+                    break
+            time.sleep(0.05)
+        time.sleep(0.2)  # the kick follows the commit
+        assert huey.pending_count() >= 1
+        assert fake_slack.calls_to("chat.postMessage") == []  # nothing ran in the listener
+        while (task := huey.dequeue()) is not None:  # what a consumer does
+            huey.execute(task)
+        assert len(fake_slack.calls_to("chat.postMessage")) == 2  # the card and the thread line
     finally:
         handler.close()
         rt.db.dispose()

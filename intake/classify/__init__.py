@@ -8,14 +8,13 @@ Commands (attached to the `intake` group by intake/cli.py): classify_command, tr
 eval_command in `intake.classify.commands`.
 """
 
-from intake.classify.classifier import Classifier, ClassifierOptions, get_classifier
+from intake.classify.classifier import Classifier, get_classifier
 from intake.classify.document import Document, Verdict
 from intake.classify.language import detect_language
 from intake.classify.training import record_staff_label, train
 
 __all__ = [
     "Classifier",
-    "ClassifierOptions",
     "Document",
     "Verdict",
     "detect_language",

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
@@ -29,7 +28,7 @@ from intake.classify.model import (
     seed_model,
     taxonomy_labels,
 )
-from intake.classify.rules import Rule, first_match, parse_rules
+from intake.classify.rules import Rule, first_match
 from intake.classify.spam import spam_evidence
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -44,40 +43,13 @@ SPAM = "spam"
 GENERAL = "general"
 
 
-@dataclass(frozen=True)
-class ClassifierOptions:
-    review_threshold: float = 0.5
-    # A message is called spam only when the (evidence-adjusted) probability reaches this.
-    spam_threshold: float = 0.8
-    # Automated mail that no header or phrase gave away needs this probability from the model
-    # (such a message is never acknowledged, so a person must not land there lightly).
-    automated_threshold: float = 0.8
-    # How much a provider's spam verdict multiplies the odds of spam.
-    provider_spam_odds: float = 6.0
-    reload_seconds: float = 30.0
-
-    @classmethod
-    def from_settings(cls, settings: "Settings") -> "ClassifierOptions":
-        section = settings.section("classifier")
-        defaults = cls()
-        return cls(
-            review_threshold=float(section.get("review_threshold", defaults.review_threshold)),
-            spam_threshold=float(section.get("spam_threshold", defaults.spam_threshold)),
-            automated_threshold=float(section.get("automated_threshold", defaults.automated_threshold)),
-            provider_spam_odds=float(section.get("provider_spam_odds", defaults.provider_spam_odds)),
-            reload_seconds=float(section.get("reload_seconds", defaults.reload_seconds)),
-        )
-
-
 class Classifier:
     def __init__(self, settings: "Settings", db: "Database | None" = None) -> None:
         self.settings = settings
         self.db = db
         self.categories: list[str] = list(settings.category_names)
-        self.options = ClassifierOptions.from_settings(settings)
-        self.rules: list[Rule] = parse_rules(
-            settings.section("classifier").get("rules", []) or [], self.categories
-        )
+        self.options = settings.classifier
+        self.rules = settings.classifier.rules
         self._lock = threading.Lock()
         self._bundle: ModelBundle | None = None
         self._active_id: int | None = None  # the ModelVersion row in use (None: seed model)

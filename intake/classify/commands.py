@@ -132,24 +132,25 @@ def classify_command(as_json: bool, paths: tuple[str, ...]) -> None:
 def train_command(force: bool, margin: float | None) -> None:
     """Retrain from the seed set plus staff corrections and store the model as the active one."""
     from intake.classify.evaluate import format_report
+    from sqlalchemy.exc import SQLAlchemyError
+
     from intake.classify.training import train
+    from intake.jobs import InlineQueue
     from intake.runtime import Runtime
 
     if margin is not None and margin < 0:
         raise click.ClickException("--margin must be zero or more")
     settings = _settings()
     try:
-        rt = Runtime(settings)
+        rt = Runtime(settings, queue=InlineQueue())  # training enqueues nothing
         result = train(rt, force=force, margin=margin)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    except Exception as exc:
-        if exc.__class__.__module__.startswith("sqlalchemy"):
-            raise click.ClickException(
-                f"cannot use the database at DATABASE_URL ({exc.__class__.__name__}); "
-                "is it running and migrated (`intake db upgrade`)?"
-            ) from None
-        raise
+    except SQLAlchemyError as exc:
+        raise click.ClickException(
+            f"cannot use the database at DATABASE_URL ({exc.__class__.__name__}); "
+            "is it running and migrated (`intake db upgrade`)?"
+        ) from None
     click.echo(f"trained on {result.trained_on} examples ({result.staff_labels} staff labels), "
                f"held out {result.tested_on}")
     if result.scores is not None:
@@ -161,11 +162,21 @@ def train_command(force: bool, margin: float | None) -> None:
 
 
 @click.command("eval")
-@click.argument("labels", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("labels", metavar="LABELS.csv", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the confusion matrix as a heat map PNG (needs matplotlib).")
 def eval_command(labels: Path, plot: Path | None) -> None:
-    """Per-category precision, recall and F1 and a confusion matrix on labelled files."""
+    """Per-category precision, recall and F1 and a confusion matrix on labelled files.
+
+    LABELS.csv has one row per message, `path,category`: the path of a raw message file,
+    relative to the CSV's folder (or absolute), and the category it belongs to. A first row
+    `path,category` (or `file,label`) is read as a header. For example:
+
+    \b
+        path,category
+        inbox/2026-11-03-riverton.eml,partnership
+        inbox/ooo-reply.eml,automated
+    """
     from intake.classify.evaluate import EvalError, format_report, misclassified, plot_confusion, read_labels
     from intake.classify.training import score
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from lingua import IsoCode639_1, Language, LanguageDetector, LanguageDetectorBuilder
 
+if TYPE_CHECKING:  # pragma: no cover
+    from intake.config import Settings
+
 log = logging.getLogger(__name__)
 
-DEFAULT_LANGUAGES = ("en", "es", "fr", "de", "pt", "ko")
 # Enough text to decide; lingua's cost grows with length and the opening says it all.
 MAX_DETECT_CHARS = 1000
 _LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
@@ -26,16 +28,10 @@ _lock = threading.Lock()
 _detectors: dict[tuple[tuple[str, ...], bool], LanguageDetector] = {}
 
 
-def configured_languages(settings: Any) -> tuple[str, ...]:
-    section = settings.section("classifier") if settings is not None else {}
-    codes = section.get("languages") or DEFAULT_LANGUAGES
-    return tuple(sorted({str(c).lower() for c in codes}))
-
-
 def _language(code: str) -> Language | None:
     try:
-        return Language.from_iso_code_639_1(getattr(IsoCode639_1, code.upper()))
-    except (AttributeError, ValueError):
+        return Language.from_iso_code_639_1(IsoCode639_1.from_str(code))
+    except ValueError:
         log.error("[classifier] languages: %r is not an ISO 639-1 code lingua knows; ignored", code)
         return None
 
@@ -58,14 +54,13 @@ def detector_for(codes: Sequence[str], low_memory: bool = False) -> LanguageDete
         return _detectors[key]
 
 
-def detect_language(text: str, settings: Any) -> str | None:
+def detect_language(text: str, settings: "Settings") -> str | None:
     """ISO 639-1 code of the text, or None when there is nothing to go on."""
     sample = (text or "")[:MAX_DETECT_CHARS]
     if len(_LETTER.findall(sample)) < 2:
         return None
-    codes = configured_languages(settings)
-    low_memory = bool(settings.section("classifier").get("language_low_memory", False)) if settings else False
-    detector = detector_for(codes, low_memory)
+    codes = settings.classifier.languages
+    detector = detector_for(codes, settings.classifier.language_low_memory)
     if detector is None:
         return codes[0] if len(codes) == 1 else None
     language = detector.detect_language_of(sample)

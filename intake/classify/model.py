@@ -22,7 +22,9 @@ import os
 import re
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, replace
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -191,7 +193,7 @@ class ModelBundle:
         coef = all_coef[class_index] if all_coef.shape[0] > 1 else all_coef[0] * (1 if class_index else -1)
         contrib = vals * coef[cols]
         order = np.argsort(-contrib)
-        names = self._word_names()
+        names = self._word_names
         out: list[str] = []
         for i in order:
             if contrib[i] <= 0 or len(out) >= limit:
@@ -202,13 +204,9 @@ class ModelBundle:
             out.append(name)
         return out
 
+    @cached_property
     def _word_names(self) -> np.ndarray:
-        names = getattr(self, "_names_cache", None)
-        if names is None:
-            vec = self.pipeline.named_steps["features"].transformer_list[0][1]
-            names = vec.get_feature_names_out()
-            self._names_cache = names
-        return names
+        return self.pipeline.named_steps["features"].transformer_list[0][1].get_feature_names_out()
 
     def dumps(self) -> bytes:
         buffer = io.BytesIO()
@@ -404,7 +402,13 @@ def seed_model(categories: Mapping[str, str] | Sequence[str]) -> ModelBundle:
         bundle = _load_cached(path)
         if bundle is None:
             examples = dedupe(load_seed(labels))
+            # The one slow step of a first run (a newcomer's first `intake ingest`): say so
+            # before it starts, and how long it took.
+            log.info("fitting the classifier's seed model on %d examples (first run only; "
+                     "it is cached in %s)...", len(examples), path.parent)
+            started = time.monotonic()
             bundle = fit_bundle(examples, version)
+            log.info("seed model fitted in %.1f s", time.monotonic() - started)
             _store_cached(path, bundle)
         _seed_models[key] = bundle
         return bundle

@@ -8,11 +8,13 @@ the margin. Workers pick the new row up on their next check (see `Classifier.mod
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import logging
+import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 from sklearn.model_selection import train_test_split
@@ -32,7 +34,6 @@ from intake.models import Classification, Inquiry, Message, ModelVersion
 log = logging.getLogger(__name__)
 
 DEFAULT_TEST_SIZE = 0.25
-DEFAULT_MARGIN = 0.02
 SPLIT_SEED = 20260
 
 
@@ -187,8 +188,7 @@ class TrainResult:
 def train(rt: Any, *, force: bool = False, margin: float | None = None,
           test_size: float = DEFAULT_TEST_SIZE) -> TrainResult:
     settings = rt.settings
-    section = settings.section("classifier")
-    margin = float(section.get("train_margin", DEFAULT_MARGIN)) if margin is None else margin
+    margin = settings.classifier.train_margin if margin is None else margin
     categories = settings.category_names
     with rt.db.session() as session:
         staff = staff_examples(session, categories)
@@ -201,13 +201,18 @@ def train(rt: Any, *, force: bool = False, margin: float | None = None,
     train_set, test_set = split(examples, test_size)
     if not test_set:
         raise ValueError("not enough labelled examples to hold any out for evaluation")
-    candidate = fit_bundle(train_set, "candidate")
-    scores = heldout_scores(candidate, test_set, settings)
+    stages = 3 if previous_f1 is not None else 4
+    # Stage lines (INFO, shown by `intake train` on stderr): the fits take tens of seconds.
+    with _stage(1, stages, f"fitting a candidate on {len(train_set)} examples "
+                           f"({len(staff)} staff labels), holding out {len(test_set)}"):
+        candidate = fit_bundle(train_set, "candidate")
+        scores = heldout_scores(candidate, test_set, settings)
     if previous_f1 is None:
         # No stored model yet: the bar is the seed-only model on the same held-out split.
         seed_train = [e for e in train_set if e.origin == "seed"]
-        baseline = fit_bundle(seed_train, "seed-baseline", temperature=candidate.temperature)
-        previous_f1 = heldout_scores(baseline, test_set, settings).macro_f1
+        with _stage(2, stages, f"fitting the seed-only baseline on {len(seed_train)} examples"):
+            baseline = fit_bundle(seed_train, "seed-baseline", temperature=candidate.temperature)
+            previous_f1 = heldout_scores(baseline, test_set, settings).macro_f1
         previous_version = previous_version or "seed"
     if scores.macro_f1 < previous_f1 - margin and not force:
         return TrainResult(
@@ -219,10 +224,12 @@ def train(rt: Any, *, force: bool = False, margin: float | None = None,
     everything = dedupe(examples)
     digest = hashlib.sha256("\n".join(sorted(e.category + "|" + e.text() for e in everything)).encode())
     version = f"v{dt.datetime.now(dt.timezone.utc):%Y%m%d%H%M%S}-{digest.hexdigest()[:8]}"
-    final = fit_bundle(everything, version, temperature=candidate.temperature)
+    with _stage(stages - 1, stages, f"fitting the final model on all {len(everything)} examples"):
+        final = fit_bundle(everything, version, temperature=candidate.temperature)
     metrics = {**scores.as_dict(), "heldout": len(test_set), "staff_labels": len(staff),
                "previous_version": previous_version, "previous_macro_f1": previous_f1}
     final.metrics = metrics
+    log.info("[%d/%d] storing %s as the active model", stages, stages, version)
     with rt.db.session() as session:
         session.execute(update(ModelVersion).values(active=False))
         version_row = ModelVersion(version=version, blob=final.dumps(), metrics=metrics,
@@ -232,6 +239,15 @@ def train(rt: Any, *, force: bool = False, margin: float | None = None,
         True, version, scores.macro_f1, previous_f1, len(train_set), len(test_set), len(staff),
         f"stored {version}: held-out macro-F1 {scores.macro_f1:.3f} (was {previous_f1:.3f})", scores,
     )
+
+
+@contextlib.contextmanager
+def _stage(number: int, total: int, what: str) -> Iterator[None]:
+    """Log one stage of `intake train` as it starts and how long it took."""
+    log.info("[%d/%d] %s...", number, total, what)
+    started = time.monotonic()
+    yield
+    log.info("[%d/%d] done in %.1f s", number, total, time.monotonic() - started)
 
 
 def _stored_f1(row: ModelVersion | None) -> float | None:

@@ -17,6 +17,7 @@ from typing import Any, Iterable, Mapping
 from werkzeug.datastructures import Authorization
 
 from intake.inbound.forms import FormData, FormError, parse_form
+from intake.models import fit_identifier
 
 # Mailgun and SendGrid's signed webhook: a signature older (or newer) than this is refused.
 MAX_CLOCK_SKEW_SECONDS = 5 * 60
@@ -59,6 +60,12 @@ class Delivery:
     # replayed request fails on the unique constraint (Mailgun's token).
     nonce: tuple[str, str] | None = None
 
+    def __post_init__(self) -> None:
+        # Ids and tokens come from the sender or the provider: any length, any characters.
+        object.__setattr__(self, "provider_event_id", fit_identifier(self.provider_event_id))
+        if self.nonce is not None:
+            object.__setattr__(self, "nonce", (self.nonce[0], fit_identifier(self.nonce[1])))
+
 
 @dataclass(frozen=True)
 class Acknowledged:
@@ -97,9 +104,33 @@ class InboundRequest:
         if not self.body.strip():
             raise Malformed("the request body is empty; expected a JSON object")
         try:
-            return json.loads(self.body)
-        except (ValueError, UnicodeDecodeError) as exc:
+            return load_json(self.body)
+        except ValueError as exc:  # UnicodeDecodeError is a ValueError too
             raise Malformed(f"the request body is not valid JSON: {exc}") from None
+
+
+def load_json(data: str | bytes) -> Any:
+    """``json.loads`` whose only failure is ``ValueError``: the stdlib parser recurses once per
+    nesting level, so ``[[[[...`` raises RecursionError, which is a malformed request to answer
+    400, not a failure of ours."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+def text_bytes(value: str) -> bytes:
+    """A message that arrived as a JSON string, as bytes to store.
+
+    Surrogate escapes (U+DC80..U+DCFF) stand for the raw bytes they came from; any other lone
+    surrogate (``\\ud800`` is valid JSON) has no UTF-8 form and is kept in its UTF-16 code
+    unit's three-byte form rather than refused: the bytes are stored, and the parser reads them
+    as undecodable text.
+    """
+    try:
+        return value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogatepass")
 
 
 def constant_time_in(candidate: str | bytes, accepted: Iterable[str | bytes]) -> bool:

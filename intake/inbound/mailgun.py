@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
+import math
 import time
 from typing import Any, Callable
 
@@ -23,6 +23,7 @@ from intake.inbound.base import (
     Malformed,
     Unauthorized,
     constant_time_in,
+    load_json,
     text_field,
 )
 from intake.inbound.forms import FormData
@@ -62,7 +63,9 @@ def verify(
     try:
         age = abs(now() - float(timestamp))
     except ValueError:
-        raise Unauthorized("the Mailgun timestamp is not a Unix time") from None
+        age = math.nan
+    if not math.isfinite(age):  # float() reads "nan" and "inf", and nan > 300 is False
+        raise Unauthorized("the Mailgun timestamp is not a Unix time")
     if age > MAX_CLOCK_SKEW_SECONDS:
         raise Unauthorized("the Mailgun timestamp is more than 5 minutes off (stale or replayed)")
     if not constant_time_in(signature, [sign(timestamp, token, key) for key in keys]):
@@ -101,7 +104,7 @@ def _header_pairs(form: FormData) -> list[tuple[str, str]]:
     if not text:
         return []
     try:
-        pairs = json.loads(text)
+        pairs = load_json(text)
     except ValueError:
         raise Malformed("'message-headers' is not valid JSON (expected a list of [name, value])") from None
     if not isinstance(pairs, list):

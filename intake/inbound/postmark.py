@@ -14,7 +14,7 @@ from email.utils import formataddr
 from typing import Any
 
 from intake.config import Settings
-from intake.inbound.base import Delivery, InboundRequest, Malformed, require_basic_auth
+from intake.inbound.base import Delivery, InboundRequest, Malformed, require_basic_auth, text_bytes
 from intake.inbound.mime import Part, synthesize, with_fallbacks
 
 PROVIDER = "postmark"
@@ -36,7 +36,7 @@ def receive(request: InboundRequest, settings: Settings) -> Delivery:
     event_id = _str(payload.get("MessageID"))
     raw_email = payload.get("RawEmail")
     if isinstance(raw_email, str) and raw_email.strip():
-        return Delivery(raw=raw_email.encode("utf-8", "surrogateescape"), meta=meta, provider_event_id=event_id)
+        return Delivery(raw=text_bytes(raw_email), meta=meta, provider_event_id=event_id)
     if not any(key in payload for key in ("Headers", "From", "FromFull", "TextBody", "HtmlBody")):
         raise Malformed(
             "the JSON has neither 'RawEmail' nor the parsed fields "
@@ -56,7 +56,10 @@ def _str(value: Any) -> str | None:
 def _full_address(entry: Any) -> str | None:
     if not isinstance(entry, dict) or not _str(entry.get("Email")):
         return None
-    return formataddr((entry.get("Name") or "", entry["Email"]))
+    try:
+        return formataddr((_str(entry.get("Name")) or "", entry["Email"]))
+    except UnicodeError:  # formataddr refuses a non-ASCII address (EAI, or junk): keep it bare
+        return entry["Email"]
 
 
 def _address_list(payload: dict[str, Any], full_key: str, plain_key: str) -> str | None:
@@ -102,13 +105,15 @@ def rebuild(payload: dict[str, Any]) -> tuple[bytes, list[str]]:
 def _attachments(payload: dict[str, Any]) -> list[Part]:
     parts = []
     items = payload.get("Attachments")
-    for item in items if isinstance(items, list) else []:
+    for index, item in enumerate(items if isinstance(items, list) else [], start=1):
         if not isinstance(item, dict):
             continue
         try:
             data = base64.b64decode(item.get("Content") or item.get("Data") or "", validate=False)
         except (binascii.Error, ValueError, TypeError):
-            raise Malformed(f"attachment {item.get('Name')!r} is not valid base64") from None
+            # By position, not name: the error is kept in the receipt ledger, and a file name
+            # ("Jane_Doe_passport.pdf") is personal data the ledger must not hold.
+            raise Malformed(f"attachment {index} is not valid base64") from None
         parts.append(
             Part(
                 data=data,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import time
 from email import policy as email_policy
 from email.parser import HeaderParser
@@ -32,10 +31,12 @@ from intake.inbound.base import (
     InboundRequest,
     Malformed,
     Unauthorized,
+    load_json,
     require_basic_auth,
 )
 from intake.inbound.forms import FormData
 from intake.inbound.mime import Part, synthesize, with_fallbacks
+from intake.mail.headers import decode_with_fallback
 
 PROVIDER = "sendgrid"
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
@@ -125,22 +126,22 @@ def _charsets(form: FormData) -> dict[str, str]:
     if not value:
         return {}
     try:
-        charsets = json.loads(value)
+        charsets = load_json(value)
     except ValueError:
         return {}
     return {str(k): str(v) for k, v in charsets.items()} if isinstance(charsets, dict) else {}
 
 
 def _decoded(form: FormData, name: str, charsets: dict[str, str]) -> str | None:
-    """A parsed-mode field decoded in the charset SendGrid names for it (UTF-8 otherwise)."""
+    """A parsed-mode field decoded in the charset SendGrid names for it (UTF-8 otherwise).
+
+    The mail layer's decoder, so a ``charsets`` entry naming a codec that is not a text charset
+    (idna, punycode, base64) is treated like any wrong label in a message: ignored, with the same
+    fallbacks."""
     value = form.get(name)
     if value is None:
         return None
-    charset = charsets.get(name) or "utf-8"
-    try:
-        return value.decode(charset, "replace")
-    except LookupError:  # a charset Python does not know
-        return value.decode("utf-8", "replace")
+    return decode_with_fallback(value, charsets.get(name) or "utf-8")[0]
 
 
 def rebuild(form: FormData) -> tuple[bytes, list[str]]:
@@ -170,7 +171,7 @@ def _attachments(form: FormData) -> list[Part]:
     raw_info = form.get("attachment-info")
     if raw_info:
         try:
-            loaded = json.loads(raw_info)
+            loaded = load_json(raw_info)
             info = loaded if isinstance(loaded, dict) else {}
         except ValueError:
             info = {}
@@ -180,12 +181,16 @@ def _attachments(form: FormData) -> list[Part]:
         parts.append(
             Part(
                 data=item.data,
-                filename=details.get("filename") or item.filename,
-                content_type=details.get("type") or item.content_type,
-                content_id=details.get("content-id"),
+                filename=_text(details.get("filename")) or item.filename,
+                content_type=_text(details.get("type")) or item.content_type,
+                content_id=_text(details.get("content-id")),
             )
         )
     return parts
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _meta(form: FormData) -> dict[str, Any]:
@@ -197,7 +202,18 @@ def _meta(form: FormData) -> dict[str, Any]:
     envelope = form.get("envelope")
     if envelope:
         try:
-            meta["envelope"] = json.loads(envelope)
+            meta["envelope"] = _envelope(load_json(envelope))
         except ValueError:
             meta["envelope"] = envelope.decode("utf-8", "replace")[:2000]
     return meta
+
+
+def _envelope(value: Any) -> dict[str, Any]:
+    """SendGrid's ``{"to": [...], "from": "..."}``, kept as flat strings: whatever else a sender
+    nests in there must not reach the JSON column (a deep structure fails to serialize)."""
+    if not isinstance(value, dict):
+        raise ValueError("the envelope is not a JSON object")
+    recipients = value.get("to")
+    recipients = recipients if isinstance(recipients, list) else [recipients] if recipients else []
+    return {"to": [str(r)[:320] for r in recipients[:50] if isinstance(r, str)],
+            "from": str(value.get("from"))[:320] if isinstance(value.get("from"), str) else None}

@@ -9,16 +9,18 @@ URL) and a valid SNS signature:
 * the certificate comes from ``SigningCertURL``, accepted only as ``https://sns.<region>.amazonaws.com/...``
   (checked before anything is fetched), fetched through an injectable ``fetch`` and cached.
 
-A ``SubscriptionConfirmation`` is confirmed (its ``SubscribeURL``, same host rule) only for topic
-ARNs listed in ``SES_SNS_TOPIC_ARNS``; when that list is set, notifications from other topics are
-refused too.
+Only topics listed in ``SES_SNS_TOPIC_ARNS`` are accepted: a subscription is confirmed (its
+``SubscribeURL``, same host rule) and a notification stored only for those, so with the list unset
+every request is refused. Anyone can create an SNS topic and have AWS sign its messages; the list
+is what makes a signed message ours. A message whose signed ``Timestamp`` is more than an hour
+away from now is refused too, so a captured notification cannot be replayed later.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
+import datetime as dt
 import logging
 import re
 import threading
@@ -38,7 +40,9 @@ from intake.inbound.base import (
     InboundRequest,
     Malformed,
     Unauthorized,
+    load_json,
     require_basic_auth,
+    text_bytes,
 )
 
 log = logging.getLogger(__name__)
@@ -51,6 +55,9 @@ _NOTIFICATION_KEYS = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn"
 _CONFIRMATION_KEYS = ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type")
 _HASHES = {"1": hashes.SHA1, "2": hashes.SHA256}
 _VERDICTS = ("spamVerdict", "virusVerdict", "spfVerdict", "dkimVerdict", "dmarcVerdict")
+# SNS retries a failed delivery for minutes, not hours (its default HTTP/S policy); a signed
+# message older than this is a replay.
+MAX_MESSAGE_AGE = dt.timedelta(hours=1)
 
 
 def is_sns_url(url: str) -> bool:
@@ -134,6 +141,20 @@ class SnsVerifier:
             raise Unauthorized("the SNS signature does not verify") from None
 
 
+def check_age(message: dict[str, Any], now: dt.datetime | None = None) -> None:
+    """Refuse a message whose signed Timestamp is over an hour away from now (either way)."""
+    try:
+        sent = dt.datetime.fromisoformat(message["Timestamp"].replace("Z", "+00:00"))
+    except ValueError:
+        raise Malformed("the SNS Timestamp is not an ISO 8601 time") from None
+    if sent.tzinfo is None:
+        sent = sent.replace(tzinfo=dt.timezone.utc)
+    age = (now or dt.datetime.now(dt.timezone.utc)) - sent
+    if abs(age) > MAX_MESSAGE_AGE:
+        raise Unauthorized(f"the SNS message is dated {message['Timestamp'][:40]}, over an hour from now "
+                           "(replayed, or the clock is wrong)")
+
+
 def receive(request: InboundRequest, settings: Settings, verifier: SnsVerifier) -> Delivery | Acknowledged:
     require_basic_auth(request, settings.inbound_basic_auth, "SES")
     message = request.json()
@@ -143,10 +164,12 @@ def receive(request: InboundRequest, settings: Settings, verifier: SnsVerifier) 
         if not isinstance(message.get(key), str):
             raise Malformed(f"the SNS message has no '{key}'")
     verifier.verify(message)
+    check_age(message)
     topic = message["TopicArn"]
     kind = message["Type"]
-    if settings.sns_topic_arns and topic not in settings.sns_topic_arns:
-        raise Unauthorized(f"SNS topic {topic} is not in SES_SNS_TOPIC_ARNS")
+    if topic not in settings.sns_topic_arns:
+        raise Unauthorized(f"SNS topic {topic[:200]!r} is not in SES_SNS_TOPIC_ARNS (list the topics "
+                           "intake may accept)")
     if kind == "SubscriptionConfirmation":
         return _confirm(message, settings, verifier)
     if kind == "UnsubscribeConfirmation":
@@ -158,11 +181,7 @@ def receive(request: InboundRequest, settings: Settings, verifier: SnsVerifier) 
 
 
 def _confirm(message: dict[str, Any], settings: Settings, verifier: SnsVerifier) -> Acknowledged:
-    topic = message["TopicArn"]
-    if topic not in settings.sns_topic_arns:
-        raise Unauthorized(
-            f"refusing to confirm a subscription to {topic}: add it to SES_SNS_TOPIC_ARNS"
-        )
+    topic = message["TopicArn"]  # one of SES_SNS_TOPIC_ARNS: receive() checked
     url = message.get("SubscribeURL")
     if not isinstance(url, str) or not is_sns_url(url):
         raise Unauthorized("SubscribeURL is not an https://sns.<region>.amazonaws.com/ URL")
@@ -176,7 +195,7 @@ def _confirm(message: dict[str, Any], settings: Settings, verifier: SnsVerifier)
 
 def _delivery(message: dict[str, Any]) -> Delivery:
     try:
-        notification = json.loads(message.get("Message") or "")
+        notification = load_json(message.get("Message") or "")
     except (TypeError, ValueError):
         raise Malformed("the SNS Message is not the JSON of an SES notification") from None
     if not isinstance(notification, dict):
@@ -197,12 +216,14 @@ def _delivery(message: dict[str, Any]) -> Delivery:
         except (binascii.Error, ValueError):
             raise Malformed("the SES content is not valid base64") from None
     else:
-        raw = content.encode("utf-8", "surrogateescape")
+        raw = text_bytes(content)
     meta: dict[str, Any] = {"provider": PROVIDER, "sns_message_id": message["MessageId"]}
     for verdict in _VERDICTS:
         value = receipt.get(verdict)
         if isinstance(value, dict) and isinstance(value.get("status"), str):
             meta[verdict] = value["status"]
+    if isinstance(mail.get("source"), str):  # the envelope sender SES's SPF verdict is about
+        meta["mail_from"] = mail["source"][:320]
     if isinstance(receipt.get("recipients"), list):
         meta["recipients"] = [str(r) for r in receipt["recipients"][:50]]
     event_id = mail.get("messageId") if isinstance(mail.get("messageId"), str) else message["MessageId"]

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from intake.events import record_event
 from intake.inquiries.common import QUIET_CATEGORIES, SYSTEM, InquiryNotFound, InvalidAction, get_inquiry
 from intake.models import Event, Inquiry, Message, utcnow
+from intake.sla import clock as sla_clock
 
 
 class Status(str, enum.Enum):
@@ -61,6 +62,8 @@ def move(inquiry: Inquiry, to: Status, *, now: dt.datetime | None = None) -> boo
         inquiry.closed_at = now or utcnow()
     elif current == Status.CLOSED:
         inquiry.closed_at = None
+    if to.value not in sla_clock.RUNNING:
+        sla_clock.stop(inquiry)  # waiting pauses the response clock; closed and spam stop it
     return True
 
 
@@ -118,9 +121,8 @@ def on_follow_up(session: Session, inquiry: Inquiry, message_id: int, *, automat
 
 
 def on_reply_sent(inquiry: Inquiry, now: dt.datetime) -> None:
-    """A staff email reply went out: the first response is met and the applicant has the move."""
-    if inquiry.first_response_at is None:
-        inquiry.first_response_at = now
+    """A staff email reply went out: the applicant has the move. (The response target was met
+    when staff wrote it: intake.sla.clock.responded, called as the reply is queued.)"""
     if inquiry.status in (Status.NEW.value, Status.OPEN.value):
         move(inquiry, Status.WAITING, now=now)
 
@@ -184,6 +186,15 @@ def reopen(session: Session, inquiry_id: int, actor: str, *, version: int | None
     return record_event(session, inquiry.id, actor, "reopened")
 
 
+def wait_on_applicant(session: Session, inquiry_id: int, actor: str, *, version: int | None = None) -> Event:
+    """Waiting on the applicant (the card's button): the response clock pauses until they write."""
+    inquiry = _staff_touch(session, inquiry_id, version)
+    if inquiry.status not in sla_clock.RUNNING:
+        raise InvalidAction(f"inquiry #{inquiry_id} is {inquiry.status}, not open")
+    move(inquiry, Status.WAITING)
+    return record_event(session, inquiry.id, actor, "waiting")
+
+
 def mark_spam(session: Session, inquiry_id: int, actor: str, *, version: int | None = None) -> Event:
     inquiry = _staff_touch(session, inquiry_id, version)
     previous = inquiry.category
@@ -243,6 +254,5 @@ def add_note(session: Session, inquiry_id: int, text: str, actor: str, *, versio
 __all__ = [
     "ALLOWED", "InquiryNotFound", "InvalidAction", "StaleCard", "Status", "add_note", "assign",
     "claim", "close", "follow_up", "follow_up_detail", "mark_not_spam", "mark_spam", "move", "on_follow_up",
-    "on_reply_sent",
-    "reclassify", "reopen", "touch_for_reply",
+    "on_reply_sent", "reclassify", "reopen", "touch_for_reply", "wait_on_applicant",
 ]

@@ -4,16 +4,18 @@ The events recorded here (``received``, ``follow_up``, ``unparseable``) owe, in 
 transaction, the card, the thread line and the acknowledgment (see intake/outbox/dispatch.py):
 a worker killed after this commit loses none of them.
 
-Messages are processed in batches when several are waiting (``claim_received`` +
-``process_messages``): one transaction, the database asked once per batch for contacts and
-threads, the classifier run on all new inquiries at once, and the rows written with one
-statement per table. A batch gives the same inquiries as one message at a time, in order
+Messages are processed in batches when several are waiting (``waiting_messages``, then
+``claim_received`` + ``process_messages``): the parse and every other piece of CPU work run
+before the transaction opens, then one transaction asks the database once per batch for
+contacts and threads, runs the classifier on all new inquiries at once and writes the rows with
+one statement per table. A batch gives the same inquiries as one message at a time, in order
 (intake/inquiries/threads.py decides later messages knowing what earlier ones did); a single
 message is a batch of one.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
@@ -21,13 +23,15 @@ from typing import TYPE_CHECKING, Any, Sequence
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from intake import mail
+from intake import mail, recipients
 from intake.events import record_events
 from intake.inquiries.common import SYSTEM
 from intake.inquiries.lifecycle import follow_up, follow_up_detail
 from intake.inquiries.threads import contact_ids_for, find_threads
+from intake.mail.authentication import SenderAuthentication, authenticate
 from intake.mail.types import ParsedEmail, UnparseableMessage
 from intake.models import Attachment, Classification, Inquiry, Message, utcnow
+from intake.sla import clock as sla_clock
 
 if TYPE_CHECKING:  # pragma: no cover
     from intake.classify import Verdict
@@ -40,32 +44,29 @@ log = logging.getLogger(__name__)
 MAX_BATCH_ATTEMPTS = 3
 
 
+# store_raw(meta=ARRIVAL_FROM_DATE) (`intake ingest --received-from-date`): the message's own
+# Date: is its arrival time, for importing an old mailbox with its real dates and targets.
+ARRIVAL_FROM_DATE = {"arrival": "date"}
+
+
+def arrival_time(message: Message, parsed: ParsedEmail | None) -> dt.datetime:
+    """When a message reached us: when it was stored, or its ``Date:`` when it was imported with
+    ARRIVAL_FROM_DATE (never later than it was stored: a Date: in the future is a wrong clock)."""
+    stored = message.created_at or utcnow()
+    if stored.tzinfo is None:
+        stored = stored.replace(tzinfo=dt.timezone.utc)
+    if (message.meta or {}).get("arrival") == ARRIVAL_FROM_DATE["arrival"] and parsed is not None and parsed.date:
+        date = parsed.date if parsed.date.tzinfo else parsed.date.replace(tzinfo=dt.timezone.utc)
+        # In UTC: SQLite keeps the wall-clock digits of a datetime and drops its offset.
+        return min(date, stored).astimezone(dt.timezone.utc)
+    return stored
+
+
 @dataclass(frozen=True)
 class ProcessResult:
     status: str  # new, follow-up, unparseable
     inquiry_id: int
     message_id: int
-
-
-def claim_received(session: Session, *, limit: int, first_id: int | None = None) -> list[Message]:
-    """Lock and load up to ``limit`` stored messages waiting to be processed, oldest first, plus
-    ``first_id`` when it is waiting too. On PostgreSQL rows another worker holds are skipped
-    (``SKIP LOCKED``), so workers share a backlog; SQLite's write transaction is exclusive."""
-    waiting = (
-        select(Message.id)
-        .where(Message.state == "received", Message.attempts < MAX_BATCH_ATTEMPTS)
-        .order_by(Message.created_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    wanted = Message.id.in_(waiting) if first_id is None else or_(Message.id == first_id, Message.id.in_(waiting))
-    query = (
-        select(Message)
-        .where(wanted, Message.state == "received")
-        .order_by(Message.id)
-        .with_for_update(skip_locked=True)
-    )
-    return list(session.scalars(query))[: limit + 1]
 
 
 def _fill_message(session: Session, message: Message, parsed: ParsedEmail, max_attachment_bytes: int) -> None:
@@ -82,7 +83,7 @@ def _fill_message(session: Session, message: Message, parsed: ParsedEmail, max_a
     message.latest_reply = parsed.latest_reply
     message.automated = parsed.automation.automated
     message.automation_reasons = list(parsed.automation.reasons) or None
-    message.parse_status = "parsed"
+    message.parse_status = "partial" if parsed.partial else "parsed"
     message.parse_error = "; ".join(parsed.defects)[:2000] or None
     for part in parsed.attachments:
         keep = not part.content_omitted and part.size <= max_attachment_bytes
@@ -129,30 +130,61 @@ def _classify(rt: "Runtime", items: Sequence[tuple[ParsedEmail, dict[str, Any] |
         return [_fallback_verdict(rt, exc) for _ in items]
 
 
-def _language(rt: "Runtime", parsed: ParsedEmail) -> str | None:
-    """The language of the latest reply; a detector failure never loses a message."""
-    from intake import classify
+@dataclass
+class Prepared:
+    """What processing computes from the stored bytes alone, before any lock is taken."""
 
+    parsed: ParsedEmail | None
+    error: str | None = None  # why the message is unparseable
+    language: str | None = None
+    authentication: SenderAuthentication | None = None
+
+
+def prepare(rt: "Runtime", raw: bytes, meta: dict[str, Any] | None, message_id: int) -> Prepared:
+    """Parse, detect the language and read the sender authentication: all CPU work, bounded by
+    the parser's time budget, and none of it may run while a write lock is held."""
     try:
-        return classify.detect_language(parsed.latest_reply or parsed.text or "", rt.settings)
-    except Exception:  # pragma: no cover
-        log.exception("language detection failed")
-        return None
-
-
-def _parse(rt: "Runtime", message: Message) -> tuple[ParsedEmail | None, str | None]:
-    """(parsed, None) or (None, why it cannot be parsed): the parser must never lose a message."""
-    try:
-        return mail.parse(message.raw, max_attachment_bytes=rt.settings.max_attachment_bytes), None
+        parsed = mail.parse(raw, max_attachment_bytes=rt.settings.max_attachment_bytes)
     except UnparseableMessage as exc:
-        return None, str(exc)
+        return Prepared(None, str(exc))
     except Exception as exc:  # the parser must never crash; if it does, keep the message anyway
-        log.exception("parser crashed on message %s", message.id)
-        return None, f"parser error: {exc.__class__.__name__}: {exc}"
+        log.exception("parser crashed on message %s", message_id)
+        return Prepared(None, f"parser error: {exc.__class__.__name__}: {exc}")
+    return Prepared(parsed, None, _language(rt, parsed), authenticate(parsed, meta, rt.settings.authserv_ids))
 
 
-def _new_inquiry(parsed: ParsedEmail, message: Message, verdict: "Verdict", contact_id: int | None,
-                 language: str | None, now) -> Inquiry:
+def waiting_messages(session: Session, *, limit: int, first_id: int | None = None,
+                     ids: Sequence[int] | None = None) -> list[tuple[int, bytes, dict[str, Any] | None]]:
+    """(id, raw, meta) of up to ``limit`` stored messages waiting to be processed, oldest first,
+    plus ``first_id`` when it is waiting too; or of those of ``ids`` that are waiting. Read
+    without a lock, so that they are parsed with no transaction open (a slow message parsed
+    inside one would hold SQLite's write lock, and webhooks would answer 503 meanwhile)."""
+    if ids is not None:
+        wanted = Message.id.in_(list(ids))
+    else:
+        oldest = (select(Message.id).where(Message.state == "received", Message.attempts < MAX_BATCH_ATTEMPTS)
+                  .order_by(Message.created_at).limit(limit))
+        wanted = Message.id.in_(oldest) if first_id is None else or_(Message.id == first_id, Message.id.in_(oldest))
+    rows = session.execute(
+        select(Message.id, Message.raw, Message.meta).where(wanted, Message.state == "received").order_by(Message.id)
+    ).all()
+    return [(row.id, row.raw, row.meta) for row in rows]
+
+
+def claim_received(session: Session, ids: Sequence[int]) -> list[Message]:
+    """Lock and load those of these messages that are still waiting, in order. On PostgreSQL rows
+    another worker holds are skipped (``SKIP LOCKED``), so workers share a backlog; SQLite's
+    write transaction is exclusive."""
+    if not ids:
+        return []
+    return list(session.scalars(
+        select(Message).where(Message.id.in_(list(ids)), Message.state == "received")
+        .order_by(Message.id).with_for_update(skip_locked=True)
+    ))
+
+
+def _new_inquiry(rt: "Runtime", parsed: ParsedEmail, message: Message, verdict: "Verdict",
+                 contact_id: int | None, language: str | None, now: dt.datetime) -> Inquiry:
     inquiry = Inquiry(
         contact_id=contact_id,
         subject=(parsed.subject or "")[:5000],
@@ -163,7 +195,7 @@ def _new_inquiry(parsed: ParsedEmail, message: Message, verdict: "Verdict", cont
         needs_review=verdict.needs_review,
         automated=verdict.automated or parsed.automation.automated,
         language=language,
-        received_at=message.created_at or now,
+        received_at=arrival_time(message, parsed),
         last_message_at=now,
     )
     if verdict.category == "spam":
@@ -171,10 +203,11 @@ def _new_inquiry(parsed: ParsedEmail, message: Message, verdict: "Verdict", cont
     elif inquiry.automated or verdict.category == "automated":
         inquiry.status = "closed"
         inquiry.closed_at = now
+    sla_clock.start(inquiry, sla_clock.policy(rt), inquiry.received_at)  # response targets
     return inquiry
 
 
-def _unparseable_inquiry(message: Message, now) -> Inquiry:
+def _unparseable_inquiry(message: Message, now: dt.datetime) -> Inquiry:
     """An unparseable message is kept and put in front of staff as its own inquiry."""
     return Inquiry(
         subject="(unparseable message)",
@@ -187,69 +220,70 @@ def _unparseable_inquiry(message: Message, now) -> Inquiry:
     )
 
 
-def process_messages(session: Session, rt: "Runtime", messages: Sequence[Message]) -> list[ProcessResult]:
-    """Parse, thread and classify these stored messages (locked, not yet processed), in order,
-    in the caller's transaction; returns one result per message."""
+def process_messages(session: Session, rt: "Runtime", messages: Sequence[Message],
+                     prepared: dict[int, Prepared] | None = None) -> list[ProcessResult]:
+    """Thread, classify and record these stored messages (locked, not yet processed), in order,
+    in the caller's transaction; ``prepared`` holds what was computed before it opened (a
+    message missing from it is prepared now). One result per message."""
     settings = rt.settings
     now = utcnow()
-    parsed: list[ParsedEmail | None] = []
-    errors: dict[int, str] = {}
-    for index, message in enumerate(messages):
-        found, error = _parse(rt, message)
-        parsed.append(found)
-        if error is not None:
-            errors[index] = error
-    languages = [_language(rt, p) if p is not None else None for p in parsed]
+    ready = dict(prepared or {})
+    for message in messages:
+        if message.id not in ready:
+            ready[message.id] = prepare(rt, message.raw, message.meta, message.id)
+    parsed = [ready[m.id].parsed for m in messages]
 
     with session.no_autoflush:  # each row is written once, at the end
         contacts = contact_ids_for(session, [(p.sender.address, p.sender.name) for p in parsed
                                              if p is not None and p.sender and p.sender.address])
         choices = find_threads(session, parsed, own_address=settings.from_address, now=now,
-                               message_ids=[m.id for m in messages])
+                               message_ids=[m.id for m in messages], settings=settings)
     opening = [i for i, p in enumerate(parsed) if p is not None and choices[i].is_new]
     verdicts = dict(zip(opening, _classify(rt, [(parsed[i], messages[i].meta) for i in opening])))
 
     created: dict[int, Inquiry] = {}
     for index, message in enumerate(messages):
-        if index in errors:
+        p = parsed[index]
+        if p is None:
             created[index] = _unparseable_inquiry(message, now)
         elif index in verdicts:
-            p = parsed[index]
-            assert p is not None
             contact_id = contacts.get(p.sender.address[:320]) if p.sender and p.sender.address else None
-            created[index] = _new_inquiry(p, message, verdicts[index], contact_id, languages[index], now)
+            created[index] = _new_inquiry(rt, p, message, verdicts[index], contact_id, ready[message.id].language, now)
     session.add_all(created.values())
     session.flush()  # the new inquiries' ids, in one INSERT
 
     facts: list[tuple[int | None, str, str, dict[str, Any]]] = []
     results: list[ProcessResult] = []
     for index, message in enumerate(messages):
-        p = parsed[index]
+        p, done = parsed[index], ready[message.id]
         if p is None:
             inquiry = created[index]
             message.parse_status = "unparseable"
-            message.parse_error = errors[index][:2000]
-            facts.append((inquiry.id, SYSTEM, "unparseable", {"message_id": message.id, "error": errors[index][:500]}))
+            message.parse_error = (done.error or "unparseable")[:2000]
+            facts.append((inquiry.id, SYSTEM, "unparseable",
+                          {"message_id": message.id, "error": (done.error or "unparseable")[:500]}))
             results.append(ProcessResult("unparseable", inquiry.id, message.id))
+        elif index in created:
+            inquiry = created[index]
+            verdict = verdicts[index]
+            session.add(Classification(
+                inquiry_id=inquiry.id, message_id=message.id, category=verdict.category,
+                confidence=verdict.confidence, source=verdict.source,
+                model_version=verdict.model_version, reasons=list(verdict.reasons),
+            ))
+            facts.append((inquiry.id, SYSTEM, "received", {"message_id": message.id, "category": verdict.category}))
+            results.append(ProcessResult("new", inquiry.id, message.id))
         else:
-            if index in created:
-                inquiry = created[index]
-                verdict = verdicts[index]
-                session.add(Classification(
-                    inquiry_id=inquiry.id, message_id=message.id, category=verdict.category,
-                    confidence=verdict.confidence, source=verdict.source,
-                    model_version=verdict.model_version, reasons=list(verdict.reasons),
-                ))
-                facts.append((inquiry.id, SYSTEM, "received", {"message_id": message.id, "category": verdict.category}))
-                results.append(ProcessResult("new", inquiry.id, message.id))
-            else:
-                choice = choices[index]
-                inquiry = choice.inquiry if choice.inquiry is not None else created[choice.same_as]
-                reopened = follow_up(inquiry, automated=p.automation.automated, now=now)
-                facts.append((inquiry.id, SYSTEM, "follow_up", follow_up_detail(message.id, reopened)))
-                results.append(ProcessResult("follow-up", inquiry.id, message.id))
+            choice = choices[index]
+            inquiry = choice.inquiry if choice.inquiry is not None else created[choice.same_as]
+            facts.extend(_follow_up(session, rt, inquiry, message, p, done.authentication, now))
+            results.append(ProcessResult("follow-up", inquiry.id, message.id))
+        if p is not None:
             _fill_message(session, message, p, settings.max_attachment_bytes)
-            message.language = languages[index]
+            if done.authentication is not None:
+                message.authentication = done.authentication.verdict
+                message.authentication_reasons = done.authentication.reasons or None
+            message.language = done.language
         message.inquiry_id = inquiry.id
         message.state = "processed"
         message.processed_at = now
@@ -257,8 +291,31 @@ def process_messages(session: Session, rt: "Runtime", messages: Sequence[Message
     return results
 
 
+def _follow_up(session: Session, rt: "Runtime", inquiry: Inquiry, message: Message, parsed: ParsedEmail,
+               authentication: SenderAuthentication | None, now: dt.datetime) -> list[tuple]:
+    """A message continuing the inquiry: the lifecycle's follow-up rule, the response clock, and
+    what staff must see; returns the facts to record."""
+    status_before = inquiry.status
+    reopened = follow_up(inquiry, automated=parsed.automation.automated, now=now)
+    if not parsed.automation.automated:  # a person wrote: a response is owed (intake.sla.clock)
+        sla_clock.applicant_wrote(inquiry, sla_clock.policy(rt), arrival_time(message, parsed),
+                                  reopened=inquiry.status != status_before)
+    facts = [(inquiry.id, SYSTEM, "follow_up", follow_up_detail(message.id, reopened))]
+    if authentication is not None and authentication.verdict == "fail":
+        # Staff see it in the thread; where replies go does not change (intake.recipients).
+        sender = parsed.sender
+        facts.append((inquiry.id, SYSTEM, "sender_unverified", dict(
+            message_id=message.id, address=sender.address if sender else None,
+            reasons=authentication.reasons[:4], reply_to=recipients.reply_address(session, inquiry.id))))
+    return facts
+
+
 def process_message(session: Session, rt: "Runtime", message_id: int) -> ProcessResult:
-    """Parse, thread and classify one stored message. Idempotent: a processed one is reported."""
+    """Parse, thread and classify one stored message. Idempotent: a processed one is reported.
+
+    The parse happens before ``session`` opens its transaction (the caller passes a fresh one).
+    """
+    prepared = _prepare_unlocked(rt, message_id)
     query = select(Message).where(Message.id == message_id)
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         query = query.with_for_update()
@@ -267,7 +324,29 @@ def process_message(session: Session, rt: "Runtime", message_id: int) -> Process
         raise LookupError(f"no stored message {message_id}")
     if message.state == "processed" and message.inquiry_id is not None:
         return _result_for_processed(session, message)
-    return process_messages(session, rt, [message])[0]
+    return process_messages(session, rt, [message], {message_id: prepared} if prepared is not None else None)[0]
+
+
+def _prepare_unlocked(rt: "Runtime", message_id: int) -> Prepared | None:
+    """The message read in a read-only session (no write lock on SQLite), then prepared with no
+    transaction open; None when there is nothing to prepare (gone, or processed already)."""
+    with rt.db.read_session() as reader:
+        found = waiting_messages(reader, limit=1, ids=[message_id])
+    if not found:
+        return None
+    _, raw, meta = found[0]
+    return prepare(rt, raw, meta, message_id)
+
+
+def _language(rt: "Runtime", parsed: ParsedEmail) -> str | None:
+    """The language of the latest reply; a detector failure never loses a message."""
+    from intake import classify
+
+    try:
+        return classify.detect_language(parsed.latest_reply or parsed.text or "", rt.settings)
+    except Exception:  # pragma: no cover
+        log.exception("language detection failed")
+        return None
 
 
 def record_failure(session: Session, message_id: int, error: str) -> None:

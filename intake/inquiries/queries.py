@@ -5,23 +5,33 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Sequence
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from intake import recipients
 from intake.inquiries.common import get_inquiry
 from intake.models import Contact, Inquiry, Message
 
-def list_inquiries(
-    session: Session, *, status: str | None = None, category: str | None = None, limit: int | None = None
-) -> list[Inquiry]:
-    query = select(Inquiry).order_by(Inquiry.received_at.desc(), Inquiry.id.desc())
+def _filtered(query, status: str | None, category: str | None):
     if status:
         query = query.where(Inquiry.status == status)
     if category:
         query = query.where(Inquiry.category == category)
+    return query
+
+
+def list_inquiries(
+    session: Session, *, status: str | None = None, category: str | None = None, limit: int | None = None
+) -> list[Inquiry]:
+    query = _filtered(select(Inquiry), status, category).order_by(Inquiry.received_at.desc(), Inquiry.id.desc())
     if limit:
         query = query.limit(limit)
     return list(session.scalars(query))
+
+
+def count_inquiries(session: Session, *, status: str | None = None, category: str | None = None) -> int:
+    """How many ``list_inquiries`` would return without a limit (`intake list`'s "N more")."""
+    return session.scalar(_filtered(select(func.count()).select_from(Inquiry), status, category)) or 0
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -68,7 +78,10 @@ def inquiry_detail(session: Session, inquiry_id: int) -> dict[str, Any]:
     detail = inquiry_summary(inquiry)
     shared = _shared_message_ids(session, inquiry.messages)
     detail.update(
+        reply_to=recipients.reply_address(session, inquiry_id),  # where a staff reply goes now
         first_response_at=_iso(inquiry.first_response_at),
+        first_response_due=_iso(inquiry.first_response_due),
+        response_due=_iso(inquiry.response_due),
         closed_at=_iso(inquiry.closed_at),
         messages=[
             {
@@ -85,6 +98,9 @@ def inquiry_detail(session: Session, inquiry_id: int) -> dict[str, Any]:
                 "received_at": _iso(m.created_at),
                 "parse_status": m.parse_status,
                 "parse_error": m.parse_error,
+                "authentication": m.authentication,
+                "authentication_reasons": m.authentication_reasons or [],
+                "reply_to": m.reply_to,
                 "state": m.state,
                 "language": m.language,
                 "automated": m.automated,
@@ -122,25 +138,10 @@ def inquiry_detail(session: Session, inquiry_id: int) -> dict[str, Any]:
 def search_inquiries(session: Session, words: str | Sequence[str], *, limit: int = 20) -> list[Inquiry]:
     """Inquiries whose subject, sender or message text contain every word (case-insensitive).
 
-    Portable LIKE matching rather than full-text search: it runs the same on SQLite and
-    PostgreSQL, and the desk holds thousands of inquiries, not millions.
+    The matching rule lives in ``intake.search`` (the search language), which this calls.
     """
+    from intake import search
+
     if isinstance(words, str):
         words = words.split()
-    query = select(Inquiry).outerjoin(Contact, Inquiry.contact_id == Contact.id)
-    for word in list(words)[:8]:
-        w = word.lower()
-        in_messages = select(Message.inquiry_id).where(
-            or_(func.lower(Message.text_body).contains(w, autoescape=True),
-                func.lower(Message.subject).contains(w, autoescape=True))
-        )
-        query = query.where(
-            or_(
-                func.lower(Inquiry.subject).contains(w, autoescape=True),
-                func.lower(Contact.address).contains(w, autoescape=True),
-                func.lower(func.coalesce(Contact.name, "")).contains(w, autoescape=True),
-                Inquiry.id.in_(in_messages),
-            )
-        )
-    query = query.order_by(Inquiry.received_at.desc(), Inquiry.id.desc()).limit(limit)
-    return list(session.scalars(query))
+    return search.search(session, search.Query(words=tuple(list(words)[:search.MAX_WORDS])), limit=limit)

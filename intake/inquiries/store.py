@@ -11,6 +11,7 @@ import datetime as dt
 import functools
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from email.utils import format_datetime, make_msgid
 from typing import Any, Iterable
@@ -225,6 +226,10 @@ def _direct_sql() -> _DirectSql:
     )
 
 
+# Anything shaped like an address, for record_receipt (broad on purpose: a false hit costs a word).
+LEDGER_ADDRESS = re.compile(r"[^\s<>()\[\]\"',;:@]+@[^\s<>()\[\]\"',;:@]+")
+
+
 def record_receipt(
     session: Session,
     provider: str,
@@ -235,13 +240,17 @@ def record_receipt(
     detail: str | None = None,
     message_id: int | None = None,
 ) -> Receipt:
-    """Log a delivery attempt that stored nothing (refused, malformed, too large)."""
+    """Log a delivery attempt that stored nothing (refused, malformed, too large).
+
+    The ledger proves what arrived without keeping who wrote it: an address in ``detail`` (an
+    error quoting a header) is replaced, so an erased person cannot linger here (intake.privacy).
+    """
     receipt = Receipt(
         provider=provider,
         provider_event_id=provider_event_id,
         outcome=outcome,
         size=size,
-        detail=(detail or "")[:2000] or None,
+        detail=LEDGER_ADDRESS.sub("[address]", detail or "")[:2000] or None,
         message_id=message_id,
     )
     session.add(receipt)

@@ -1,8 +1,9 @@
 """Threading: which inquiry a message continues, and who takes part in a conversation.
 
-A reference (In-Reply-To/References or an ``[#ID]`` subject token) joins only when the sender is
-already a participant; other help desks learned that strangers' mail gets merged into the wrong
-ticket otherwise.
+A subject token with a valid keyed tag (``[#12-k3f9qa]``, intake.tickets) joins its inquiry. Any
+other reference (In-Reply-To/References, the old ``[#12]`` form, a wrong tag) joins only when the
+sender is already a participant; other help desks learned that strangers' mail gets merged into
+the wrong ticket otherwise.
 
 The rules are applied to a batch of messages at once (the pipeline processes several stored
 messages in one transaction when the queue is deep): what the database is asked is asked once
@@ -15,12 +16,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from intake import mail
+from intake import mail, tickets
 from intake.inquiries.store import _dialect_insert
 from intake.mail.types import ParsedEmail
 from intake.models import Contact, Inquiry, Message, utcnow
@@ -152,19 +153,23 @@ def _conversation(choice: ThreadChoice, index: int) -> tuple:
 
 def find_threads(
     session: Session, messages: Sequence[ParsedEmail | None], *, own_address: str | None = None,
-    now: dt.datetime | None = None, message_ids: Sequence[int] | None = None,
+    now: dt.datetime | None = None, message_ids: Sequence[int] | None = None, settings: Any = None,
 ) -> list[ThreadChoice]:
     """For each message (None: not parsed, left out), the inquiry it continues.
 
-    A reference joins only when the sender is already a participant; the fallback joins the same
-    sender's inquiry with the same subject (after stripping Re:/Fwd:/AW:/SV:...) seen within 30
-    days. ``message_ids`` (the rows' ids) order references as the database would: the most
-    recent message first.
+    A subject token with a valid keyed tag joins its inquiry: only someone who received our mail
+    knows it. Any other reference (In-Reply-To/References, the old ``[#12]`` form, a wrong tag)
+    joins only when the sender (From, not a Reply-To anyone can write) is already a participant.
+    The fallback joins the same sender's inquiry with the same subject (after stripping
+    Re:/Fwd:/AW:/SV:...) seen within 30 days. ``settings`` holds the key tags are checked with;
+    without it every token counts as the old form. ``message_ids`` (the rows' ids) order
+    references as the database would: the most recent message first.
     """
     now = now or utcnow()
     since = now - FALLBACK_THREAD_WINDOW
     ids = list(message_ids) if message_ids is not None else list(range(len(messages)))
-    tokens = {t for p in messages if p is not None and (t := mail.find_ticket_token(p.subject or "")) is not None}
+    found_tickets = [mail.find_ticket(p.subject or "") if p is not None else None for p in messages]
+    tokens = {t.inquiry_id for t in found_tickets if t is not None}
     refs_of = [[r for r in [p.in_reply_to, *reversed(p.references)] if r][:MAX_REFERENCES] if p is not None else []
                for p in messages]
     all_refs = {r for refs in refs_of for r in refs}
@@ -189,7 +194,8 @@ def find_threads(
         if parsed is None:
             choices.append(NEW)
             continue
-        choice = _decide(session, parsed, index, ids, refs_of[index], by_id, ref_rows, fallback, batch, own_address)
+        choice = _decide(session, parsed, index, ids, refs_of[index], found_tickets[index], by_id, ref_rows,
+                         fallback, batch, own_address, settings)
         choices.append(choice)
         if choice.inquiry is not None:
             by_id[choice.inquiry.id] = choice.inquiry
@@ -198,10 +204,11 @@ def find_threads(
 
 
 def find_thread(
-    session: Session, parsed: ParsedEmail, *, own_address: str | None = None, now: dt.datetime | None = None
+    session: Session, parsed: ParsedEmail, *, own_address: str | None = None, now: dt.datetime | None = None,
+    settings: Any = None,
 ) -> Inquiry | None:
     """The inquiry this message continues, or None for a new one (``find_threads`` for one)."""
-    return find_threads(session, [parsed], own_address=own_address, now=now)[0].inquiry
+    return find_threads(session, [parsed], own_address=own_address, now=now, settings=settings)[0].inquiry
 
 
 def _subject_fallback(session: Session, messages: Sequence[ParsedEmail | None],
@@ -230,18 +237,20 @@ def _subject_fallback(session: Session, messages: Sequence[ParsedEmail | None],
 
 
 def _decide(session: Session, parsed: ParsedEmail, index: int, ids: list[int], refs: list[str],
-            by_id: dict[int, Inquiry], ref_rows: list[tuple[str, int]],
-            fallback: dict[tuple[str, str], Inquiry], batch: _Batch, own_address: str | None) -> ThreadChoice:
+            ticket: Any, by_id: dict[int, Inquiry], ref_rows: list[tuple[str, int]],
+            fallback: dict[tuple[str, str], Inquiry], batch: _Batch, own_address: str | None,
+            settings: Any) -> ThreadChoice:
     sender = parsed.sender.address if parsed.sender else ""
     if not sender:
         return NEW
-    reply_to = parsed.reply_to.address if parsed.reply_to else ""
     # Candidates in the order one-at-a-time processing would meet them: the ticket token, then
     # the referenced messages, most recent first (earlier messages of this batch are the newest).
     candidates: list[ThreadChoice] = []
-    token = mail.find_ticket_token(parsed.subject or "")
-    if token is not None and token in by_id:
-        candidates.append(ThreadChoice(inquiry=by_id[token]))
+    if ticket is not None and ticket.inquiry_id in by_id:
+        inquiry = by_id[ticket.inquiry_id]
+        if settings is not None and tickets.is_valid(session, settings, inquiry.id, ticket.tag):
+            return ThreadChoice(inquiry=inquiry)
+        candidates.append(ThreadChoice(inquiry=inquiry))
     in_batch = sorted((i for r in refs if (i := batch.by_header.get(r)) is not None and i < index),
                       key=lambda i: ids[i], reverse=True)
     for i in in_batch:
@@ -251,7 +260,7 @@ def _decide(session: Session, parsed: ParsedEmail, index: int, ids: list[int], r
         if message_id in wanted and inquiry_id in by_id:
             candidates.append(ThreadChoice(inquiry=by_id[inquiry_id]))
     seen: set[tuple] = set()
-    addresses = _without_own({sender, reply_to}, own_address)
+    addresses = _without_own({sender}, own_address)
     for candidate in candidates:
         conversation = _conversation(candidate, -1)
         if conversation in seen:

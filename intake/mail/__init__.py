@@ -1,10 +1,10 @@
 """The mail layer: raw RFC 822 bytes -> ParsedEmail, free of Flask, Slack and the database."""
 
 from .bodies import html_to_text
-from .headers import looks_like_message, normalize_address, peek_message_id
+from .headers import looks_like_message, normalize_address, not_mail_reason, peek_message_id
 from .parser import parse
 from .replies import latest_reply
-from .subjects import find_ticket_token, thread_subject
+from .subjects import Ticket, find_ticket, find_ticket_token, thread_subject
 from .types import (
     Address,
     AutomationSignals,
@@ -21,11 +21,14 @@ __all__ = [
     "ParsedAttachment",
     "ParsedEmail",
     "UnparseableMessage",
+    "Ticket",
+    "find_ticket",
     "find_ticket_token",
     "html_to_text",
     "latest_reply",
     "looks_like_message",
     "normalize_address",
+    "not_mail_reason",
     "parse",
     "peek_message_id",
     "thread_subject",

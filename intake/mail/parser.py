@@ -16,6 +16,7 @@ the whole body, cpython msg_06).
 from __future__ import annotations
 
 import email
+import email.feedparser
 import email.policy
 import email.utils
 import hashlib
@@ -23,7 +24,8 @@ from dataclasses import dataclass, field
 from email.message import Message
 
 from . import automation
-from .bodies import html_to_text, safe_filename
+from .bodies import convert_html, safe_filename, strip_tags
+from .budget import PARSE_BUDGET_SECONDS, Budget
 from .headers import (
     clean_id,
     clean_text,
@@ -47,12 +49,45 @@ MAX_DEFECTS = 50
 _BODY_TYPES = ("text/plain", "text/html")
 _INNER_MESSAGE_TYPES = ("message/rfc822", "message/global", "message/news")
 
+# Caps on what one header may cost. The email package's parameter parser (boundary, charset,
+# filename) is quadratic in the length of Content-Type / Content-Disposition (400 KB of `a="b";`
+# took 5 s), and address parsing runs at ~0.3 MB/s: real headers are far below these sizes.
+MAX_PARAM_HEADER = 8_192
+MAX_HEADER_CHARS = 65_536  # a decoded header value (Subject, X-...) longer than this is cut
+MAX_SUBJECT_CHARS = 5_000  # what an inquiry keeps
+MAX_SENDER_HEADER = 16_384  # From / Reply-To / Sender: only the first address matters
+MAX_RECIPIENT_HEADER = 524_288  # To / Cc: about 13,000 recipients
+# The latest reply when the budget left no time to look for quotes: the top of the text.
+UNPROCESSED_REPLY_CHARS = 3_000
+_PARAM_HEADERS = ("content-type", "content-disposition")
+MAX_HEADERS = 5_000  # header fields decoded (a long Received chain has a few dozen)
+FEED_CHUNK = 65_536
 
-def parse(raw: bytes, *, max_attachment_bytes: int | None = None) -> ParsedEmail:
+
+class _BoundedMessage(Message):
+    """email's Message whose parameter headers are read at most MAX_PARAM_HEADER long.
+
+    The feed parser itself asks every multipart part for its boundary, so the cap has to live in
+    the message class it builds; ``raw_items()`` still gives the whole header for the record.
+    """
+
+    def get(self, name, failobj=None):
+        value = super().get(name, failobj)
+        if isinstance(value, str) and len(value) > MAX_PARAM_HEADER and name.lower() in _PARAM_HEADERS:
+            return value[:MAX_PARAM_HEADER]
+        return value
+
+    __getitem__ = get
+
+
+def parse(raw: bytes, *, max_attachment_bytes: int | None = None,
+          budget_seconds: float | None = PARSE_BUDGET_SECONDS) -> ParsedEmail:
     """Parse one message. Raises UnparseableMessage only when the bytes are not mail at all.
 
     `max_attachment_bytes`: attachments larger than this keep size and sha256 but get
     `content=b""` and `content_omitted=True` (None: keep everything).
+    `budget_seconds`: past this, optional steps are skipped and the result is `partial`
+    (see intake.mail.budget); None: no limit.
     """
     raw = bytes(raw)
     reason = looks_like_message(raw)
@@ -63,20 +98,34 @@ def parse(raw: bytes, *, max_attachment_bytes: int | None = None) -> ParsedEmail
     if source[:1] in (b"\r", b"\n"):
         source = source.lstrip(b"\r\n")
         defects.append("blank lines before the first header")
+    budget = Budget(budget_seconds)
     try:
-        msg = email.message_from_bytes(source, policy=email.policy.compat32)
+        msg = _feed(source, budget)
     except RecursionError as exc:  # the feed parser recurses once per nested multipart
         raise UnparseableMessage("MIME structure nested too deeply") from exc
     except Exception as exc:  # pragma: no cover - the feed parser is very tolerant
         raise UnparseableMessage(f"email parser failed: {exc.__class__.__name__}") from exc
     try:
-        return _build(msg, defects, max_attachment_bytes)
+        return _build(msg, defects, max_attachment_bytes, budget)
     except RecursionError as exc:
         raise UnparseableMessage("MIME structure nested too deeply") from exc
     except UnparseableMessage:
         raise
     except Exception as exc:  # a bug here must not lose the message: it is kept as unparseable
         raise UnparseableMessage(f"parser error: {exc.__class__.__name__}: {exc}"[:500]) from exc
+
+
+def _feed(source: bytes, budget: Budget) -> Message:
+    """email's feed parser, fed in chunks (as ``message_from_bytes`` does) with the budget
+    checked between them: its cost is per line (2 MB of blank lines took a second), and a
+    30 MB message of short lines would otherwise hold a worker for many seconds."""
+    parser = email.feedparser.BytesFeedParser(_factory=_BoundedMessage, policy=email.policy.compat32)
+    for start in range(0, len(source), FEED_CHUNK):
+        parser.feed(source[start:start + FEED_CHUNK])
+        if budget.spent() and start + FEED_CHUNK < len(source):
+            budget.skip(f"only the first {start + FEED_CHUNK:,} bytes were read (the rest is in the raw message)")
+            break
+    return parser.close()
 
 
 @dataclass
@@ -101,10 +150,17 @@ class _Headers:
 def _read_headers(msg: Message, defects: list[str]) -> _Headers:
     headers = _Headers()
     guessed: set[str] = set()
-    for name, value in msg.raw_items():
-        name_text = clean_text(decode_raw_8bit(str(name))[0]).strip()
+    for index, (name, value) in enumerate(msg.raw_items()):
+        if index == MAX_HEADERS:
+            defects.append(f"over {MAX_HEADERS:,} header fields: the rest were not read")
+            break
+        name_text = clean_text(decode_raw_8bit(str(name)[:200])[0]).strip()
         value = str(value)
-        text, was_guessed = decode_header_value(value)
+        shown = value
+        if len(value) > MAX_HEADER_CHARS:
+            defects.append(f"header {name_text[:60]}: over {MAX_HEADER_CHARS:,} characters, cut")
+            shown = value[:MAX_HEADER_CHARS]
+        text, was_guessed = decode_header_value(shown)
         if was_guessed and name_text.lower() not in guessed:
             guessed.add(name_text.lower())
             defects.append(f"header {name_text}: raw 8-bit bytes, decoded as a guess")
@@ -139,6 +195,7 @@ class _Walk:
     max_bytes: int | None
     evidence: automation.Evidence
     defects: list[str]
+    budget: Budget
     texts: list[str] = field(default_factory=list)
     htmls: list[str] = field(default_factory=list)
     inner_texts: list[str] = field(default_factory=list)
@@ -277,7 +334,15 @@ def _visit(part: Message, depth: int, nesting: int, walk: _Walk) -> None:
     if nesting > MAX_DEPTH:
         walk.defect("MIME nesting deeper than 30 levels: the rest was not read")
         return
-    for defect in getattr(part, "defects", []) or []:
+    if walk.budget.spent():
+        if not walk.budget.skipped:
+            walk.budget.skip("later MIME parts were not read (they are in the raw message)")
+        return
+    for name in ("Content-Type", "Content-Disposition"):
+        value = _part_header(part, name)
+        if value is not None and len(value) > MAX_PARAM_HEADER:
+            walk.defect(f"{name} over {MAX_PARAM_HEADER:,} characters: parameters after that ignored")
+    for defect in part.defects:
         walk.defect(f"email: {defect.__class__.__name__}")
     ctype = _content_type(part)
     if depth == 0:
@@ -331,15 +396,48 @@ def _visit_leaf(part: Message, ctype: str, depth: int, walk: _Walk) -> None:
     _attachment(part, ctype, data, depth, walk, filename)
 
 
-def _first_address(headers: _Headers, name: str) -> Address | None:
-    found = parse_addresses(headers.raw_all(name))
+def _addresses(headers: _Headers, name: str, limit: int, defects: list[str]) -> list[Address]:
+    values, total = [], 0
+    for value in headers.raw_all(name):
+        if total + len(value) > limit:
+            defects.append(f"{name}: over {limit:,} characters, the rest not read")
+            values.append(value[: max(0, limit - total)])
+            break
+        values.append(value)
+        total += len(value)
+    return parse_addresses(values)
+
+
+def _first_address(headers: _Headers, name: str, defects: list[str]) -> Address | None:
+    found = _addresses(headers, name, MAX_SENDER_HEADER, defects)
     return found[0] if found else None
 
 
-def _build(msg: Message, defects: list[str], max_bytes: int | None) -> ParsedEmail:
+def _body_text(texts: list[str], html: str | None, budget: Budget, defects: list[str]) -> tuple[str, bool]:
+    """The message's text, and whether part of it could not be converted."""
+    if texts:
+        return "\n\n".join(t.strip("\n") for t in texts), False
+    if not html:
+        return "", False
+    if budget.spent():
+        budget.skip("HTML converted by stripping tags, without layout")
+        return strip_tags(html), False
+    converted = convert_html(html)
+    defects.extend(converted.problems)
+    return converted.text, bool(converted.problems)
+
+
+def _latest_reply(text: str, html: str | None, budget: Budget) -> str:
+    if budget.spent():
+        budget.skip("quoted history and signature were not removed")
+        return text.strip()[:UNPROCESSED_REPLY_CHARS]
+    return latest_reply(text, html)
+
+
+def _build(msg: Message, defects: list[str], max_bytes: int | None, budget: Budget) -> ParsedEmail:
     headers = _read_headers(msg, defects)
     evidence = automation.Evidence()
-    walk = _Walk(max_bytes=max_bytes, evidence=evidence, defects=defects)
+    walk = _Walk(max_bytes=max_bytes, evidence=evidence, defects=defects, budget=budget)
     _visit(msg, 0, 0, walk)
 
     texts, htmls = walk.texts, walk.htmls
@@ -348,10 +446,13 @@ def _build(msg: Message, defects: list[str], max_bytes: int | None) -> ParsedEma
     html = "\n".join(htmls) if htmls else None
     # Some clients send an empty text/plain alternative beside the real HTML: HTML wins then.
     texts = [t for t in texts if t.strip()]
-    text = "\n\n".join(t.strip("\n") for t in texts) if texts else (html_to_text(html) if html else "")
+    text, truncated = _body_text(texts, html, budget, defects)
 
     subject = headers.get("Subject") or ""
-    sender = _first_address(headers, "From")
+    if len(subject) > MAX_SUBJECT_CHARS:
+        defects.append(f"Subject over {MAX_SUBJECT_CHARS:,} characters, cut")
+        subject = subject[:MAX_SUBJECT_CHARS]
+    sender = _first_address(headers, "From", defects)
     return_path = _return_path(_latin1(headers.raw_first("Return-Path")))
     in_reply_to = parse_id_list(_latin1(headers.raw_first("In-Reply-To")))
     references = parse_id_list(" ".join(_latin1(v) or "" for v in headers.raw_all("References")))
@@ -360,22 +461,27 @@ def _build(msg: Message, defects: list[str], max_bytes: int | None) -> ParsedEma
     automation.check_sender(evidence, sender, return_path, headers.get("From"))
     automation.check_subject(evidence, subject)
 
-    return ParsedEmail(
+    parsed = ParsedEmail(
         message_id=clean_id(_latin1(headers.raw_first("Message-ID"))),
         in_reply_to=in_reply_to[0] if in_reply_to else None,
         references=references,
         subject=subject,
         sender=sender,
-        reply_to=_first_address(headers, "Reply-To"),
+        reply_to=_first_address(headers, "Reply-To", defects),
         return_path=return_path,
-        to=parse_addresses(headers.raw_all("To")),
-        cc=parse_addresses(headers.raw_all("Cc")),
+        to=_addresses(headers, "To", MAX_RECIPIENT_HEADER, defects),
+        cc=_addresses(headers, "Cc", MAX_RECIPIENT_HEADER, defects),
         date=parse_date(headers.get("Date")),
         text=text,
         html=html,
-        latest_reply=latest_reply(text, None if texts else html),
+        latest_reply=_latest_reply(text, None if texts else html, budget),
         attachments=walk.attachments,
         headers=headers.pairs,
         automation=evidence.signals(),
         defects=defects,
+        partial=truncated,
     )
+    if budget.skipped:  # the budget may run out in the last steps: recorded after them
+        parsed.defects.extend(budget.skipped)
+        parsed.partial = True
+    return parsed

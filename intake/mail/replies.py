@@ -45,6 +45,9 @@ _MAYBE_QUOTE_START = re.compile(
 REPLY_SEARCH_CHARS = 3000
 # How far down quotequail looks for the start of a quote.
 QUOTE_SEARCH_LINES = 80
+# quotequail walks the whole HTML tree in Python (300 KB of `<p>x` took 1.6 s): markup with more
+# tags than this takes the text path instead, which finds the same quotes as ">" lines.
+MAX_QUOTE_HTML_TAGS = 20_000
 
 _PARSER = EmailReplyParser(languages=REPLY_LANGUAGES)
 
@@ -74,7 +77,7 @@ _HARD_MARKERS = re.compile(r"(?im)^(?:-{2,}\s*original message\s*-{2,}|_{8,}\s*$
 # A top reply shorter than this ("Hi,") may be a greeting above a bottom-posted answer.
 SHORT_TOP_REPLY = 40
 
-# Horizontal rules (html2text writes <hr> as "* * *") left dangling where a quote was cut.
+# Horizontal rules (html_to_text writes <hr> as "* * *") left dangling where a quote was cut.
 _RULE_LINE = re.compile(r"\* \* \*|-{3,}|_{3,}|={3,}")
 # Runs of blank lines make mail-parser-reply's signature pattern super-linear (30,000 newlines
 # took 95 s). The library strips every line anyway; doing it first and collapsing more than
@@ -204,8 +207,11 @@ def _strip_sig_dash(text: str) -> str:
 
 
 def _html_reply(markup: str) -> str:
+    markup = markup[: MAX_REPLY_INPUT * 10]
+    if markup.count("<") > MAX_QUOTE_HTML_TAGS:
+        return ""
     try:
-        parts = quotequail.quote_html(markup[: MAX_REPLY_INPUT * 10])
+        parts = quotequail.quote_html(markup)
     except Exception:
         return ""
     leading: list[str] = []
@@ -234,4 +240,5 @@ def latest_reply(text: str, html: str | None = None) -> str:
         reply = _text_reply(candidate) or candidate
     else:
         reply = _text_reply(text)
-    return reply.strip() or text.strip()
+    # Never longer than what was searched: a reply is read in Slack, not a 2 MB body.
+    return (reply.strip() or text.strip())[:MAX_REPLY_INPUT]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 # Reply and forward prefixes written by mail clients in the languages our applicants use:
 # English (Re, Fwd, Fw), German (AW, WG, Antw), Nordic (SV, VS), Spanish/Portuguese (RV, RES,
@@ -17,16 +18,31 @@ _PREFIX_RUN = re.compile(
     rf"^(?:\s*(?:{_PREFIX_WORDS})\s*(?:\[\d+\]|\^\d+|\(\d+\))?\s*[:：]\s*)+",
     re.IGNORECASE,
 )
-_TICKET = re.compile(r"\[#(\d{1,18})\]")
+# `[#12]` (the old form) or `[#12-k3f9qa]`: the inquiry id and a keyed tag (intake.tickets).
+TICKET_TOKEN = re.compile(r"\[#(\d{1,18})(?:-([A-Za-z2-7]{4,16}))?\]")
+_TICKET = TICKET_TOKEN
 # A mailing-list tag ([riak-users]) before the prefixes: kept, but the prefixes after it go.
 _LIST_TAG = re.compile(r"^\s*(\[[^\[\]#][^\[\]]{0,60}\])")
 _SPACE = re.compile(r"\s+")
 
 
-def find_ticket_token(subject: str) -> int | None:
-    """The inquiry id of the first `[#123]` token (replies intake sends carry one), or None."""
+class Ticket(NamedTuple):
+    inquiry_id: int
+    tag: str | None  # lower-case; None for the old untagged form
+
+
+def find_ticket(subject: str) -> Ticket | None:
+    """The first `[#123-tag]` or `[#123]` token (replies intake sends carry one), or None."""
     found = _TICKET.search(subject or "")
-    return int(found.group(1)) if found else None
+    if not found:
+        return None
+    return Ticket(int(found.group(1)), found.group(2).lower() if found.group(2) else None)
+
+
+def find_ticket_token(subject: str) -> int | None:
+    """The inquiry id of the first ticket token, or None."""
+    ticket = find_ticket(subject)
+    return ticket.inquiry_id if ticket else None
 
 
 def _strip_once(subject: str) -> str:

@@ -18,6 +18,8 @@ from email import policy as email_policy
 from email.message import EmailMessage
 from typing import Iterable
 
+from .headers import clean_text, decode_words
+
 # Printable US-ASCII except colon (RFC 5322 section 2.2).
 _FIELD_NAME = re.compile(r"^[!-9;-~]{1,76}$")
 # Ours to write: copying them from the original would describe a body we did not build.
@@ -40,9 +42,27 @@ class Part:
 
 
 def header_value(value: str) -> str:
-    """Unfold a header value and drop any CR/LF left, so a field can never add a header."""
-    value = re.sub(r"\r?\n[ \t]+", " ", value)
+    """Unfold a header value and drop any CR/LF left, so a field can never add a header.
+
+    Lone surrogates (JSON can carry ``\\ud800``) and NUL become storable text first: the email
+    package cannot encode them and would fail while writing the message.
+    """
+    value = re.sub(r"\r?\n[ \t]+", " ", clean_text(value))
     return value.replace("\r", " ").replace("\n", " ").strip()
+
+
+def _writable(name: str, value: str) -> str:
+    """The value as the email package will write it; an encoded-word hiding bytes that are not
+    in its charset (``=?utf-8?q?=FF?=``) fails only when the message is written, so the value is
+    folded here first and, if that fails, kept as its decoded text instead."""
+    value = header_value(value)
+    try:
+        WIRE_POLICY.fold_binary(name, WIRE_POLICY.header_factory(name, value))
+        return value
+    except Exception:  # noqa: BLE001 - the email package raises several types here
+        decoded = header_value(decode_words(value))
+        WIRE_POLICY.fold_binary(name, WIRE_POLICY.header_factory(name, decoded))
+        return decoded
 
 
 def synthesize(
@@ -59,6 +79,8 @@ def synthesize(
     """
     msg = EmailMessage(policy=email_policy.default)
     dropped: list[str] = []
+    text = None if text is None else clean_text(text)
+    html = None if html is None else clean_text(html)
     for name, value in headers:
         name = (name or "").strip()
         if not _FIELD_NAME.match(name):
@@ -67,7 +89,7 @@ def synthesize(
         if name.lower() in STRUCTURAL_HEADERS:
             continue
         try:
-            msg[name] = header_value(str(value))
+            msg[name] = _writable(name, str(value))
         except Exception:  # noqa: BLE001 - the email package raises several types here
             dropped.append(name)
     _set_bodies(msg, text, html)
@@ -111,12 +133,13 @@ def _attach(msg: EmailMessage, part: Part) -> None:
     if not maintype or not subtype or not _FIELD_NAME.match(maintype + subtype):
         maintype, subtype = "application", "octet-stream"
     filename = header_value(part.filename) if part.filename else None
+    content_id = header_value(part.content_id).strip("<>") if part.content_id else None
     msg.add_attachment(
         part.data,
         maintype=maintype.lower(),
         subtype=subtype.lower(),
         filename=filename,
-        cid=f"<{header_value(part.content_id).strip('<>')}>" if part.content_id else None,
+        cid=f"<{content_id}>" if content_id else None,
     )
 
 

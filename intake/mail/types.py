@@ -84,6 +84,9 @@ class ParsedEmail:
     headers: list[tuple[str, str]]  # every header, decoded best-effort, in order
     automation: AutomationSignals
     defects: list[str] = field(default_factory=list)
+    # True when part of the message could not be converted within the limits (a time budget
+    # spent, HTML over its size or element cap): staff see it as partially parsed.
+    partial: bool = False
 
     def header(self, name: str) -> str | None:
         """The first header of that name (case-insensitive), or None."""

@@ -16,12 +16,14 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from intake import tickets
 from intake.events import record_events
 from intake.models import Inquiry, Message
 from intake.outbound.compose import Draft, InvalidAddress, compose, header_text, references_chain, reply_subject, validate_address
 from intake.outbound.knowledge import suggest_answer
 from intake.outbound.loops import MailFacts, facts_from_raw, header_blockers, outbound_history
-from intake.outbound.options import NEVER_ACKNOWLEDGE, OutboundOptions, load_options
+from intake.outbound.options import OutboundOptions, load_options
+from intake.outbound.settings import NEVER_ACKNOWLEDGE
 from intake.outbound.replies import outbound_row
 from intake.outbound.templates import ack_template, first_name, render
 from intake.outbox import Ticket, deliverer
@@ -55,27 +57,35 @@ def mail_facts(message: Message) -> MailFacts:
     return facts
 
 
+def _quotable(message: Message) -> bool:
+    """Issue 10: only an authenticated sender's own words (subject, name) go back out in an
+    acknowledgment; a forged From would otherwise make us deliver a spammer's subject line."""
+    return message.authentication == "pass"
+
+
 def _body(rt: "Runtime", options: OutboundOptions, inquiry: Inquiry, message: Message, facts: MailFacts) -> tuple[str, str | None]:
     """The rendered template, with the knowledge-base answer when the category allows it."""
     answer_text, answer_key = "", None
-    if inquiry.category in options.answer_categories:
+    if inquiry.category in options.config.answer_categories:
         text = message.latest_reply or message.text_body or ""
         suggestion = suggest_answer(rt.settings, f"{inquiry.subject}\n{text}", inquiry.category)
-        if suggestion is not None and suggestion.score >= options.answer_min_score:
+        if suggestion is not None and suggestion.score >= options.config.answer_min_score:
             answer_text = f"\nIn the meantime, this may already answer your question:\n\n{suggestion.answer}\n"
             answer_key = suggestion.key
+    quotable = _quotable(message)
+    sender_name = (facts.from_name or message.sender_name) if quotable else None
     values = {
-        "first_name": first_name(facts.from_name or message.sender_name),
-        "name": (facts.from_name or message.sender_name or "").strip(),
-        "subject": header_text(inquiry.subject or message.subject) or "your message",
+        "first_name": first_name(sender_name),
+        "name": (sender_name or "").strip(),
+        "subject": (header_text(inquiry.subject or message.subject) if quotable else "") or "your message",
         "inquiry_id": str(inquiry.id),
         "reference": f"#{inquiry.id}",
         "answer": answer_text,
-        "program": str(rt.settings.section("outbound").get("program_name", "the fellowship")),
+        "program": options.config.program_name,
     }
-    body = render(ack_template(options.ack_templates, inquiry.category), values)
-    if options.signature.strip():
-        body = f"{body.rstrip()}\n\n{options.signature.strip()}"
+    body = render(ack_template(options.config.ack_templates, inquiry.category), values)
+    if options.config.signature.strip():
+        body = f"{body.rstrip()}\n\n{options.config.signature.strip()}"
     return body.rstrip() + "\n", answer_key
 
 
@@ -90,7 +100,7 @@ def acknowledge_many(rt: "Runtime", message_ids: list[int]) -> dict[int, AckResu
     message to the same address sees the first one's acknowledgment queued), the database asked
     once for the batch."""
     options = load_options(rt.settings)
-    if not options.ack_enabled:
+    if not options.config.ack_enabled:
         return {message_id: AckResult("skipped", "acknowledgments are off") for message_id in message_ids}
     with rt.db.session() as session:
         return _decide_and_queue(rt, session, options, message_ids)
@@ -128,7 +138,7 @@ def _check(rt: "Runtime", options: OutboundOptions, message: Message | None, inq
         return AckResult("skipped", f"logged by staff ({message.source}), not written to us")
     if first_inbound_id != message.id:
         return AckResult("skipped", "a follow-up, not a new inquiry")
-    if inquiry.category not in options.ack_categories and inquiry.category not in NEVER_ACKNOWLEDGE:
+    if inquiry.category not in options.config.ack_categories and inquiry.category not in NEVER_ACKNOWLEDGE:
         return AckResult("skipped", f"acknowledgments are off for {inquiry.category}")
 
     reasons: list[str] = []
@@ -140,12 +150,14 @@ def _check(rt: "Runtime", options: OutboundOptions, message: Message | None, inq
         reasons.append("classified as automated")
     if message.parse_status == "unparseable":
         reasons.append("unparseable message")
+    if message.authentication == "fail":  # a forged From: acknowledging it is backscatter
+        reasons.append("the sender failed authentication: " + "; ".join((message.authentication_reasons or [])[:3]))
     facts = mail_facts(message)
     reasons += header_blockers(facts, [options.from_address, rt.settings.from_address or ""])
     to_address = None
     if not reasons:
-        try:
-            to_address = validate_address(facts.reply_address)
+        try:  # the From address only: an acknowledgment never follows an arbitrary Reply-To
+            to_address = validate_address(facts.from_address)
         except InvalidAddress:
             reasons.append("no valid reply address")
     if reasons or to_address is None:
@@ -175,7 +187,7 @@ def _decide_and_queue(rt: "Runtime", session: Session, options: OutboundOptions,
                                      firsts.get(message.inquiry_id) if message is not None else None,
                                      existing.get(f"ack:{message_id}"))
     due = [c for c in checked.values() if isinstance(c, _Due)]
-    window = max([options.ack_per_sender_seconds, *(cap.seconds for cap in options.caps)])
+    window = max([options.config.ack_per_sender_seconds, *(cap.seconds for cap in options.config.caps)])
     history = outbound_history(session, [d.to_address for d in due], window)
 
     results: dict[int, AckResult] = {}
@@ -192,19 +204,19 @@ def _decide_and_queue(rt: "Runtime", session: Session, options: OutboundOptions,
             results[message_id] = AckResult("suppressed", "; ".join(reasons))
             continue
         message, inquiry, to_address = check.message, check.inquiry, check.to_address
-        if history.count(to_address, options.ack_per_sender_seconds, kinds=("acknowledgment",)):
-            hours = options.ack_per_sender_seconds / 3600
+        if history.count(to_address, options.config.ack_per_sender_seconds, kinds=("acknowledgment",)):
+            hours = options.config.ack_per_sender_seconds / 3600
             reason = f"already acknowledged {to_address} within {hours:g} h"
             facts.append(_suppression(inquiry.id, message.id, "ack_suppressed", [reason], cap="per_sender", to=to_address))
             results[message_id] = AckResult("capped", reason)
             continue
-        cap = history.cap_exceeded(to_address, options.caps)
+        cap = history.cap_exceeded(to_address, options.config.caps)
         if cap is not None:
             reason = f"more than {cap.describe()} to {to_address}"
             facts.append(_suppression(inquiry.id, message.id, "cap_hit", [reason], cap=cap.describe(), to=to_address))
             results[message_id] = AckResult("capped", reason)
             continue
-        rows.append(_ack_row(rt, options, inquiry, message, check.facts, to_address))
+        rows.append(_ack_row(rt, session, options, inquiry, message, check.facts, to_address))
         history.add(to_address, 0, history.now, "acknowledgment")  # the next ones see it queued
         queued.append(message_id)
         facts.append((inquiry.id, "system", "ack_queued", {"acknowledges": message_id}))  # the row's id, below
@@ -231,17 +243,19 @@ def _suppression(inquiry_id: int, message_id: int, kind: str, reasons: list[str]
     return (inquiry_id, "system", kind, {"message_id": message_id, "reasons": reasons[:10], **detail})
 
 
-def _ack_row(rt: "Runtime", options: OutboundOptions, inquiry: Inquiry, message: Message, facts: MailFacts,
-             to_address: str) -> dict[str, Any]:
+def _ack_row(rt: "Runtime", session: Session, options: OutboundOptions, inquiry: Inquiry, message: Message,
+             facts: MailFacts, to_address: str) -> dict[str, Any]:
     body, answer_key = _body(rt, options, inquiry, message, facts)
     parent_id = message.message_id or facts.header("Message-ID")
+    quotable = _quotable(message)
     composed = compose(
         Draft(
             from_address=options.from_address,
-            from_name=options.from_name,
+            from_name=options.config.from_name,
             to_address=to_address,
-            to_name=facts.from_name if to_address == (facts.from_address or "").lower() else None,
-            subject=reply_subject(inquiry.subject or message.subject or facts.header("Subject"), inquiry.id),
+            to_name=facts.from_name if quotable else None,
+            subject=reply_subject((inquiry.subject or message.subject or facts.header("Subject")) if quotable else None,
+                                  inquiry.id, tickets.tag(session, rt.settings, inquiry.id)),
             body=body,
             in_reply_to=parent_id,
             references=references_chain(message.references or facts.header("References"), parent_id),
@@ -252,7 +266,7 @@ def _ack_row(rt: "Runtime", options: OutboundOptions, inquiry: Inquiry, message:
         composed, inquiry_id=inquiry.id, kind="acknowledgment", body=body, author=None, options=options,
         dedupe_key=f"ack:{message.id}",
         meta={"acknowledges": message.id, "answer_key": answer_key,
-              **({"envelope_from": ""} if options.ack_null_sender else {})},
+              **({"envelope_from": ""} if options.config.ack_null_sender else {})},
     )
 
 

@@ -20,6 +20,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, getaddresses
 
+from intake.mail.subjects import TICKET_TOKEN
 from intake.models import utcnow
 
 # A deliberately plain address pattern: dot-atom local part, LDH domain with a dot. It rejects
@@ -34,7 +35,7 @@ SUBJECT_MAX = 180
 NAME_MAX = 100
 REFERENCES_MAX = 20  # RFC 5322 allows trimming the middle of a long References chain
 _PREFIX_RE = re.compile(r"^\s*((re|fwd?|aw|wg|sv|vs|antw|tr|rif|r)\s*(\[\d+\])?\s*:\s*)+", re.I)
-_TOKEN_RE = re.compile(r"\s*\[#\d+\]\s*")
+_TOKEN_RE = re.compile(rf"\s*{TICKET_TOKEN.pattern}\s*")
 
 
 class InvalidAddress(ValueError):
@@ -91,8 +92,11 @@ def clean_msgid(value: str | None) -> str | None:
     return value
 
 
-def reply_subject(subject: str | None, inquiry_id: int) -> str:
-    """``Re: <original subject> [#ID]``: one Re:, one token, no line breaks.
+def reply_subject(subject: str | None, inquiry_id: int, tag: str | None = None) -> str:
+    """``Re: <original subject> [#ID-tag]``: one Re:, one token, no line breaks.
+
+    ``tag`` is the inquiry's keyed tag (intake.tickets), which makes the token unguessable;
+    without it the old ``[#ID]`` form is written.
 
     Existing Re:/Fwd:/AW: prefixes and [#N] tokens are removed first so that a long exchange
     keeps a stable subject, which the fallback subject threading relies on.
@@ -101,7 +105,8 @@ def reply_subject(subject: str | None, inquiry_id: int) -> str:
     base = _PREFIX_RE.sub("", base)
     base = _TOKEN_RE.sub(" ", base).strip()
     base = base or "Your inquiry"
-    return header_text(f"Re: {base} [#{inquiry_id}]", SUBJECT_MAX + 20)
+    token = f"#{inquiry_id}-{tag}" if tag else f"#{inquiry_id}"
+    return header_text(f"Re: {base} [{token}]", SUBJECT_MAX + 20)
 
 
 def new_message_id(from_address: str) -> str:

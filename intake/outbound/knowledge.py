@@ -23,7 +23,6 @@ from typing import Any, Mapping, Sequence
 
 from intake.config import Settings
 
-DEFAULT_MIN_SCORE = 0.22
 MAX_TEXT_CHARS = 4000
 
 DEFAULT_KNOWLEDGE_BASE_TOML = '''
@@ -193,10 +192,6 @@ def _cache_key(entries: tuple[Entry, ...]) -> str:
     )
 
 
-def min_score(settings: Settings) -> float:
-    return float(settings.section("knowledge").get("min_score", DEFAULT_MIN_SCORE))
-
-
 def suggest_answer(settings: Settings, text: str, category: str | None) -> Suggestion | None:
     """The best approved answer for ``text`` (ideally the latest reply, not the quoted history).
 
@@ -239,7 +234,7 @@ def suggest_answers(settings: Settings, items: Sequence[tuple[str, str | None]])
     if not entries:
         return [None] * len(texts)
     base = _cache_key(entries)
-    floor = min_score(settings)
+    floor = settings.outbound.suggestion_min_score
     answers: list[Suggestion | None] = [None] * len(texts)
     todo: list[int] = []
     for i, (text, category) in enumerate(texts):

@@ -14,20 +14,21 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from intake.events import record_event
+from intake import recipients, tickets
 from intake.models import Inquiry, Message, utcnow
 from intake.outbound.compose import (
     Composed,
     Draft,
-    InvalidAddress,
     clean_msgid,
     compose,
     references_chain,
     reply_subject,
-    validate_address,
 )
 from intake.outbound.options import OutboundOptions, load_options
+from intake.sla import clock as sla_clock
 
 if TYPE_CHECKING:  # pragma: no cover
+    from intake.config import Settings
     from intake.runtime import Runtime
 
 
@@ -72,7 +73,7 @@ def outbound_row(
         in_reply_to=clean_msgid(composed.message.get("In-Reply-To")),
         references=" ".join(clean_msgid(r) or "" for r in str(refs).split()) if refs else None,
         sender_address=options.from_address,
-        sender_name=options.from_name,
+        sender_name=options.config.from_name,
         to_address=to_address,
         recipients=[to_address],
         subject=composed.subject,
@@ -116,63 +117,59 @@ def _with_signature(body: str, signature: str) -> str:
 
 
 def queue_reply(
-    session: Session, inquiry_id: int, body: str, author: str, *, kind: str = "reply",
-    settings=None,
+    session: Session, inquiry_id: int, body: str, author: str, *, settings: "Settings",
+    kind: str = "reply", dedupe_key: str | None = None, to_address: str | None = None,
 ) -> Message:
     """Create the outbound ``Message`` for a staff reply; :func:`send_reply` records the event that
     owes its sending in the same transaction.
 
-    The reply goes to the Reply-To of the applicant's last message, else its From, else the
-    inquiry's contact, with ``Re: <subject> [#ID]`` and that message's threading headers.
-    ``settings`` defaults to the environment's; the Slack layer passes ``rt.settings``.
+    The reply goes to the conversation's address (intake.recipients: where staff last replied,
+    else the address that opened the inquiry), or to ``to_address`` when staff picked one of the
+    other addresses the inquiry offers; never to a Reply-To nobody chose. Its subject is
+    ``Re: <subject> [#ID-tag]`` and it threads on the applicant's last message.
+    ``dedupe_key`` makes a repeated request (the same "Answer all" submitted twice) queue nothing
+    new: the messages table's unique key refuses the second row.
     """
-    from intake.config import Settings
-
-    options = load_options(settings or Settings.from_env())
+    options = load_options(settings)
     if not body or not body.strip():
         raise ReplyError("the reply is empty")
     inquiry = session.get(Inquiry, inquiry_id)
     if inquiry is None:
         raise ReplyError(f"there is no inquiry #{inquiry_id}")
     parent = last_inbound(session, inquiry_id)
-    candidates = []
-    if parent is not None:
-        candidates += [parent.reply_to, parent.sender_address]
-    if inquiry.contact is not None:
-        candidates.append(inquiry.contact.address)
-    to_address = None
-    for candidate in candidates:
-        try:
-            to_address = validate_address(candidate)
-            break
-        except InvalidAddress:
-            continue
-    if to_address is None:
+    try:
+        recipient = recipients.choose(session, inquiry_id, to_address)
+    except recipients.NotOffered as exc:
+        raise ReplyError(str(exc)) from None
+    if recipient is None:
         raise ReplyError(f"inquiry #{inquiry_id} has no valid address to reply to")
-    to_name = parent.sender_name if parent is not None and to_address == (parent.sender_address or "").lower() else None
-    if to_name is None and inquiry.contact is not None and inquiry.contact.address == to_address:
-        to_name = inquiry.contact.name
     composed = compose(
         Draft(
             from_address=options.from_address,
-            from_name=options.from_name,
-            to_address=to_address,
-            to_name=to_name,
-            subject=reply_subject(inquiry.subject or (parent.subject if parent else None), inquiry_id),
-            body=_with_signature(body, options.signature),
+            from_name=options.config.from_name,
+            to_address=recipient.address,
+            to_name=recipient.name,
+            subject=reply_subject(inquiry.subject or (parent.subject if parent else None), inquiry_id,
+                                  tickets.tag(session, settings, inquiry_id)),
+            body=_with_signature(body, options.config.signature),
             in_reply_to=parent.message_id if parent else None,
             references=references_chain(
                 parent.references if parent else None, parent.message_id if parent else None
             ),
         )
     )
-    return store_outbound(
+    row = store_outbound(
         session, composed, inquiry_id=inquiry_id, kind=kind, body=body, author=author,
-        options=options,
+        options=options, dedupe_key=dedupe_key,
     )
+    # The staff member answered now (when they sent it, not when SMTP got to it): the response
+    # target is met in the same transaction as the stored reply.
+    sla_clock.responded(inquiry, row.created_at or utcnow())
+    return row
 
 
-def send_reply(rt: "Runtime", inquiry_id: int, body: str, author: str, *, version: int | None = None) -> int:
+def send_reply(rt: "Runtime", inquiry_id: int, body: str, author: str, *, version: int | None = None,
+               to_address: str | None = None) -> int:
     """Queue a staff reply: the outbound row, its ``reply_queued`` event and (through that event)
     the ``email.send`` delivery commit together. Returns the message row id.
 
@@ -183,6 +180,6 @@ def send_reply(rt: "Runtime", inquiry_id: int, body: str, author: str, *, versio
 
     with rt.db.session() as session:
         touch_for_reply(session, inquiry_id, version)
-        message = queue_reply(session, inquiry_id, body, author, settings=rt.settings)
+        message = queue_reply(session, inquiry_id, body, author, settings=rt.settings, to_address=to_address)
         record_event(session, inquiry_id, author, "reply_queued", message_id=message.id)
         return message.id

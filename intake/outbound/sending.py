@@ -36,7 +36,7 @@ from intake.events import record_event, record_events
 from intake.inquiries.lifecycle import on_reply_sent
 from intake.models import Inquiry, Message, utcnow
 from intake.outbound.loops import outbound_history
-from intake.outbound.options import OutboundOptions, load_options
+from intake.outbound.options import LOGGED_ONLY_NOTE, OutboundOptions, load_options
 from intake.outbound.smtp import Connection, DeliveryError, smtp_settings
 from intake.outbox import GiveUp, Retry, Ticket, deliverer
 from intake.outbox.worker import lease_left, still_ours_many
@@ -62,7 +62,7 @@ def _prepare(rt: "Runtime", message_ids: list[int], options: OutboundOptions) ->
     with rt.db.session() as session:
         rows = {r.id: r for r in session.scalars(select(Message).where(Message.id.in_(message_ids)))}
         live = [r for r in rows.values() if r.direction == "outbound" and r.state not in ("sent", "suppressed", "failed")]
-        window = max((cap.seconds for cap in options.caps), default=0)
+        window = max((cap.seconds for cap in options.config.caps), default=0)
         history = outbound_history(session, [r.to_address or "" for r in live], window)
         facts = []
         for message_id in message_ids:
@@ -73,7 +73,7 @@ def _prepare(rt: "Runtime", message_ids: list[int], options: OutboundOptions) ->
             if row.state in ("sent", "suppressed", "failed"):
                 prepared[message_id] = Prepared(row.state)
                 continue
-            cap = history.cap_exceeded(row.to_address or "", options.caps, before_id=row.id)
+            cap = history.cap_exceeded(row.to_address or "", options.config.caps, before_id=row.id)
             if cap is not None:
                 # The hard ceiling applies to every kind of mail, staff replies included: more than
                 # this to one address is a loop or a bug, and a person can always resend.
@@ -213,7 +213,7 @@ def send_many(rt: "Runtime", message_ids: list[int], *, tickets: dict[int, Ticke
                     "SMTP_URL is unset: not sending message %s to %s (%s), Message-ID <%s>",
                     info["id"], info["to"], info["subject"], info["message_id"],
                 )
-                sent[info["id"]] = "logged only: SMTP_URL is unset"
+                sent[info["id"]] = LOGGED_ONLY_NOTE  # one constant, read by `intake show` (was_logged_only)
                 continue
             try:
                 connection.send(info["envelope_from"], info["to"], info["raw"])

@@ -74,8 +74,10 @@ def first_name(display_name: str | None) -> str:
     if not display_name:
         return "there"
     name = display_name.strip().strip("\"'")
-    if "," in name:  # "Doe, Jane"
-        name = name.split(",", 1)[1]
+    surname, comma, rest = name.partition(",")
+    # "Doe, Jane" is surname first; "Daniel Reyes, Office of Innovation" is a name and a title.
+    if comma and len(surname.split()) == 1:
+        name = rest
     word = name.split()[0] if name.split() else ""
     return word if word and "@" not in word else "there"
 

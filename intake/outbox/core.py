@@ -86,7 +86,10 @@ class DeliverySpec:
 SPECS: dict[str, DeliverySpec] = {}
 
 # Modules that register deliverers (imported by load_deliverers).
-DELIVERER_MODULES = ("intake.slack.deliveries", "intake.outbound.deliveries")
+DELIVERER_MODULES = ("intake.slack.deliveries", "intake.outbound.deliveries",
+                     "intake.slack.group_deliveries",  # slack.group_card
+                     "intake.slack.sla",  # reminders, escalations, the daily digest, the weekly report
+                     "intake.slack.erasure")  # privacy: cards and lines after an erasure
 
 
 def deliverer(kind: str, *, channel: str, coalesce: bool = False,

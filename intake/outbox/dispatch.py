@@ -15,7 +15,9 @@ bottom is reading the pipeline.
 | ``ack_sent``, ``ack_suppressed`` | the card (shown there, no line: one post fewer per inquiry) |
 | ``cap_hit``, ``smtp_delayed`` | a line |
 | ``send_failed`` | the card; a line |
+| ``sender_unverified`` (a follow-up failing sender authentication) | the card (its warning); a line |
 | ``delivery_failed`` (a Slack post given up) | nothing more in Slack, which is what failed |
+| ``split_from_group`` (issue 16) | the card; a line (the group's own card is owed by intake.grouping) |
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ OWED: dict[str, tuple[str, ...]] = {
     "cap_hit": (LINE,),
     "smtp_delayed": (LINE,),
     "send_failed": (CARD, LINE),
+    "split_from_group": (CARD, LINE),  # issue 16: staff took it out of a group
 }
 
 

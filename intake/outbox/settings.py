@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
-from intake.config import ConfigError
+from intake.config import Table
 
 
 @dataclass(frozen=True)
@@ -21,13 +21,9 @@ class OutboxSettings:
     email_delayed_after: dt.timedelta
 
     @classmethod
-    def from_table(cls, table: Mapping[str, Any]) -> "OutboxSettings":
-        def number(key: str) -> float:
-            value = table.get(key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ConfigError(f"[outbox] {key} must be a number of zero or more, got {value!r}")
-            return float(value)
-
+    def from_table(cls, given: Any) -> "OutboxSettings":
+        table = Table("outbox", given)
+        number = table.number
         return cls(
             poll_seconds=max(0.05, number("poll_seconds")),
             kick_grace=dt.timedelta(seconds=number("kick_grace_seconds")),

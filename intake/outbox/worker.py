@@ -258,7 +258,7 @@ def _settle(rt: "Runtime", tickets: list[Ticket], outcomes: dict[int, object]) -
             log.warning("delivery %s (%s) failed (attempt %s): %s: %s", ticket.id, ticket.key,
                         ticket.attempts, outcome.__class__.__name__, outcome)
             results[ticket.id] = _fail(rt, ticket, f"{outcome.__class__.__name__}: {outcome}", permanent=False,
-                                       hint=_retry_after(outcome))
+                                       hint=None)
         else:
             result = str(outcome or "done")
             results[ticket.id] = result
@@ -290,17 +290,6 @@ def deliver_many(rt: "Runtime", delivery_ids: Iterable[int]) -> dict[int, str]:
 def deliver(rt: "Runtime", delivery_id: int) -> str:
     """Claim, act and record one delivery; returns its result (or why it did not run)."""
     return deliver_many(rt, [delivery_id])[delivery_id]
-
-
-def _retry_after(exc: BaseException) -> float | None:
-    """Slack's ``Retry-After`` on a 429 that outlived the client's own retries."""
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None) or {}
-    try:
-        value = headers.get("Retry-After") or headers.get("retry-after")
-        return float(value) if value else None
-    except (TypeError, ValueError):
-        return None
 
 
 class _LaneJob:
@@ -351,7 +340,7 @@ def kick(rt: "Runtime", owed: Iterable[tuple[str, int]]) -> None:
             running.backlog.extend(ids)
             continue
         try:
-            rt.enqueue("outbox.deliver", ids)
+            deliver_job.enqueue(rt, ids)
         except Exception:  # noqa: BLE001 - committed: the poller delivers it after the grace
             log.exception("could not enqueue deliveries %s; the poller will take them", ids)
 

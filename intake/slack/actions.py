@@ -1,8 +1,9 @@
 """Button and menu clicks on the triage card, the digest and the reply modal.
 
-Every listener acknowledges first, checks the user may act, then either opens a modal (before any
-slow work: a trigger_id lives 3 seconds) or runs the domain action, whose event owes the card
-update and the "who did what" line (intake/outbox/dispatch.py).
+Every listener is registered behind the members-only middleware (intake/slack/authz.py), so it
+runs for people who may act and no one else. It acknowledges first, then either opens a modal
+(before any slow work: a trigger_id lives 3 seconds) or runs the domain action, whose event owes
+the card update and the "who did what" line (intake/outbox/dispatch.py).
 
 Buttons carry ``<inquiry id>:<card version>``: a second click on the same drawing of a card is
 refused by the domain, so a double click or two people clicking at once act once.
@@ -19,9 +20,16 @@ from slack_sdk import WebClient
 
 from intake.slack import blocks as B
 from intake.slack import queries as Q
-from intake.slack.common import ActionRefused, SlackDeps, domain, int_or_none, refuse, run_action, tell
+from intake import inquiries
+from intake.slack.authz import members_only, refuse_with_note
+from intake.slack.common import ActionRefused, SlackDeps, int_or_none, run_action, tell
 
 log = logging.getLogger(__name__)
+
+# The folded-inquiry menu's verbs that act at once (the others open a modal).
+FOLDED_ACTIONS: dict[str, Callable[..., Any]] = {
+    "claim": inquiries.claim, "close": inquiries.close, "spam": inquiries.mark_spam,
+}
 
 
 def _target(action: dict[str, Any]) -> tuple[int | None, int | None]:
@@ -44,28 +52,25 @@ def _user(body: dict[str, Any]) -> str:
 
 
 def _do(deps: SlackDeps, client: WebClient, body: dict[str, Any], inquiry_id: int | None,
-        name: str, *args: Any, version: int | None = None) -> None:
-    """Authorize, then run ``intake.inquiries.<name>`` and tell the user if the domain refused."""
+        action: Callable[..., Any], *args: Any, version: int | None = None) -> None:
+    """Run the lifecycle ``action`` and tell the user if the domain refused."""
     user = _user(body)
-    if not deps.allowed(user):
-        refuse(client, body)
-        return
     if inquiry_id is None:
         tell(client, body, "That button does not name an inquiry; nothing was changed.")
         return
     try:
-        run_action(deps, inquiry_id, getattr(domain(), name), *args, actor=user, version=version)
+        run_action(deps, inquiry_id, action, *args, actor=user, version=version)
     except ActionRefused as exc:
         tell(client, body, f"Could not do that on #{inquiry_id}: {exc}")
 
 
-def simple_action(deps: SlackDeps, name: str) -> Callable[..., None]:
+def simple_action(deps: SlackDeps, domain_action: Callable[..., Any]) -> Callable[..., None]:
     def listener(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         ack()
         inquiry_id, version = _target(action)
-        _do(deps, client, body, inquiry_id, name, version=version)
+        _do(deps, client, body, inquiry_id, domain_action, version=version)
 
-    listener.__name__ = f"on_{name}"
+    listener.__name__ = f"on_{domain_action.__name__}"
     return listener
 
 
@@ -73,11 +78,13 @@ def reply_view(deps: SlackDeps, inquiry_id: int, *, body: str | None = None,
                revision: int = 0, default_action: str = B.REPLY_SEND) -> dict[str, Any] | None:
     with deps.rt.db.session() as session:
         card = Q.card_data(session, inquiry_id, with_folded=False)
+        choices = Q.recipient_choices(session, inquiry_id)
     if card is None:
         return None
     return B.reply_modal(
+        recipients=choices,
         inquiry_id=inquiry_id, subject=card.subject,
-        sender=B.sender_text(card.sender_name, card.sender_address) if card.sender_address else None,
+        sender=B.sender_label(card.sender_name, card.sender_address) if card.sender_address else None,
         latest=card.latest_reply, templates=templates_for(deps, card.category), body=body,
         revision=revision, default_action=default_action,
     )
@@ -113,9 +120,6 @@ def suggestion_for(deps: SlackDeps, inquiry_id: int) -> B.SuggestionData | None:
 
 def open_modal(deps: SlackDeps, client: WebClient, body: dict[str, Any], inquiry_id: int | None,
                kind: str) -> None:
-    if not deps.allowed(_user(body)):
-        refuse(client, body)
-        return
     if inquiry_id is None:
         return
     view: dict[str, Any] | None
@@ -133,7 +137,7 @@ def open_modal(deps: SlackDeps, client: WebClient, body: dict[str, Any], inquiry
             # the quoted history and signature).
             full = (latest.text_body or latest.latest_reply) if latest is not None else None
         view = B.full_text_modal(inquiry_id=inquiry_id, subject=card.subject,
-                                 sender=B.sender_text(card.sender_name, card.sender_address),
+                                 sender=B.sender_label(card.sender_name, card.sender_address),
                                  text=full) if card else None
     elif kind == "edit_suggestion":
         suggestion = suggestion_for(deps, inquiry_id)
@@ -155,55 +159,58 @@ def modal_action(deps: SlackDeps, kind: str) -> Callable[..., None]:
     return listener
 
 
-def send_reply(deps: SlackDeps, inquiry_id: int, text: str, author: str, *, version: int | None = None) -> int:
+def send_reply(deps: SlackDeps, inquiry_id: int, text: str, author: str, *, version: int | None = None,
+               to_address: str | None = None) -> int:
     """Queue an email reply; its event owes the sending and the card update. Returns the
-    outbound message id."""
+    outbound message id.
+
+    ``to_address``: the recipient picked in the reply modal (the outbound layer accepts only
+    one of the inquiry's own addresses); None for the conversation's address."""
     from intake.outbound import OutboundConfigError, send_reply as queue_and_owe
 
     try:
-        return int(queue_and_owe(deps.rt, inquiry_id, text, author, version=version))
+        return int(queue_and_owe(deps.rt, inquiry_id, text, author, version=version, to_address=to_address))
     except (LookupError, ValueError, OutboundConfigError) as exc:
         raise ActionRefused(str(exc)) from exc
 
 
 def register(app: App, deps: SlackDeps) -> None:
-    for action_id, name in (
-        (B.A_CLAIM, "claim"),
-        (B.A_CLOSE, "close"),
-        (B.A_REOPEN, "reopen"),
-        (B.A_SPAM, "mark_spam"),
-        (B.A_NOT_SPAM, "mark_not_spam"),
+    members = [members_only(deps.authz, refuse_with_note)]
+    for action_id, domain_action in (
+        (B.A_CLAIM, inquiries.claim),
+        (B.A_CLOSE, inquiries.close),
+        (B.A_REOPEN, inquiries.reopen),
+        (B.A_SPAM, inquiries.mark_spam),
+        (B.A_NOT_SPAM, inquiries.mark_not_spam),
+        (B.A_WAITING, inquiries.wait_on_applicant),
     ):
-        app.action(action_id)(simple_action(deps, name))
-    app.action(B.A_REPLY)(modal_action(deps, "reply"))
-    app.action(B.A_NOTE)(modal_action(deps, "note"))
-    app.action(B.A_FULL_TEXT)(modal_action(deps, "full"))
-    app.action(B.A_SUGGEST_EDIT)(modal_action(deps, "edit_suggestion"))
+        app.action(action_id, middleware=members)(simple_action(deps, domain_action))
+    app.action(B.A_REPLY, middleware=members)(modal_action(deps, "reply"))
+    app.action(B.A_NOTE, middleware=members)(modal_action(deps, "note"))
+    app.action(B.A_FULL_TEXT, middleware=members)(modal_action(deps, "full"))
+    app.action(B.A_SUGGEST_EDIT, middleware=members)(modal_action(deps, "edit_suggestion"))
 
-    @app.action(B.A_ASSIGN)
+    @app.action(B.A_ASSIGN, middleware=members)
     def on_assign(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         ack()
         assignee = action.get("selected_user")
         if not assignee:
             return
-        _do(deps, client, body, _inquiry_id(action), "assign", assignee)
+        _do(deps, client, body, _inquiry_id(action), inquiries.assign, assignee)
 
-    @app.action(B.A_RECLASSIFY)
+    @app.action(B.A_RECLASSIFY, middleware=members)
     def on_reclassify(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         ack()
         category = (action.get("selected_option") or {}).get("value")
         if category not in deps.rt.settings.category_names:
             tell(client, body, "That category is not in the taxonomy; nothing was changed.")
             return
-        _do(deps, client, body, _inquiry_id(action), "reclassify", category)
+        _do(deps, client, body, _inquiry_id(action), inquiries.reclassify, category)
 
-    @app.action(B.A_SUGGEST_SEND)
+    @app.action(B.A_SUGGEST_SEND, middleware=members)
     def on_suggest_send(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         ack()
         user, (inquiry_id, version) = _user(body), _target(action)
-        if not deps.allowed(user):
-            refuse(client, body)
-            return
         if inquiry_id is None:
             return
         suggestion = suggestion_for(deps, inquiry_id)
@@ -215,24 +222,19 @@ def register(app: App, deps: SlackDeps) -> None:
         except ActionRefused as exc:
             tell(client, body, f"Could not send on #{inquiry_id}: {exc}")
 
-    @app.action(B.A_FOLDED)
+    @app.action(B.A_FOLDED, middleware=members)
     def on_folded(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         ack()
         verb, _, raw_id = str((action.get("selected_option") or {}).get("value", "")).partition(":")
         inquiry_id = int_or_none(raw_id)
         if verb in ("reply", "full"):
             open_modal(deps, client, body, inquiry_id, verb)
-        elif verb in ("claim", "close"):
-            _do(deps, client, body, inquiry_id, verb)
-        elif verb == "spam":
-            _do(deps, client, body, inquiry_id, "mark_spam")
+        elif verb in FOLDED_ACTIONS:
+            _do(deps, client, body, inquiry_id, FOLDED_ACTIONS[verb])
 
-    @app.action(B.A_DIGEST_REVIEW)
+    @app.action(B.A_DIGEST_REVIEW, middleware=members)
     def on_digest_review(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         ack()
-        if not deps.allowed(_user(body)):
-            refuse(client, body)
-            return
         after, _, through = str(action.get("value", "0:0")).partition(":")
         after_id, through_id = int_or_none(after) or 0, int_or_none(through) or 0
         with deps.rt.db.session() as session:
@@ -240,11 +242,11 @@ def register(app: App, deps: SlackDeps) -> None:
         client.views_open(trigger_id=body["trigger_id"],
                           view=B.digest_review_modal(rows, after_id=after_id, through_id=through_id))
 
-    @app.action(B.A_DIGEST_RESTORE)
+    @app.action(B.A_DIGEST_RESTORE, middleware=members)
     def on_digest_restore(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         ack()
         inquiry_id = _inquiry_id(action)
-        _do(deps, client, body, inquiry_id, "mark_not_spam")
+        _do(deps, client, body, inquiry_id, inquiries.mark_not_spam)
         view = body.get("view") or {}
         meta = json.loads(view.get("private_metadata") or "{}")
         after_id, through_id = int(meta.get("after_id", 0)), int(meta.get("through_id", 0))
@@ -254,7 +256,7 @@ def register(app: App, deps: SlackDeps) -> None:
             client.views_update(view_id=view["id"], hash=view.get("hash"),
                                 view=B.digest_review_modal(rows, after_id=after_id, through_id=through_id))
 
-    @app.action(B.A_REPLY_TEMPLATE)
+    @app.action(B.A_REPLY_TEMPLATE, middleware=members)
     def on_template(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         """Fill the reply text with a saved reply, keeping the chosen outcome."""
         ack()

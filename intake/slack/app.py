@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from flask import Flask, jsonify, request
 from slack_bolt import App
 
-from intake.slack import actions, commands, events, home, shortcuts, views
+from intake.slack import actions, commands, events, forget, groups, home, mentions, shortcuts, views
 from intake.slack.authz import authorizer
 from intake.slack.client import listener_client
 from intake.slack.common import SlackDeps
@@ -47,6 +47,9 @@ def register_listeners(app: App, deps: SlackDeps) -> None:
     shortcuts.register(app, deps)
     views.register(app, deps)
     home.register(app, deps)
+    groups.register(app, deps)  # issue 16: group cards
+    mentions.register(app, deps)  # issue 16: @intake <query>
+    forget.register(app, deps)  # "Forget this person" (intake.privacy)
 
 
 def build_bolt_app(rt: "Runtime", *, process_before_response: bool = False,

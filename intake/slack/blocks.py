@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from intake.slack.escaping import cut_escaped, escape, escape_trim, trim, user_mention
+from intake.slack.escaping import cut_escaped, escape, escape_trim, trim, user_mention, usergroup_mention
 
 # Block Kit limits (https://api.slack.com/reference/block-kit): kept here, tested against.
 MAX_MESSAGE_BLOCKS = 50
@@ -57,6 +57,8 @@ A_DIGEST_REVIEW = "digest_review"
 A_DIGEST_RESTORE = "digest_restore"
 A_REPLY_TEMPLATE = "reply_template"
 A_HOME_REFRESH = "home_refresh"
+A_HOME_SEARCH = "home_search"
+A_WAITING = "inq_waiting"
 
 V_REPLY = "reply_modal"
 V_NOTE = "note_modal"
@@ -122,16 +124,33 @@ class CardData:
     version: int = 0
     # Emails the outbox gave up on (what staff must resend or handle another way).
     failed_deliveries: Sequence[str] = ()
+    group_id: int | None = None  # one of a group asking the same question (intake/grouping)
+    response_due: dt.datetime | None = None  # the running response clock (intake.sla.clock)
+    overdue: bool = False
 
     @property
     def button_value(self) -> str:
         return f"{self.inquiry_id}:{self.version}"
+    reply_to: str | None = None  # where a staff reply goes now (intake.recipients)
+    # Plain sentences staff must see before replying: a Reply-To new to the conversation, a
+    # message that failed sender authentication.
+    reply_warnings: Sequence[str] = ()
 
     @property
     def organization(self) -> str | None:
         if self.sender_address and "@" in self.sender_address:
             return self.sender_address.rpartition("@")[2]
         return None
+
+
+@dataclass(frozen=True)
+class RecipientChoice:
+    """One address the reply modal offers: the default first."""
+
+    address: str
+    label: str  # "Name <address>"
+    note: str  # why it is offered
+    warning: bool = False  # new to the conversation or unverified
 
 
 @dataclass(frozen=True)
@@ -146,6 +165,8 @@ class InquiryRow:
     assignee: str | None = None
     received_at: dt.datetime | None = None
     permalink: str | None = None
+    due_at: dt.datetime | None = None  # a staff response is owed by then
+    overdue: bool = False
 
 
 @dataclass(frozen=True)
@@ -156,6 +177,10 @@ class HomeData:
     by_category: Sequence[tuple[str, int]] = ()
     by_age: Sequence[tuple[str, int]] = ()
     allowed: bool = True
+    query: str | None = None  # the search box (the search language, intake/search.py)
+    results: Sequence[InquiryRow] = ()
+    query_error: str | None = None
+    due: Sequence[InquiryRow] = ()  # mine with a response owed, soonest first (shown first)
 
 
 @dataclass(frozen=True)
@@ -266,6 +291,15 @@ def slack_date(when: dt.datetime | None) -> str:
     return f"<!date^{epoch}^{{date_short_pretty}} {{time}}|{fallback}>"
 
 
+def sender_label(name: str | None, address: str | None) -> str:
+    """``Name (address)`` as plain text, for the builders that take a sender and escape it
+    themselves (thread lines, modals): passing them ``sender_text`` escaped it twice."""
+    name, address = (name or "").strip(), (address or "").strip()
+    if name and address:
+        return f"{name} ({address})"
+    return name or address or "unknown sender"
+
+
 def sender_text(name: str | None, address: str | None) -> str:
     """``Name (address)``, escaped: angle brackets around an address would be markup in mrkdwn."""
     name_e = escape_trim(name, 200) if name else ""
@@ -341,6 +375,7 @@ def card_actions(card: CardData) -> dict[str, Any]:
         button("Claim", A_CLAIM, value, style="primary") if not card.assignee else None,
         button("Reply", A_REPLY, value),
         button("Note", A_NOTE, value),
+        _waiting_or_resume(card.status, value),
         _close_or_reopen(card.status, value),
         button("Not spam", A_NOT_SPAM, value) if card.status == "spam"
         else button("Spam", A_SPAM, value, style="danger",
@@ -348,6 +383,15 @@ def card_actions(card: CardData) -> dict[str, Any]:
         button("Full text", A_FULL_TEXT, value),
     ]
     return {"type": "actions", "block_id": f"card_actions:{card.inquiry_id}", "elements": [e for e in elements if e]}
+
+
+def _waiting_or_resume(status: str, value: str) -> dict[str, Any] | None:
+    """Waiting on the applicant pauses the response clock; Resume takes the card back to open."""
+    if status in ("new", "open"):
+        return button("Waiting on applicant", A_WAITING, value)
+    if status == "waiting":
+        return button("Resume", A_REOPEN, value)
+    return None
 
 
 def _close_or_reopen(status: str, value: str) -> dict[str, Any] | None:
@@ -394,12 +438,18 @@ def triage_card(card: CardData, categories: Sequence[str]) -> Message:
     ]
     if card.language:
         fields.append(mrkdwn(f"*Language*\n{escape_trim(card.language, 16)}"))
+    if card.response_due and status in ("new", "open"):
+        fields.append(mrkdwn(due_text(card.response_due, card.overdue)))
     blocks: list[dict[str, Any]] = [
         header(card.subject or "(no subject)"),
         {"type": "section", "fields": fields},
     ]
     if card.reasons:
         blocks.append(context("*Why:* " + escape_trim("; ".join(card.reasons), 1500)))
+    if card.reply_to:
+        blocks.append(context(f"*Replies go to* {escape_trim(card.reply_to, 320)}"))
+    for warning in list(card.reply_warnings)[:3]:
+        blocks.append(context(":warning: " + escape_trim(warning, 600)))
     excerpt = card.latest_reply or ""
     quoted = escape_trim(excerpt.strip() or "(empty message)", CARD_EXCERPT_CHARS)
     quoted = "\n".join("&gt; " + line if line else "&gt;" for line in quoted.splitlines()) or "&gt;"
@@ -441,6 +491,7 @@ def triage_card(card: CardData, categories: Sequence[str]) -> Message:
         f"Inquiry #{card.inquiry_id} · {card.message_count} message"
         f"{'s' if card.message_count != 1 else ''}"
         + (" · acknowledged by email" if card.acknowledged else "")
+        + (f" · in group {card.group_id}" if card.group_id else "")
     ))
     subject = escape_trim(card.subject or "(no subject)", 150)
     return Message(text=f"Inquiry #{card.inquiry_id}: {subject}", blocks=fit_message(blocks))
@@ -478,6 +529,7 @@ EVENT_VERBS = {
     "marked_spam": "marked it as spam",
     "marked_not_spam": "restored it (not spam) as {category}",
     "note": "added a note",
+    "waiting": ":hourglass_flowing_sand: marked it waiting on the applicant (the response clock pauses)",
     "received": "received it",
     "follow_up": "received a follow-up",
     "reply_sent": ":outbox_tray: sent the email reply to {to}",
@@ -486,6 +538,9 @@ EVENT_VERBS = {
     "cap_hit": ":warning: held back an email to {to}: more than {cap}",
     "send_failed": ":warning: could not send the email to {to}: {error}",
     "smtp_delayed": ":warning: the email to {to} is delayed (attempt {attempts}); still retrying",
+    "split_from_group": "took it out of group {group} (it asks something else)",
+    "sender_unverified": ":warning: the follow-up claiming to be from {address} failed sender "
+                         "authentication ({reasons}); replies still go to {reply_to}",
 }
 # The verbs of the domain's older spelling, so a renamed event kind still reads well.
 EVENT_VERBS.update({
@@ -589,11 +644,29 @@ def text_input(block_id: str, label: str, *, multiline: bool = False, initial: s
             "label": plain(label, 2000), "element": element}
 
 
+def _recipient_block(choices: Sequence[RecipientChoice]) -> dict[str, Any]:
+    """Who the email goes to: the conversation's address preselected; any other address is
+    used only when picked here (radio buttons show each option's reason)."""
+    options = [
+        {"text": plain(("⚠ " if c.warning else "") + c.label, MAX_OPTION_TEXT),
+         "description": plain(c.note, MAX_OPTION_TEXT), "value": c.address[:150]}
+        for c in list(choices)[:10]  # Slack's limit for radio buttons
+    ]
+    return {
+        "type": "input",
+        "block_id": "recipient",
+        "label": plain("Send the email to", 2000),
+        "element": {"type": "radio_buttons", "action_id": "value", "options": options,
+                    "initial_option": options[0]},
+    }
+
+
 def reply_modal(*, inquiry_id: int, subject: str, sender: str | None, latest: str | None,
                 templates: Sequence[tuple[str, str]] = (), body: str | None = None,
-                default_action: str = REPLY_SEND, revision: int = 0) -> dict[str, Any]:
-    """Reply modal: the applicant's latest message, a template picker, the text, and two
-    distinct outcomes chosen with radio buttons (never a prefix typed into the text).
+                default_action: str = REPLY_SEND, revision: int = 0,
+                recipients: Sequence[RecipientChoice] = ()) -> dict[str, Any]:
+    """Reply modal: the applicant's latest message, a template picker, the text, who it goes to,
+    and two distinct outcomes chosen with radio buttons (never a prefix typed into the text).
 
     ``revision`` changes the body input's block_id so that Slack shows a new initial value after
     a template is picked (Slack keeps what the user typed in a block it already knows).
@@ -614,6 +687,10 @@ def reply_modal(*, inquiry_id: int, subject: str, sender: str | None, latest: st
             }],
         })
     blocks.append(text_input(f"body_{revision}", "Message", multiline=True, initial=body))
+    if len(recipients) > 1:
+        blocks.append(_recipient_block(recipients))
+    elif recipients:
+        blocks.append(context(f"The email goes to {escape_trim(recipients[0].label, 400)}"))
     send = option("Send to applicant (email)", REPLY_SEND)
     note = option("Save as internal note (not sent)", REPLY_NOTE)
     blocks.append({
@@ -743,6 +820,8 @@ def row_text(row: InquiryRow) -> str:
         meta.append(user_mention(row.assignee))
     if row.received_at:
         meta.append(slack_date(row.received_at))
+    if row.due_at:
+        meta.append(due_text(row.due_at, row.overdue, inline=True))
     line = " · ".join(bits) + "\n" + " · ".join(meta)
     if row.permalink and row.permalink.startswith("https://"):
         line += f" · <{escape(row.permalink)}|card>"
@@ -806,9 +885,15 @@ def home_view(data: HomeData) -> dict[str, Any]:
     blocks: list[dict[str, Any]] = [
         header("Inquiries"),
         {"type": "actions", "elements": [button("Refresh", A_HOME_REFRESH, "refresh")]},
-        header(f"Mine ({len(data.mine)})"),
+        *home_search_blocks(data),
     ]
-    budget = (MAX_VIEW_BLOCKS - 12) // 2
+    # Due and overdue first (response targets, intake.sla), then mine, then the queue.
+    budget = (MAX_VIEW_BLOCKS - len(blocks) - 10) // (3 if data.due else 2)
+    if data.due:
+        overdue = sum(1 for r in data.due if r.overdue)
+        blocks.append(header(f"Due and overdue ({len(data.due)}, {overdue} overdue)"))
+        blocks += [section(row_text(r)) for r in list(data.due)[:budget]]
+    blocks.append(header(f"Mine ({len(data.mine)})"))
     blocks += [section(row_text(r)) for r in list(data.mine)[:budget]] or [section("_Nothing assigned to you._")]
     blocks.append(header(f"Unassigned ({len(data.unassigned)}), oldest first"))
     blocks += [section(row_text(r)) for r in list(data.unassigned)[:budget]] or [section("_The queue is empty._")]
@@ -817,4 +902,203 @@ def home_view(data: HomeData) -> dict[str, Any]:
         mrkdwn("*Open by category*\n" + ("\n".join(f"• {escape_trim(k, 64)}: {v}" for k, v in data.by_category) or "_none_")),
         mrkdwn("*Open by age*\n" + ("\n".join(f"• {escape_trim(k, 64)}: {v}" for k, v in data.by_age) or "_none_")),
     ]})
-    return {"type": "home", "blocks": blocks[:MAX_VIEW_BLOCKS]}
+    view: dict[str, Any] = {"type": "home", "blocks": blocks[:MAX_VIEW_BLOCKS]}
+    if data.query:
+        view["private_metadata"] = json.dumps({"query": data.query[:2000]})
+    return view
+
+
+HOME_SEARCH_ROWS = 15
+
+
+def home_search_blocks(data: HomeData) -> list[dict[str, Any]]:
+    """A search box (press Enter to search) and, after a search, its results or its error."""
+    element: dict[str, Any] = {
+        "type": "plain_text_input", "action_id": A_HOME_SEARCH, "max_length": 500,
+        "placeholder": plain("category:press since:7d visa", 150),
+        "dispatch_action_config": {"trigger_actions_on": ["on_enter_pressed"]},
+    }
+    if data.query:
+        element["initial_value"] = trim(data.query, 500)
+    blocks: list[dict[str, Any]] = [{
+        "type": "input", "block_id": "home_search", "dispatch_action": True, "optional": True,
+        "label": plain("Search", 2000), "element": element,
+    }]
+    if data.query_error:
+        blocks.append(context(f":warning: {escape_trim(data.query_error, 500)}"))
+    elif data.query:
+        blocks += [section(row_text(r)) for r in list(data.results)[:HOME_SEARCH_ROWS]] \
+            or [section("_No inquiry matches._")]
+    return blocks
+
+
+# --------------------------------------------------------------------------------------------
+# Response targets (intake.sla): due fields, reminders, escalations, the daily digest and the
+# weekly report. Mentions are only ever built from IDs we hold (assignee, configured groups).
+
+
+def due_text(due: dt.datetime, overdue: bool, *, inline: bool = False) -> str:
+    """``*Overdue*`` (the target passed) or when the response is due, for a card field or a row."""
+    if overdue:
+        return f":rotating_light: *Overdue* since {slack_date(due)}" if inline else \
+            f"*Response due*\n:rotating_light: *Overdue* (was due {slack_date(due)})"
+    return f"due {slack_date(due)}" if inline else f"*Response due*\n{slack_date(due)}"
+
+
+def _who_to_tell(assignee: str | None, group: str | None) -> str:
+    return user_mention(assignee) or usergroup_mention(group) or "Nobody has claimed it yet"
+
+
+def sla_reminder_line(*, inquiry_id: int, due_at: dt.datetime, assignee: str | None,
+                      oncall_group: str | None, show_id: bool = False) -> Message:
+    """Before the target: the assignee (or the on-call group when nobody has it) is reminded."""
+    prefix = f"#{inquiry_id} · " if show_id else ""
+    who = _who_to_tell(assignee, oncall_group)
+    line = f"{prefix}:alarm_clock: {who}: a reply to this inquiry is due {slack_date(due_at)}."
+    return Message(text=line, blocks=[section(line)])
+
+
+def sla_escalation_line(*, inquiry_id: int, due_at: dt.datetime, assignee: str | None,
+                        escalation_group: str | None, oncall_group: str | None,
+                        show_id: bool = False) -> Message:
+    """At the target: the card turns Overdue and the escalation group is told."""
+    prefix = f"#{inquiry_id} · " if show_id else ""
+    notify = " ".join(m for m in (usergroup_mention(escalation_group),
+                                  _who_to_tell(assignee, oncall_group if not escalation_group else None)) if m)
+    line = (f"{prefix}:rotating_light: *Overdue*: the reply to #{inquiry_id} was due "
+            f"{slack_date(due_at)} and nobody has answered by email. {notify}")
+    return Message(text=line, blocks=[section(line)])
+
+
+def sla_digest(*, overdue: Sequence[InquiryRow], unassigned: Sequence[InquiryRow],
+               waiting: Sequence[InquiryRow], waiting_days: int, max_rows: int = 10) -> Message | None:
+    """The daily digest: what needs a person today, oldest first; None on a day with nothing."""
+    sections = [
+        (":rotating_light: Overdue", overdue),
+        (":inbox_tray: Unassigned", unassigned),
+        (f":hourglass_flowing_sand: Waiting on the applicant for over {waiting_days} days", waiting),
+    ]
+    if not any(rows for _, rows in sections):
+        return None
+    blocks: list[dict[str, Any]] = [header("Daily digest")]
+    summary = []
+    for title, rows in sections:
+        if not rows:
+            continue
+        summary.append(f"{len(rows)} {title.split(' ', 1)[1].lower()}")
+        blocks.append(section(f"*{title} ({len(rows)})*"))
+        blocks += [section(row_text(r)) for r in list(rows)[:max_rows]]
+        if len(rows) > max_rows:
+            blocks.append(context(f"…and {len(rows) - max_rows} more (`intake due` lists them all)."))
+    text = "Daily digest: " + escape_trim(", ".join(summary), 500)
+    return Message(text=text, blocks=fit_message(blocks))
+
+
+@dataclass(frozen=True)
+class WeeklyReportData:
+    since: dt.date
+    until: dt.date
+    received: int
+    by_category: Sequence[tuple[str, int]]
+    median_hours: float | None
+    p90_hours: float | None
+    targets_met_pct: float | None
+    open_now: int
+    overdue_now: int
+    oldest_open: Sequence[InquiryRow] = ()
+
+
+def _hours(value: float | None) -> str:
+    return "—" if value is None else f"{value:g} h"
+
+
+def sla_weekly_report(data: WeeklyReportData) -> Message:
+    """Monday's report on the week before; the chart follows in its thread."""
+    title = f"Weekly report: {data.since:%a %d %b} – {data.until:%a %d %b %Y}"
+    categories = "\n".join(f"• `{escape_trim(name, 64)}`: {n}" for name, n in data.by_category) or "_none_"
+    met = "—" if data.targets_met_pct is None else f"{data.targets_met_pct:g}%"
+    blocks: list[dict[str, Any]] = [
+        header(title),
+        {"type": "section", "fields": [
+            mrkdwn(f"*Received*\n{data.received}"),
+            mrkdwn(f"*First-response targets met*\n{met}"),
+            mrkdwn(f"*First response (business hours)*\nmedian {_hours(data.median_hours)} · "
+                   f"90th percentile {_hours(data.p90_hours)}"),
+            mrkdwn(f"*Open now*\n{data.open_now} ({data.overdue_now} overdue)"),
+        ]},
+        section(f"*By category*\n{categories}"),
+    ]
+    if data.oldest_open:
+        blocks.append(section("*Oldest open*"))
+        blocks += [section(row_text(r)) for r in list(data.oldest_open)[:5]]
+    blocks.append(context("Chart in the thread · `intake report --since DATE --until DATE` for any period"))
+    return Message(text=title, blocks=fit_message(blocks))
+
+
+# --------------------------------------------------------------------------------------------
+# Erasure (intake.privacy): the placeholder a card becomes, and "Forget this person"
+
+V_FORGET = "forget_person_modal"
+FORGET_REFUSAL = ("Only members of the privacy admin group can erase a person "
+                  "(`[privacy] admin_usergroup`). Nothing was changed.")
+
+
+@dataclass(frozen=True)
+class ErasedCardData:
+    """What a card shows once its inquiry is erased or redacted: ids, when, why; no text."""
+
+    inquiry_ids: Sequence[int]
+    reason: str  # "erased" (a person asked) or "redacted" (retention)
+    at: dt.datetime | None
+    category: str | None = None
+
+
+def erased_card(data: ErasedCardData) -> Message:
+    ids = ", ".join(f"#{i}" for i in data.inquiry_ids) or "#?"
+    if data.reason == "redacted":
+        line = (f":file_folder: *Inquiry {ids}* was closed long ago: its text, attachments and "
+                f"addresses were removed by the retention policy on {slack_date(data.at)}.")
+        extra = [f"Category {category_text(data.category, None)}"] if data.category else []
+    else:
+        line = (f":wastebasket: *Inquiry {ids}* was erased at the person's request on "
+                f"{slack_date(data.at)}. Nothing of it is kept.")
+        extra = []
+    blocks = [section(line)]
+    if extra:
+        blocks.append(context(*extra))
+    return Message(text=f"Inquiry {ids}: {data.reason}", blocks=blocks)
+
+
+@dataclass(frozen=True)
+class ForgetPreviewData:
+    inquiry_id: int
+    address: str
+    inquiries: Sequence[int]
+    messages: int
+    attachments: int
+    messages_elsewhere: int
+
+
+def forget_modal(data: ForgetPreviewData, private_metadata: str) -> dict[str, Any]:
+    """The confirmation: who, and what goes. The address is shown so the admin checks it."""
+    ids = ", ".join(f"#{i}" for i in list(data.inquiries)[:30]) + ("…" if len(data.inquiries) > 30 else "")
+    lines = [
+        f"Erase everything held about *{escape_trim(data.address, 320)}*?",
+        f"• {len(data.inquiries)} inquir{'y' if len(data.inquiries) == 1 else 'ies'}: {ids or 'none'}",
+        f"• {data.messages} message{'s' if data.messages != 1 else ''} and {data.attachments} "
+        f"attachment{'s' if data.attachments != 1 else ''}"
+        + (f", {data.messages_elsewhere} in other people's conversations" if data.messages_elsewhere else ""),
+        "• their address and name wherever else they appear",
+    ]
+    blocks = [
+        section("\n".join(lines)),
+        context("Their cards become a placeholder and the thread lines that quote them are deleted. "
+                "Only an audit entry with a keyed hash of the address remains. *This cannot be undone.*"),
+    ]
+    return modal("Forget this person", blocks, callback_id=V_FORGET, submit="Erase",
+                 private_metadata=private_metadata)
+
+
+def notice_modal(title: str, text: str) -> dict[str, Any]:
+    """A modal that only says something (a refusal, progress, a result)."""
+    return modal(title, [section(escape_trim(text, MAX_SECTION_TEXT))], callback_id="notice")

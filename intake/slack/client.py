@@ -27,25 +27,22 @@ from intake.config import Settings
 if TYPE_CHECKING:  # pragma: no cover
     from intake.runtime import Runtime
 
-CLIENT_TIMEOUT_SECONDS = 10
-
-
 def build_client(settings: Settings, token: str | None = None, *, idempotent_only: bool = False) -> WebClient:
     """A WebClient for ``settings.slack_api_url`` (tests point it at tests/fakeslack.py).
 
     ``idempotent_only``: retry nothing Slack may already have acted on (the outbox's client).
     """
-    section = settings.section("slack")
+    options = settings.slack
     base_url = settings.slack_api_url
     if not base_url.endswith("/"):
         base_url += "/"  # WebClient joins method names onto it; without the slash "api" is lost
-    handlers = [RateLimitErrorRetryHandler(max_retry_count=int(section.get("rate_limit_retries", 3)))]
+    handlers = [RateLimitErrorRetryHandler(max_retry_count=options.rate_limit_retries)]
     if not idempotent_only:
         handlers += [ConnectionErrorRetryHandler(max_retry_count=2), ServerErrorRetryHandler(max_retry_count=2)]
     return WebClient(
         token=token or settings.slack_bot_token,
         base_url=base_url,
-        timeout=int(section.get("timeout_seconds", CLIENT_TIMEOUT_SECONDS)),
+        timeout=options.timeout_seconds,
         retry_handlers=handlers,
     )
 
@@ -90,7 +87,6 @@ class ChannelThrottle:
 
 
 def channel_throttle(rt: "Runtime") -> ChannelThrottle:
-    section = rt.settings.section("slack")
-    interval = float(section.get("post_interval_seconds", 1.0))
-    burst = int(section.get("post_burst", 3))
-    return rt.service("slack.throttle", lambda r: ChannelThrottle(interval, burst))
+    options = rt.settings.slack
+    return rt.service("slack.throttle",
+                      lambda r: ChannelThrottle(options.post_interval_seconds, options.post_burst))

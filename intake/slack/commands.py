@@ -14,12 +14,14 @@ from slack_sdk import WebClient
 
 from intake.slack import blocks as B
 from intake.slack import queries as Q
-from intake.slack.authz import REFUSAL
+from intake.slack.authz import members_only, refuse_command
 from intake.slack.common import SlackDeps, int_or_none
 
 COMMAND = "/inquiries"
 HELP = (
-    "*/inquiries* — `open` · `mine` · `unassigned` · `search <words>` · `show <id>` · `stats` · `new`"
+    "*/inquiries* — `open` · `mine` · `unassigned` · `search <query>` · `show <id>` · `stats` · `new`\n"
+    "A query: `category:press status:open,waiting from:@city.gov assignee:@me since:7d "
+    "before:2026-12-01 lang:es has:attachment \"exact phrase\" words`"
 )
 
 
@@ -38,11 +40,9 @@ def answer(deps: SlackDeps, user_id: str, text: str) -> B.Message:
             return B.inquiry_list("Unassigned, oldest first", Q.unassigned_rows(session),
                                   empty="The queue is empty.")
         if verb == "search":
-            words = rest.split()
-            if not words:
-                return B.Message(text="Usage: `/inquiries search <words>`")
-            return B.inquiry_list(f"Search: {rest}", Q.search_rows(session, words),
-                                  empty="No inquiry matches.")
+            if not rest:
+                return B.Message(text="Usage: `/inquiries search <query>`, e.g. `category:press since:7d visa`")
+            return Q.query_answer(session, deps.rt.settings, rest, user=user_id)
         if verb == "show":
             inquiry_id = int_or_none(rest)
             found = Q.detail(session, inquiry_id) if inquiry_id else None
@@ -55,12 +55,9 @@ def answer(deps: SlackDeps, user_id: str, text: str) -> B.Message:
 
 
 def register(app: App, deps: SlackDeps) -> None:
-    @app.command(COMMAND)
+    @app.command(COMMAND, middleware=[members_only(deps.authz, refuse_command)])
     def on_inquiries(ack: Ack, command: dict[str, Any], client: WebClient) -> None:
         user = command.get("user_id", "")
-        if not deps.allowed(user):
-            ack(text=REFUSAL, response_type="ephemeral")
-            return
         if (command.get("text") or "").strip().lower() == "new":
             ack()
             client.views_open(trigger_id=command["trigger_id"], view=B.new_inquiry_modal())

@@ -1,7 +1,8 @@
 """What every listener shares: the runtime, the authorization check, and running a domain action.
 
-Listeners stay thin: parse the payload into ids and strings, ask :class:`SlackDeps` whether the
-user may act, and call the domain in one short transaction. The domain's events owe the card
+Listeners stay thin: parse the payload into ids and strings and call the domain in one short
+transaction. Whether the user may act was settled before the listener ran (the listener
+middleware of :mod:`intake.slack.authz`). The domain's events owe the card
 update and the thread line in that same transaction (intake/outbox/), so a listener never posts
 and never enqueues.
 """
@@ -15,10 +16,12 @@ from typing import TYPE_CHECKING, Any, Callable
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from intake.slack.authz import REFUSAL, Authorizer
+from intake import inquiries
+from intake.pipeline import process_message_job
 
 if TYPE_CHECKING:  # pragma: no cover
     from intake.runtime import Runtime
+    from intake.slack.authz import Authorizer
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +33,7 @@ class ActionRefused(Exception):
 @dataclass
 class SlackDeps:
     rt: "Runtime"
-    authz: Authorizer
-
-    def allowed(self, user_id: str | None) -> bool:
-        return self.authz.is_allowed(user_id)
+    authz: "Authorizer"
 
 
 def tell(client: WebClient, body: dict[str, Any], text: str) -> None:
@@ -50,10 +50,6 @@ def tell(client: WebClient, body: dict[str, Any], text: str) -> None:
             client.chat_postMessage(channel=user, text=text)  # a DM from the app
     except SlackApiError as exc:
         log.warning("could not tell %s: %s", user, exc.response.get("error"))
-
-
-def refuse(client: WebClient, body: dict[str, Any]) -> None:
-    tell(client, body, REFUSAL)
 
 
 def int_or_none(value: Any) -> int | None:
@@ -79,13 +75,6 @@ def run_action(deps: SlackDeps, inquiry_id: int, action: Callable[..., Any], *ar
         except (LookupError, ValueError) as exc:
             raise ActionRefused(str(exc) or exc.__class__.__name__) from exc
         return event.id
-
-
-def domain() -> Any:
-    """``intake.inquiries``, imported late so the Slack package loads before the domain does."""
-    from intake import inquiries
-
-    return inquiries
 
 
 def valid_address(address: str | None) -> str | None:
@@ -119,7 +108,6 @@ def store_inquiry(rt: "Runtime", *, subject: str, body: str, sender_address: str
     Returns (message id, duplicate). A fixed ``message_id`` makes a retried Slack delivery a
     duplicate instead of a second inquiry.
     """
-    inquiries = domain()
     raw = inquiries.synthesize_message(
         subject=one_line(subject), body=body, sender_address=sender_address,
         sender_name=one_line(sender_name) or None, date=date,
@@ -129,5 +117,5 @@ def store_inquiry(rt: "Runtime", *, subject: str, body: str, sender_address: str
         result = inquiries.store_raw(session, raw, provider=provider, source=source,
                                      provider_event_id=provider_event_id, meta=meta)
     if not result.duplicate:
-        rt.enqueue("pipeline.process_message", result.message_id)
+        process_message_job.enqueue(rt, result.message_id)
     return result.message_id, result.duplicate

@@ -18,12 +18,14 @@ With Slack credentials unset every deliverer logs what it would post and succeed
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from slack_sdk.web import SlackResponse
 from sqlalchemy import bindparam, select, update
 
 from intake.jobs import periodic
@@ -39,8 +41,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
+DeliverFn = Callable[["Runtime", Ticket], str]
+
 DIGEST_EVERY_SECONDS = 3600
-DEFAULT_BURST_MINUTES = 10.0
 DIGEST_KIND = "slack_digest"
 # Events the outbound layer records when a per-address cap held mail back (shown in the digest).
 CAP_EVENT_KINDS = ("cap_hit",)
@@ -60,12 +63,50 @@ LOOKUP_PAGES = 10
 POST_OPTIONS: dict[str, Any] = {"unfurl_links": False, "unfurl_media": False}
 
 
+def slack_deliverer(kind: str, **options: Any) -> Callable[[DeliverFn], DeliverFn]:
+    """``@deliverer`` for a Slack kind: a 429 that outlived the client's own retries comes back
+    as the outbox's ``Retry`` after Slack's ``Retry-After``; other failures are retried with the
+    outbox's backoff. A ``batch`` deliverer's outcomes get the same treatment."""
+
+    def register(fn: DeliverFn) -> DeliverFn:
+        @functools.wraps(fn)
+        def deliver(rt: "Runtime", ticket: Ticket) -> str:
+            try:
+                return fn(rt, ticket)
+            except SlackApiError as exc:
+                raise _rate_limited(exc) from exc
+
+        batch = options.pop("batch", None)
+        if batch is not None:
+            def deliver_batch(rt: "Runtime", tickets: list[Ticket]) -> dict[int, Any]:
+                outcomes = batch(rt, tickets)
+                return {key: _rate_limited(value) if isinstance(value, SlackApiError) else value
+                        for key, value in outcomes.items()}
+
+            options["batch"] = deliver_batch
+        return deliverer(kind, channel="slack", **options)(deliver)
+
+    return register
+
+
+def _rate_limited(exc: SlackApiError) -> Exception:
+    """Slack's 429 as the outbox's ``Retry`` (after its ``Retry-After``); any other error as is."""
+    if exc.response.status_code != 429:
+        return exc
+    return Retry(f"{exc.__class__.__name__}: {exc}", after=_retry_after(exc.response))
+
+
+def _retry_after(response: SlackResponse) -> float | None:
+    value = response.headers.get("Retry-After") or response.headers.get("retry-after")
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
 def channel_for(rt: "Runtime", category: str | None) -> str | None:
     """The per-category channel from ``[slack] channels``, else ``SLACK_TRIAGE_CHANNEL``."""
-    channels = rt.settings.section("slack").get("channels") or {}
-    if category and isinstance(channels, dict) and channels.get(category):
-        return str(channels[category])
-    return rt.settings.slack_triage_channel
+    return rt.settings.slack.channel_for(category, rt.settings.slack_triage_channel)
 
 
 def suggestions_for_cards(rt: "Runtime", items: list[tuple[str, str | None]]) -> list[B.SuggestionData | None]:
@@ -164,7 +205,7 @@ class _CardPlan:
 
 def _plan_cards(rt: "Runtime", inquiry_ids: list[int]) -> dict[int, _CardPlan]:
     """What the card deliverer must do for each inquiry, read in one short session."""
-    window = dt.timedelta(minutes=float(rt.settings.section("slack").get("burst_minutes", DEFAULT_BURST_MINUTES)))
+    window = rt.settings.slack.burst_window
     plans: dict[int, _CardPlan] = {}
     with rt.db.read_session() as session:
         found = {i.id: i for i in session.scalars(select(Inquiry).where(Inquiry.id.in_(inquiry_ids)))}
@@ -244,6 +285,17 @@ def _forget_card(rt: "Runtime", channel: str, ts: str) -> None:
         )
 
 
+def _log_unposted(rt: "Runtime", ticket: Ticket, plan: _CardPlan) -> str:
+    """With Slack off: say what the card would be, once per inquiry at INFO (what a newcomer
+    needs to see); later changes to the same card (an acknowledgment, a claim) only at DEBUG."""
+    assert plan.card is not None
+    message = B.triage_card(plan.card, rt.settings.category_names)
+    first = ticket.requested == 1
+    log.log(logging.INFO if first else logging.DEBUG, "Slack is off; would %s card in %s: %s",
+            "post" if first else "update", plan.channel or "(no channel)", message.text)
+    return "logged"
+
+
 def _deliver_cards(rt: "Runtime", tickets: list[Ticket]) -> dict[int, Any]:
     """Cards for several inquiries: planned in one session, suggestions scored together, the
     leases checked once, each card posted or updated, the new ones recorded in one statement.
@@ -274,10 +326,7 @@ def _deliver_cards(rt: "Runtime", tickets: list[Ticket]) -> dict[int, Any]:
         simple.append((ticket, plan))
     if not rt.settings.slack_enabled:
         for ticket, plan in simple:
-            message = B.triage_card(plan.card, rt.settings.category_names)
-            log.info("Slack is off; would %s card in %s: %s", "update" if plan.ts else "post",
-                     plan.channel or "(no channel)", message.text)
-            outcomes[ticket.id] = "logged"
+            outcomes[ticket.id] = _log_unposted(rt, ticket, plan)
         simple = []
     messages = render_cards(rt, [plan.card for _, plan in simple])
     held = still_ours_many(rt, [ticket for ticket, plan in simple if not plan.ts])
@@ -315,7 +364,7 @@ def _deliver_cards(rt: "Runtime", tickets: list[Ticket]) -> dict[int, Any]:
     return outcomes
 
 
-@deliverer("slack.card", channel="slack", coalesce=True, batch=_deliver_cards)
+@slack_deliverer("slack.card", coalesce=True, batch=_deliver_cards)
 def deliver_card(rt: "Runtime", ticket: Ticket) -> str:
     """Post the inquiry's triage card, or update it in place when it exists.
 
@@ -334,10 +383,7 @@ def deliver_card(rt: "Runtime", ticket: Ticket) -> str:
     if plan.card is None:
         return "skipped"
     if not rt.settings.slack_enabled:
-        message = B.triage_card(plan.card, rt.settings.category_names)
-        log.info("Slack is off; would %s card in %s: %s", "update" if plan.ts else "post",
-                 plan.channel or "(no channel)", message.text)
-        return "logged"
+        return _log_unposted(rt, ticket, plan)
     if not plan.channel:
         log.warning("no Slack channel for inquiry #%s: set SLACK_TRIAGE_CHANNEL", inquiry_id)
         return "skipped"
@@ -376,7 +422,7 @@ def _fold(rt: "Runtime", ticket: Ticket, plan: _CardPlan) -> str:
         return "skipped"
     if rt.settings.slack_enabled:
         line = B.followup_line(inquiry_id=plan.inquiry_id, direction="inbound",
-                               sender=B.sender_text(card.sender_name, card.sender_address),
+                               sender=B.sender_label(card.sender_name, card.sender_address),
                                subject=card.subject, body=card.latest_reply, show_id=True)
         metadata = _metadata(LINE_METADATA, f"fold:{plan.inquiry_id}", plan.inquiry_id)
         _, line_ts = post_once(rt, ticket, channel, line, metadata, thread_ts=ts)
@@ -437,7 +483,7 @@ def _post_line(rt: "Runtime", ticket: Ticket, plan: _LinePlan, record) -> str:
     return "posted"
 
 
-@deliverer("slack.message_line", channel="slack")
+@slack_deliverer("slack.message_line")
 def deliver_message_line(rt: "Runtime", ticket: Ticket) -> str:
     """A follow-up email as a line in its card's thread (saying so when it reopened the inquiry)."""
     message_id = int(ticket.args["message_id"])
@@ -452,7 +498,7 @@ def deliver_message_line(rt: "Runtime", ticket: Ticket) -> str:
             filtered=not inquiry.slack_ts and Q.is_filtered(session, inquiry),
             line=B.followup_line(
                 inquiry_id=inquiry.id, direction=message.direction,
-                sender=B.sender_text(message.sender_name, message.sender_address),
+                sender=B.sender_label(message.sender_name, message.sender_address),
                 subject=message.subject, body=message.latest_reply or message.text_body,
                 author=message.author, reopened=bool(ticket.args.get("reopened")),
                 show_id=bool(inquiry.slack_ts) and len(Q.card_group(session, inquiry)) > 1,
@@ -461,7 +507,7 @@ def deliver_message_line(rt: "Runtime", ticket: Ticket) -> str:
     return _post_line(rt, ticket, plan, lambda ts: _record_message_ts(rt, message_id, ts))
 
 
-@deliverer("slack.event_line", channel="slack")
+@slack_deliverer("slack.event_line")
 def deliver_event_line(rt: "Runtime", ticket: Ticket) -> str:
     """"Who did what" in the card's thread, once per event."""
     event_id = int(ticket.args["event_id"])
@@ -541,7 +587,7 @@ def digest(rt: "Runtime") -> str:
     return "owed"
 
 
-@deliverer("slack.digest", channel="slack")
+@slack_deliverer("slack.digest")
 def deliver_digest(rt: "Runtime", ticket: Ticket) -> str:
     args = ticket.args
     with rt.db.read_session() as session:

@@ -64,3 +64,14 @@ def user_mention(user_id: str | None) -> str:
     if _SLACK_USER_ID.match(user_id):
         return f"<@{user_id}>"
     return escape(user_id)
+
+
+_SLACK_USERGROUP_ID = re.compile(r"^S[A-Z0-9]{2,20}$")
+
+
+def usergroup_mention(group_id: str | None) -> str:
+    """``<!subteam^S123>`` for a well-formed user group ID from the settings, else ``""``: the
+    only way our own text notifies a group, and never built from anything an email said."""
+    if group_id and _SLACK_USERGROUP_ID.match(group_id):
+        return f"<!subteam^{group_id}>"
+    return ""

@@ -52,16 +52,6 @@ def dedupe_middleware(deps: SlackDeps) -> Callable[..., Any]:
     return ignore_event_retries
 
 
-def email_channels(deps: SlackDeps) -> set[str]:
-    section = deps.rt.settings.section("slack")
-    channels = section.get("email_channels") or []
-    if isinstance(channels, str):
-        channels = [channels]
-    if section.get("email_channel"):
-        channels = [*channels, section["email_channel"]]
-    return {str(c) for c in channels}
-
-
 def _first_address(entries: Any) -> tuple[str | None, str | None]:
     for entry in entries or []:
         if isinstance(entry, dict):
@@ -124,7 +114,7 @@ def register(app: App, deps: SlackDeps) -> None:
 
     @app.event({"type": "message", "subtype": "file_share"})
     def on_file_share(body: dict[str, Any], event: dict[str, Any], client: WebClient) -> None:
-        if event.get("channel") not in email_channels(deps):
+        if event.get("channel") not in deps.rt.settings.slack.email_channels:
             return
         for file in event.get("files") or []:
             if file.get("filetype") == "email":

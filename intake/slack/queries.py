@@ -13,9 +13,10 @@ from typing import Any, Sequence
 from sqlalchemy import func, or_, select, tuple_
 from sqlalchemy.orm import Session, defer, joinedload
 
-from intake import inquiries
-from intake.models import Event, Inquiry, Message, utcnow
-from intake.slack.blocks import CardData, FoldedItem, HomeData, InquiryRow, Stats
+from intake import inquiries, recipients
+from intake.models import Event, GroupMember, Inquiry, InquiryGroup, Message, utcnow
+from intake.sla.clock import RUNNING
+from intake.slack.blocks import CardData, FoldedItem, HomeData, InquiryRow, RecipientChoice, Stats
 
 OPEN_STATUSES = ("new", "open", "waiting")
 FILTERED_CATEGORIES = ("spam", "automated")
@@ -119,28 +120,58 @@ def reasons_of(session: Session, inquiry_id: int) -> list[str]:
     return reasons_many(session, [inquiry_id]).get(inquiry_id, [])
 
 
+def reply_warnings(options: recipients.ReplyOptions, latest: Message | None) -> list[str]:
+    """What staff must know before replying (issue 10): a message that failed sender
+    authentication, and Reply-To addresses the conversation has not used."""
+    warnings = []
+    if latest is not None and latest.authentication == "fail":
+        reasons = "; ".join((latest.authentication_reasons or [])[:3])
+        warnings.append(f"The latest message failed sender authentication ({reasons}): it may not be "
+                        f"from {latest.sender_address}. Replies still go to "
+                        f"{options.default.address if options.default else 'the conversation'}.")
+    for offered in options.new_reply_to[:2]:
+        warnings.append(f"Reply-To {offered.address} is new to this conversation ({offered.note}); "
+                        "replies go there only if you pick it in the reply modal.")
+    return warnings
+
+
+def recipient_choices(session: Session, inquiry_id: int) -> list[RecipientChoice]:
+    """The reply modal's "send to" options, the conversation's address first."""
+    options = recipients.reply_options(session, inquiry_id)
+    return [
+        RecipientChoice(r.address, r.label, r.note, warning=r.kind == "reply_to" or r.verified is False)
+        for r in options.all()
+    ]
+
+
 def card_data_many(session: Session, inquiry_ids: Sequence[int], *, with_folded: bool = True) -> dict[int, CardData]:
-    """Everything the triage card shows, for several inquiries in a handful of queries
-    (suggestions are added by the caller)."""
+    """Everything the triage card shows, for several inquiries in a handful of queries (a
+    batch of cards asks no more than one card did); suggestions are added by the caller."""
     ids = list(dict.fromkeys(inquiry_ids))
     if not ids:
         return {}
     inquiries = {i.id: i for i in session.scalars(
         select(Inquiry).options(joinedload(Inquiry.contact)).where(Inquiry.id.in_(ids)))}
     ids = [i for i in ids if i in inquiries]
+    if not ids:
+        return {}
     latest = latest_inbound_many(session, ids)
+    options = recipients.reply_options_many(session, ids)
     counts = dict(session.execute(
         select(Message.inquiry_id, func.count(Message.id)).where(Message.inquiry_id.in_(ids)).group_by(Message.inquiry_id)
-    ).all()) if ids else {}
+    ).all())
     groups = card_groups(session, [inquiries[i] for i in ids if inquiries[i].slack_ts]) if with_folded else {}
     reasons = reasons_many(session, ids)
     acknowledged = set(session.scalars(
-        select(Event.inquiry_id).where(Event.inquiry_id.in_(ids), Event.kind == "ack_sent").distinct())) if ids else set()
+        select(Event.inquiry_id).where(Event.inquiry_id.in_(ids), Event.kind == "ack_sent").distinct()))
     failed = failed_deliveries_many(session, ids)
+    shown = shown_groups(session, ids)
     cards: dict[int, CardData] = {}
     for inquiry_id in ids:
         inquiry = inquiries[inquiry_id]
-        name, address = _sender(inquiry, latest.get(inquiry_id))
+        newest = latest.get(inquiry_id)
+        name, address = _sender(inquiry, newest)
+        choice = options[inquiry_id]
         folded = [FoldedItem(i.id, i.subject, i.status, aware(i.received_at))
                   for i in groups.get(inquiry_id, []) if i.id != inquiry_id]
         cards[inquiry_id] = CardData(
@@ -156,12 +187,17 @@ def card_data_many(session: Session, inquiry_ids: Sequence[int], *, with_folded:
             language=inquiry.language,
             received_at=aware(inquiry.received_at),
             assignee=inquiry.assignee,
-            latest_reply=message_text(latest.get(inquiry_id)),
+            latest_reply=message_text(newest),
             message_count=counts.get(inquiry_id, 0),
             folded=folded,
             acknowledged=inquiry_id in acknowledged,
             version=inquiry.version or 0,
             failed_deliveries=failed.get(inquiry_id, []),
+            group_id=shown.get(inquiry_id),
+            response_due=aware(inquiry.response_due),
+            overdue=_overdue(inquiry),
+            reply_to=choice.default.address if choice.default else None,
+            reply_warnings=reply_warnings(choice, newest),
         )
     return cards
 
@@ -169,6 +205,25 @@ def card_data_many(session: Session, inquiry_ids: Sequence[int], *, with_folded:
 def card_data(session: Session, inquiry_id: int, *, with_folded: bool = True) -> CardData | None:
     """Everything the triage card shows for one inquiry (suggestion added by the caller)."""
     return card_data_many(session, [inquiry_id], with_folded=with_folded).get(inquiry_id)
+
+
+def shown_groups(session: Session, inquiry_ids: Sequence[int]) -> dict[int, int]:
+    """The group each triage card names: one that has its own group card to go and look at."""
+    if not inquiry_ids:
+        return {}
+    rows = session.execute(
+        select(GroupMember.inquiry_id, func.min(InquiryGroup.id))
+        .join(InquiryGroup, GroupMember.group_id == InquiryGroup.id)
+        .where(GroupMember.inquiry_id.in_(inquiry_ids), GroupMember.split_at.is_(None),
+               InquiryGroup.dissolved_at.is_(None), InquiryGroup.slack_ts.is_not(None))
+        .group_by(GroupMember.inquiry_id)
+    ).all()
+    return dict(rows)
+
+
+def shown_group(session: Session, inquiry_id: int) -> int | None:
+    """The group a triage card names: one that has its own group card to go and look at."""
+    return shown_groups(session, [inquiry_id]).get(inquiry_id)
 
 
 def failed_deliveries_many(session: Session, inquiry_ids: Sequence[int]) -> dict[int, list[str]]:
@@ -192,6 +247,12 @@ def failed_deliveries_many(session: Session, inquiry_ids: Sequence[int]) -> dict
 def failed_deliveries(session: Session, inquiry_id: int) -> list[str]:
     """Emails of this inquiry that were given up on, newest first, as sentences for the card."""
     return failed_deliveries_many(session, [inquiry_id]).get(inquiry_id, [])
+
+
+def _overdue(inquiry: Inquiry, now: dt.datetime | None = None) -> bool:
+    """Whether the inquiry's running response clock has passed its target (intake.sla.clock)."""
+    due = aware(inquiry.response_due)
+    return inquiry.status in RUNNING and due is not None and due <= (now or utcnow())
 
 
 def card_groups(session: Session, inquiries: Sequence[Inquiry]) -> dict[int, list[Inquiry]]:
@@ -264,6 +325,8 @@ def _row(inquiry: Inquiry) -> InquiryRow:
         category=inquiry.category,
         assignee=inquiry.assignee,
         received_at=aware(inquiry.received_at),
+        due_at=aware(inquiry.response_due) if inquiry.status in OPEN_STATUSES else None,
+        overdue=_overdue(inquiry),
     )
 
 
@@ -291,8 +354,40 @@ def unassigned_rows(session: Session, limit: int = LIST_LIMIT) -> list[InquiryRo
     )
 
 
-def search_rows(session: Session, words: Sequence[str], limit: int = LIST_LIMIT) -> list[InquiryRow]:
-    return [_row(i) for i in inquiries.search_inquiries(session, words, limit=limit)]
+def query_rows(session: Session, settings: Any, text: str, *, user: str | None, natural: bool = False,
+               limit: int = LIST_LIMIT) -> list[InquiryRow]:
+    """Rows for a query in the search language (intake/search.py); raises its QueryError."""
+    from intake import search
+
+    query = search.parse(text, categories=settings.category_names, user=user, natural=natural)
+    return [_row(i) for i in search.search(session, query, limit=limit)]
+
+
+def with_search(session: Session, settings: Any, data: HomeData, text: str) -> HomeData:
+    """The App Home's data with a search's results (or its error) added."""
+    from dataclasses import replace
+
+    from intake import search
+
+    try:
+        rows = query_rows(session, settings, text, user=data.user_id, limit=15)
+    except search.QueryError as exc:
+        return replace(data, query=text, query_error=str(exc))
+    return replace(data, query=text, results=rows)
+
+
+def query_answer(session: Session, settings: Any, text: str, *, user: str | None,
+                 natural: bool = False) -> "Message":
+    """The list message for a query, or the parser's error naming the wrong token."""
+    from intake import search
+    from intake.slack.blocks import Message as SlackMessage, inquiry_list
+    from intake.slack.escaping import escape
+
+    try:
+        rows = query_rows(session, settings, text, user=user, natural=natural)
+    except search.QueryError as exc:
+        return SlackMessage(text=f":warning: {escape(str(exc))}")
+    return inquiry_list(f"Search: {text}", rows, empty="No inquiry matches.")
 
 
 def _age_bucket(received: dt.datetime | None, now: dt.datetime) -> str:
@@ -331,10 +426,23 @@ def stats(session: Session) -> Stats:
     )
 
 
+def due_rows(session: Session, user_id: str, limit: int = LIST_LIMIT) -> list[InquiryRow]:
+    """The user's inquiries that owe a response, soonest target (so overdue ones) first."""
+    stmt = (
+        select(Inquiry)
+        .where(Inquiry.status.in_(RUNNING), Inquiry.assignee == user_id, Inquiry.response_due.is_not(None))
+        .order_by(Inquiry.response_due, Inquiry.id).limit(limit)
+    )
+    return [_row(i) for i in session.scalars(stmt)]
+
+
 def home_data(session: Session, user_id: str) -> HomeData:
+    due = due_rows(session, user_id, limit=40)
+    shown = {r.inquiry_id for r in due}
     return HomeData(
         user_id=user_id,
-        mine=mine_rows(session, user_id, limit=40),
+        due=due,
+        mine=[r for r in mine_rows(session, user_id, limit=40 + len(due)) if r.inquiry_id not in shown][:40],
         unassigned=unassigned_rows(session, limit=40),
         by_category=counts_by_category(session),
         by_age=counts_by_age(session),

@@ -15,7 +15,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from intake.slack import blocks as B
-from intake.slack.authz import REFUSAL
+from intake.slack.authz import members_only, refuse_with_modal
 from intake.slack.common import SlackDeps
 
 log = logging.getLogger(__name__)
@@ -24,17 +24,12 @@ LOG_MESSAGE_CALLBACK = "log_as_inquiry"
 NEW_INQUIRY_CALLBACK = "new_inquiry"
 
 
-def _refusal_view() -> dict[str, Any]:
-    return B.modal("Not allowed", [B.section(REFUSAL)], callback_id="refused")
-
-
 def register(app: App, deps: SlackDeps) -> None:
-    @app.message_shortcut(LOG_MESSAGE_CALLBACK)
+    members = [members_only(deps.authz, refuse_with_modal)]
+
+    @app.message_shortcut(LOG_MESSAGE_CALLBACK, middleware=members)
     def on_log_message(ack: Ack, body: dict[str, Any], shortcut: dict[str, Any], client: WebClient) -> None:
         ack()
-        if not deps.allowed((body.get("user") or {}).get("id")):
-            client.views_open(trigger_id=body["trigger_id"], view=_refusal_view())
-            return
         message = shortcut.get("message") or {}
         channel = (shortcut.get("channel") or {}).get("id")
         first_line = (message.get("text") or "").strip().splitlines()[:1]
@@ -60,10 +55,7 @@ def register(app: App, deps: SlackDeps) -> None:
             opened_view = opened.get("view") or {}
             client.views_update(view_id=opened_view.get("id"), hash=opened_view.get("hash"), view=view)
 
-    @app.shortcut(NEW_INQUIRY_CALLBACK)
+    @app.shortcut(NEW_INQUIRY_CALLBACK, middleware=members)
     def on_new(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
-        if not deps.allowed((body.get("user") or {}).get("id")):
-            client.views_open(trigger_id=body["trigger_id"], view=_refusal_view())
-            return
         client.views_open(trigger_id=body["trigger_id"], view=B.new_inquiry_modal())

@@ -15,8 +15,9 @@ from slack_bolt import Ack, App
 
 from intake.slack import blocks as B
 from intake.slack.actions import send_reply
-from intake.slack.authz import REFUSAL
-from intake.slack.common import ActionRefused, SlackDeps, domain, int_or_none, run_action, store_inquiry, valid_address
+from intake.slack.authz import members_only, refuse_in_modal
+from intake import inquiries
+from intake.slack.common import ActionRefused, SlackDeps, int_or_none, run_action, store_inquiry, valid_address
 
 log = logging.getLogger(__name__)
 
@@ -46,16 +47,17 @@ def _user(body: dict[str, Any]) -> str:
 
 
 def register(app: App, deps: SlackDeps) -> None:
-    @app.view(B.V_REPLY)
+    def members(block_id: str) -> list:
+        """Members only; anyone else sees the refusal under ``block_id`` and the modal stays."""
+        return [members_only(deps.authz, refuse_in_modal(block_id))]
+
+    @app.view(B.V_REPLY, middleware=members("mode"))
     def on_reply(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         meta, got = _meta(view), values(view)
         inquiry_id = int_or_none(meta.get("inquiry_id"))
         body_block = f"body_{int(meta.get('revision', 0))}"
         text = (got.get(body_block) or "").strip()
         mode = got.get("mode")
-        if not deps.allowed(_user(body)):
-            ack(response_action="errors", errors={"mode": REFUSAL})
-            return
         if not text:
             ack(response_action="errors", errors={body_block: "Write the message first."})
             return
@@ -64,26 +66,23 @@ def register(app: App, deps: SlackDeps) -> None:
             return
         try:
             if mode == B.REPLY_SEND:
-                send_reply(deps, inquiry_id, text, _user(body))
+                send_reply(deps, inquiry_id, text, _user(body), to_address=got.get("recipient"))
             else:
-                run_action(deps, inquiry_id, domain().add_note, text, actor=_user(body))
+                run_action(deps, inquiry_id, inquiries.add_note, text, actor=_user(body))
         except ActionRefused as exc:
             ack(response_action="errors", errors={"mode": str(exc)[:150]})
             return
         ack()
 
-    @app.view(B.V_NOTE)
+    @app.view(B.V_NOTE, middleware=members("body"))
     def on_note(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         inquiry_id = int_or_none(_meta(view).get("inquiry_id"))
         text = (values(view).get("body") or "").strip()
-        if not deps.allowed(_user(body)):
-            ack(response_action="errors", errors={"body": REFUSAL})
-            return
         if not text or inquiry_id is None:
             ack(response_action="errors", errors={"body": "Write the note first."})
             return
         try:
-            run_action(deps, inquiry_id, domain().add_note, text, actor=_user(body))
+            run_action(deps, inquiry_id, inquiries.add_note, text, actor=_user(body))
         except ActionRefused as exc:
             ack(response_action="errors", errors={"body": str(exc)[:150]})
             return
@@ -91,9 +90,6 @@ def register(app: App, deps: SlackDeps) -> None:
 
     def log_from_modal(ack: Ack, body: dict[str, Any], view: dict[str, Any], *, source: str) -> None:
         got, meta = values(view), _meta(view)
-        if not deps.allowed(_user(body)):
-            ack(response_action="errors", errors={"sender_address": REFUSAL})
-            return
         address = valid_address(got.get("sender_address"))
         errors = {}
         if address is None:
@@ -117,11 +113,11 @@ def register(app: App, deps: SlackDeps) -> None:
             meta={"slack_user": _user(body), "logged_via": source, **{k: v for k, v in meta.items() if k in ("channel", "ts")}},
         )
 
-    @app.view(B.V_NEW)
+    @app.view(B.V_NEW, middleware=members("sender_address"))
     def on_new(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         log_from_modal(ack, body, view, source="manual")
 
-    @app.view(B.V_LOG_MESSAGE)
+    @app.view(B.V_LOG_MESSAGE, middleware=members("sender_address"))
     def on_log_message(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         log_from_modal(ack, body, view, source="slack")
 

@@ -1,0 +1,131 @@
+"""How long the `intake` command takes to start: `intake --help` and `intake list` on an empty
+database, beside references that bound them, in interleaved rounds.
+
+    .venv/bin/python bench/cli_startup.py                 # 15 rounds
+    .venv/bin/python bench/cli_startup.py --rounds 30 --imports
+
+Each round runs every command once as a fresh process (the console script `intake`, as a user
+types it), so a busy machine slows all of them alike; the figures are medians of wall time, with
+the CPU time (user + system) beside them. References: `python -c pass` (the interpreter), a
+minimal click CLI's --help, a sqlite3 SELECT script (what listing an empty table costs without
+intake), and `import sqlalchemy.orm` (the floor of any command that reads intake's database
+through its models).
+
+Bytecode is written (PYTHONDONTWRITEBYTECODE is removed for the runs, and a warm-up round
+compiles intake's modules), as on a user's machine after the first run. `--imports` prints the
+slowest imports of each intake command from `python -X importtime`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+INTAKE = str(Path(sys.executable).parent / "intake")
+
+MINIMAL_CLICK = """
+import click
+
+@click.group()
+def cli():
+    "A minimal click CLI."
+
+@cli.command()
+def hello():
+    "Say hello."
+
+cli(["--help"])
+"""
+
+SQLITE_SELECT = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1])
+rows = conn.execute("SELECT id, status, category, subject FROM inquiries ORDER BY received_at DESC LIMIT 50").fetchall()
+print(rows or "no inquiries")
+"""
+
+
+def commands(db_path: Path) -> dict[str, list[str]]:
+    return {
+        "intake --help": [INTAKE, "--help"],
+        "intake list (empty database)": [INTAKE, "list"],
+        "ref: python -c pass": [sys.executable, "-c", "pass"],
+        "ref: minimal click CLI --help": [sys.executable, "-c", MINIMAL_CLICK],
+        "ref: sqlite3 SELECT script": [sys.executable, "-c", SQLITE_SELECT, str(db_path)],
+        "ref: import sqlalchemy.orm": [sys.executable, "-c", "import sqlalchemy.orm"],
+    }
+
+
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the child) for one run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv[:2])} failed: {done.stderr.decode(errors='replace')[-500:]}")
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def slowest_imports(argv: list[str], env: dict[str, str], top: int = 8) -> list[str]:
+    done = subprocess.run([sys.executable, "-X", "importtime", "-c",
+                           "import sys; from intake.cli import main; main(sys.argv[1:])", *argv[1:]],
+                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    rows = []
+    for line in done.stderr.splitlines():
+        if not line.startswith("import time:") or line.count("|") != 2:
+            continue
+        _, cumulative, name = line[len("import time:"):].split("|")
+        # One leading space marks an import made by the script itself, not by another module.
+        if cumulative.strip().isdigit() and not name.startswith("  "):
+            rows.append((int(cumulative), name.strip()))
+    return [f"{us / 1000:7.1f} ms  {name}" for us, name in sorted(rows, reverse=True)[:top]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--imports", action="store_true", help="print each command's slowest imports")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="intake-cli-bench-"))
+    db_path = work / "intake.db"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "INTAKE_LOG_LEVEL")}
+    env.update(DATABASE_URL=f"sqlite:///{db_path}", INTAKE_CONFIG="")
+    todo = commands(db_path)
+    for argv in todo.values():  # warm-up: creates and migrates the database, writes bytecode
+        timed(argv, env)
+    walls: dict[str, list[float]] = {name: [] for name in todo}
+    cpus: dict[str, list[float]] = {name: [] for name in todo}
+    for _ in range(args.rounds):
+        for name, argv in todo.items():
+            wall, cpu = timed(argv, env)
+            walls[name].append(wall)
+            cpus[name].append(cpu)
+
+    load = os.getloadavg()[0]
+    print(f"{args.rounds} interleaved rounds, {os.cpu_count()} CPUs, load average {load:.1f} at the end")
+    print(f"{'command':<32} {'median':>8} {'min':>8} {'cpu':>8}")
+    for name in todo:
+        print(f"{name:<32} {statistics.median(walls[name]) * 1000:6.0f}ms {min(walls[name]) * 1000:6.0f}ms "
+              f"{statistics.median(cpus[name]) * 1000:6.0f}ms")
+    if args.imports:
+        for name in ("intake --help", "intake list (empty database)"):
+            print(f"\nslowest imports of {name} (cumulative, -X importtime):")
+            for line in slowest_imports(todo[name], env):
+                print("  " + line)
+
+
+if __name__ == "__main__":
+    main()
