@@ -3,6 +3,12 @@ database, beside references that bound them, in interleaved rounds.
 
     .venv/bin/python bench/cli_startup.py                 # 15 rounds
     .venv/bin/python bench/cli_startup.py --rounds 30 --imports
+    .venv/bin/python bench/cli_startup.py --baseline /tmp/old   # an older tree, same run
+
+`--baseline DIR` adds both commands run from another source tree (DIR holding `intake/` and
+`intake_migrations/`, e.g. `git archive REV intake migrations | tar -x -C DIR` and renaming
+`migrations` to `intake_migrations`) with this environment's packages, for a before/after
+measured in the same rounds.
 
 Each round runs every command once as a fresh process (the console script `intake`, as a user
 types it), so a busy machine slows all of them alike; the figures are medians of wall time, with
@@ -55,10 +61,23 @@ print(rows or "no inquiries")
 """
 
 
-def commands(db_path: Path) -> dict[str, list[str]]:
+def from_tree(tree: Path, db_path: Path, *args: str) -> list[str]:
+    """`intake ARGS` run from another source tree, ahead of the installed one on sys.path, on
+    its own database (its migrations may be older than this tree's)."""
+    code = (f"import os, sys; os.environ['DATABASE_URL'] = {f'sqlite:///{db_path}'!r}; "
+            f"sys.path.insert(0, {str(tree)!r}); from intake.cli import main; main(sys.argv[1:])")
+    return [sys.executable, "-c", code, *args]
+
+
+def commands(db_path: Path, baseline: Path | None) -> dict[str, list[str]]:
+    before = {} if baseline is None else {
+        "baseline: intake --help": from_tree(baseline, db_path.with_name("baseline.db"), "--help"),
+        "baseline: intake list": from_tree(baseline, db_path.with_name("baseline.db"), "list"),
+    }
     return {
         "intake --help": [INTAKE, "--help"],
         "intake list (empty database)": [INTAKE, "list"],
+        **before,
         "ref: python -c pass": [sys.executable, "-c", "pass"],
         "ref: minimal click CLI --help": [sys.executable, "-c", MINIMAL_CLICK],
         "ref: sqlite3 SELECT script": [sys.executable, "-c", SQLITE_SELECT, str(db_path)],
@@ -97,13 +116,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--imports", action="store_true", help="print each command's slowest imports")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="a source tree to measure the same commands from (before/after)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="intake-cli-bench-"))
     db_path = work / "intake.db"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "INTAKE_LOG_LEVEL")}
     env.update(DATABASE_URL=f"sqlite:///{db_path}", INTAKE_CONFIG="")
-    todo = commands(db_path)
+    todo = commands(db_path, args.baseline)
     for argv in todo.values():  # warm-up: creates and migrates the database, writes bytecode
         timed(argv, env)
     walls: dict[str, list[float]] = {name: [] for name in todo}

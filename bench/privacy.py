@@ -67,6 +67,15 @@ def runtime(url: str, *, secure_delete: str = "ON") -> Runtime:
     return rt
 
 
+def written_bytes() -> int:
+    """Bytes this process has caused to be written to storage (Linux): unlike wall-clock time,
+    the same on a busy machine as on a quiet one."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("write_bytes:"):
+            return int(line.split()[1])
+    return 0
+
+
 def ingest(rt: Runtime, messages: list[bytes], *, process: bool) -> float:
     start = time.perf_counter()
     for raw in messages:
@@ -85,17 +94,21 @@ def bench_secure_delete(count: int, rounds: int) -> None:
         phase = "pipeline" if process else "store"
         modes = ("ON", "FAST", "OFF")
         results: dict[str, list[float]] = {mode: [] for mode in modes}
+        written: dict[str, list[int]] = {mode: [] for mode in modes}
         for _ in range(rounds):
             for mode in modes:
                 with tempfile.TemporaryDirectory() as tmp:
                     url, _drop = make_url("sqlite", Path(tmp))
                     rt = runtime(url, secure_delete=mode)
+                    before = written_bytes()
                     results[mode].append(ingest(rt, messages, process=process))
                     rt.db.dispose()
+                    written[mode].append(written_bytes() - before)
         for mode in modes:
             best, median = min(results[mode]), sorted(results[mode])[len(results[mode]) // 2]
             print(f"sqlite     {phase:<9} secure_delete={mode:<4} {count} messages: best of {rounds} {best:.2f} s "
-                  f"({count / best:,.0f} msg/s), median {median:.2f} s", flush=True)
+                  f"({count / best:,.0f} msg/s), median {median:.2f} s; "
+                  f"{min(written[mode]) / 1e6:.1f} MB written", flush=True)
 
 
 def desk(rt: Runtime, count: int, samples: list[bytes]) -> None:

@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from intake import inquiries
 from intake.models import Inquiry
+from intake.jobs import InlineQueue
 from intake.runtime import Runtime
 
 NY = ZoneInfo("America/New_York")
@@ -51,7 +52,7 @@ def with_sla(settings, **sla: Any):
 
 
 def sla_runtime(settings, db, queue=None, **sla: Any) -> Runtime:
-    return Runtime(with_sla(settings, **sla), db, queue=queue)
+    return Runtime(with_sla(settings, **sla), db, queue=queue if queue is not None else InlineQueue())
 
 
 def email(subject: str, body: str, *, sender: str = "ann@example.org", date: dt.datetime | None = None,

@@ -245,7 +245,9 @@ _refresh_lock = threading.Lock()
 
 def refresh(rt: "Runtime", *, force: bool = False) -> RefreshResult:
     """Recompute every group. Reads and clusters outside any write transaction, then writes in
-    one short one; skipped when nothing groupable changed since this process last ran it."""
+    one short one, and only when the groups came out different: a refresh that changes nothing
+    never takes the write lock (on SQLite a writer waits for every other writer). Skipped after
+    one query when nothing groupable changed since this process last ran it."""
     config = GroupingConfig.from_settings(rt.settings)
     with _refresh_lock:
         with rt.db.read_session() as session:
@@ -253,7 +255,11 @@ def refresh(rt: "Runtime", *, force: bool = False) -> RefreshResult:
             if not force and _last_fingerprint.get(rt.db.url) == mark:
                 return RefreshResult(skipped=True)
             found = candidates(session)
+            current, _ = _active(session)
         clusters = cluster(found, config.options)
+        if {frozenset(c.ids) for c in clusters} == {frozenset(ids) for ids in current.values()}:
+            _last_fingerprint[rt.db.url] = mark
+            return RefreshResult(groups=len(current))
         with rt.db.session() as session:
             result = apply(session, clusters, {c.id: c for c in found}, config)
         _last_fingerprint[rt.db.url] = mark
