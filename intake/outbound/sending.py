@@ -205,7 +205,7 @@ def send_many(rt: "Runtime", message_ids: list[int], *, tickets: dict[int, Ticke
     try:
         for info in ready:
             ticket = tickets.get(info["id"])
-            if ticket is not None and (ticket.id not in held or not lease_left(ticket)):
+            if ticket is not None and (ticket.id not in held or not lease_left(rt, ticket)):
                 outcomes[info["id"]] = Retry(f"delivery {ticket.key} outlived its lease; another attempt has it")
                 continue
             if connection is None:

@@ -140,6 +140,9 @@ class Connection:
     def __init__(self, cfg: SmtpSettings) -> None:
         self.cfg = cfg
         self.client: smtplib.SMTP | None = None
+        # Set when the relay could not be reached: the batch's other messages fail the same way
+        # at once instead of each waiting out a connect timeout (they are all retried later).
+        self.unreachable: DeliveryError | None = None
 
     def __enter__(self) -> "Connection":
         return self
@@ -163,8 +166,14 @@ class Connection:
 
     def send(self, envelope_from: str, recipient: str, raw: bytes) -> str:
         """Send ``raw`` as-is to one recipient; return the server's answer for the record."""
+        if self.unreachable is not None:
+            raise DeliveryError(str(self.unreachable), permanent=False)
         if self.client is None:
-            self.client = self._open()
+            try:
+                self.client = self._open()
+            except DeliveryError as exc:
+                self.unreachable = exc
+                raise
         client = self.client
         try:
             refused = client.sendmail(envelope_from, [recipient], raw)

@@ -86,8 +86,9 @@ def still_ours(rt: "Runtime", ticket: Ticket) -> bool:
     return ticket.id in still_ours_many(rt, [ticket])
 
 
-# An act is begun only while this much of the lease is left by this process's clock: the margin
-# covers the act itself and a modest clock difference between workers.
+# An act is begun only while this much of the lease is left by this process's clock (at most a
+# quarter of the lease): the margin covers the act itself and a modest clock difference between
+# workers.
 LEASE_MARGIN = dt.timedelta(seconds=30)
 
 
@@ -120,9 +121,10 @@ def still_ours_many(rt: "Runtime", tickets: Iterable[Ticket]) -> set[int]:
     return ours
 
 
-def lease_left(ticket: Ticket, *, now: dt.datetime | None = None) -> bool:
+def lease_left(rt: "Runtime", ticket: Ticket, *, now: dt.datetime | None = None) -> bool:
     """Whether enough of this attempt's lease is left, by this process's clock, to begin an act."""
-    return ticket.leased_until is not None and (now or utcnow()) < ticket.leased_until - LEASE_MARGIN
+    margin = min(LEASE_MARGIN, rt.settings.outbox.lease / 4)
+    return ticket.leased_until is not None and (now or utcnow()) < ticket.leased_until - margin
 
 
 def _complete(rt: "Runtime", ticket: Ticket, result: str) -> bool:

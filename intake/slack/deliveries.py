@@ -179,7 +179,7 @@ def post_once(rt: "Runtime", ticket: Ticket, channel: str, message: B.Message, m
             log.info("delivery %s: found its earlier post %s in %s; not posting again", ticket.key, found, channel)
             return channel, found
     channel_throttle(rt).wait(channel)
-    if not (lease_left(ticket) if fenced else still_ours(rt, ticket)):
+    if not (lease_left(rt, ticket) if fenced else still_ours(rt, ticket)):
         raise Retry(f"delivery {ticket.key} outlived its lease; another attempt has it")
     kwargs: dict[str, Any] = {"thread_ts": thread_ts} if thread_ts else {}
     resp = client.chat_postMessage(channel=channel, metadata=metadata, **kwargs, **POST_OPTIONS,
