@@ -38,8 +38,7 @@ from intake.models import Inquiry, Message, utcnow
 from intake.outbound.loops import outbound_history
 from intake.outbound.options import LOGGED_ONLY_NOTE, OutboundOptions, load_options
 from intake.outbound.smtp import Connection, DeliveryError, smtp_settings
-from intake.outbox import GiveUp, Retry, Ticket, deliverer
-from intake.outbox.worker import lease_left, still_ours_many
+from intake.outbox import GiveUp, Retry, Ticket, deliverer, lease_left, still_ours_many
 
 if TYPE_CHECKING:  # pragma: no cover
     from intake.runtime import Runtime

@@ -30,8 +30,7 @@ from sqlalchemy import bindparam, select, update
 
 from intake.jobs import periodic
 from intake.models import Event, Inquiry, Message, utcnow
-from intake.outbox import Retry, Ticket, deliverer, owe, still_ours
-from intake.outbox.worker import lease_left, still_ours_many
+from intake.outbox import Retry, Ticket, deliverer, lease_left, owe, still_ours, still_ours_many
 from intake.slack import blocks as B
 from intake.slack import queries as Q
 from intake.slack.client import channel_throttle, slack_client
