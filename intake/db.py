@@ -8,11 +8,13 @@ secure_delete (erased text is zeroed, not left in free pages).
 from __future__ import annotations
 
 import contextlib
+import select
 import sqlite3
+import threading
 from typing import Any, Callable, Iterator
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from intake.config import Settings
@@ -47,6 +49,36 @@ def _sqlite_begin_immediate(conn) -> None:  # pragma: no cover - trivial
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def server_closed(dbapi_connection: Any) -> bool:
+    """True when the PostgreSQL server has closed, or is closing, this idle connection.
+
+    A restart or ``pg_terminate_backend`` makes the server send its FATAL message and close the
+    socket, so the socket of an idle connection turns readable: one non-blocking ``select`` tells,
+    where ``pool_pre_ping`` spent a round trip (``SELECT 1``) on every checkout, about a seventh
+    of a webhook request. Nothing else is ever due on an idle connection (no LISTEN here), so
+    anything to read counts as a goodbye; at worst a connection is replaced for nothing. A
+    connection cut without a word (a network partition) is not seen here: its first statement
+    fails, the request answers 503 and SQLAlchemy invalidates the pool.
+    """
+    from psycopg import OperationalError
+    from psycopg.pq import ConnStatus
+
+    pgconn = dbapi_connection.pgconn
+    if dbapi_connection.closed or pgconn.status != ConnStatus.OK:
+        return True
+    try:
+        readable, _, _ = select.select([pgconn.socket], [], [], 0)
+    except (OSError, ValueError, OperationalError):  # no socket left at all
+        return True
+    return bool(readable)
+
+
+def _refuse_closed_connection(dbapi_connection, _record, _proxy) -> None:
+    # DisconnectionError on checkout makes the pool discard the connection and open a new one.
+    if server_closed(dbapi_connection):
+        raise DisconnectionError("the server closed this pooled connection")
+
+
 def make_engine(url: str, **kwargs) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
@@ -54,11 +86,103 @@ def make_engine(url: str, **kwargs) -> Engine:
         event.listen(engine, "connect", _sqlite_autocommit_driver)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
-    # pool_pre_ping: a web worker that outlived a database restart reconnects instead of
-    # failing its first request; connect_timeout keeps "database down" a fast 503.
-    kwargs.setdefault("pool_pre_ping", True)
+    # A web worker that outlived a database restart must reconnect instead of failing its next
+    # request: the checkout check reads the socket (server_closed) instead of pinging the server.
+    # connect_timeout keeps "database down" a fast 503.
     kwargs.setdefault("connect_args", {"connect_timeout": 5})
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        event.listen(engine, "checkout", _refuse_closed_connection)
+    return engine
+
+
+class DirectConnection:
+    """A PostgreSQL connection held by each thread, in autocommit mode, for a write that is one
+    statement (the webhook's message + receipt).
+
+    Autocommit makes that statement its own transaction: the answer comes back once it is
+    committed, so storing a message costs one round trip, where a pooled session costs three
+    (``pool_pre_ping``'s ``SELECT 1``, the statement, the commit) and SQLAlchemy's bookkeeping
+    around each.
+
+    Liveness without a ping: before each use the socket is checked for a server-side close
+    (server_closed). A goodbye that arrives just after that check (the server was restarted or
+    the backend terminated a moment ago) fails the statement, which is then run once more on a
+    new connection, with ``RETRY_TIMEOUT_MS`` to finish: the statement is safe to repeat (the
+    dedupe key makes a second insert a no-op), and a database still unable to answer quickly is
+    reported as unavailable (the webhook's 503) rather than holding the provider's request.
+    """
+
+    RETRY_TIMEOUT_MS = 2000
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._local = threading.local()
+        self._all: set[Any] = set()  # every thread's connection, for close()
+        self._lock = threading.Lock()
+
+    def _connection(self) -> tuple[Any, bool]:
+        """This thread's connection, and whether it was opened just now."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and (conn.closed or server_closed(conn)):
+            self.drop()
+            conn = None
+        if conn is not None:
+            return conn, False
+        # Opened through the engine so that the URL's options (search_path, application_name,
+        # connect_timeout) apply, then detached: this connection is ours, not the pool's.
+        fairy = self.engine.raw_connection()
+        fairy.detach()
+        conn = fairy.dbapi_connection
+        conn.autocommit = True
+        self._local.conn = conn
+        with self._lock:
+            self._all.add(conn)
+        return conn, True
+
+    def run(self, work: Callable[[Any], Any]) -> Any:
+        """``work(cursor)`` on this thread's connection; psycopg's errors propagate."""
+        from psycopg import InterfaceError, OperationalError
+
+        conn, fresh = self._connection()
+        try:
+            with conn.cursor() as cursor:
+                return work(cursor)
+        except (OperationalError, InterfaceError):
+            if not (conn.closed or server_closed(conn)):
+                raise  # the connection is fine: a timeout, a cancel; the caller decides
+            self.drop()
+            if fresh:
+                raise
+        conn, _ = self._connection()
+        with conn.cursor() as cursor:
+            cursor.execute(f"SET statement_timeout = {int(self.RETRY_TIMEOUT_MS)}")
+            try:
+                return work(cursor)
+            finally:
+                if not conn.closed:
+                    cursor.execute("SET statement_timeout TO DEFAULT")
+
+    def drop(self) -> None:
+        """Forget this thread's connection (closing it)."""
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            self._close(conn)
+
+    def close(self) -> None:
+        """Close every thread's connection (Database.dispose)."""
+        with self._lock:
+            conns, self._all = list(self._all), set()
+        for conn in conns:
+            self._close(conn)
+        self._local = threading.local()
+
+    def _close(self, conn: Any) -> None:
+        with self._lock:
+            self._all.discard(conn)
+        with contextlib.suppress(Exception):
+            conn.close()
 
 
 class Database:
@@ -74,6 +198,8 @@ class Database:
         # Called after a commit with the deliveries it owed, [(kind, id)]: the runtime hands them
         # to the queue (intake.outbox.kick). Unset, they wait for the outbox poller.
         self.on_owed: Callable[[list[Any]], None] | None = None
+        # PostgreSQL only: the webhook's one-statement store (see DirectConnection).
+        self.direct: DirectConnection | None = None if self.is_sqlite else DirectConnection(self.engine)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Database":
@@ -124,6 +250,8 @@ class Database:
         Base.metadata.create_all(self.engine)
 
     def dispose(self) -> None:
+        if self.direct is not None:
+            self.direct.close()
         self.engine.dispose()
 
 

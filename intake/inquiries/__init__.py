@@ -29,15 +29,29 @@ from intake.inquiries.lifecycle import (
     reopen,
     wait_on_applicant,
 )
-from intake.inquiries.processing import ARRIVAL_FROM_DATE, ProcessResult, arrival_time, process_message
+from intake.inquiries.processing import (
+    ARRIVAL_FROM_DATE,
+    Prepared,
+    ProcessResult,
+    arrival_time,
+    claim_received,
+    prepare,
+    process_message,
+    process_messages,
+    record_failure,
+    result_for,
+    waiting_messages,
+)
 from intake.inquiries.queries import count_inquiries, inquiry_detail, inquiry_summary, list_inquiries, search_inquiries
 from intake.inquiries.store import StoreResult, dedupe_key_for, record_receipt, store_raw, synthesize_message
-from intake.inquiries.threads import FALLBACK_THREAD_WINDOW, find_thread, is_participant
+from intake.inquiries.threads import FALLBACK_THREAD_WINDOW, find_thread, find_threads, is_participant
 
 __all__ = [
     "ALLOWED", "FALLBACK_THREAD_WINDOW", "InquiryNotFound", "InvalidAction", "ProcessResult",
     "QUIET_CATEGORIES", "SYSTEM", "StaleCard", "Status", "StoreResult", "add_note", "assign", "claim",
-    "close", "count_inquiries", "dedupe_key_for", "find_thread", "get_inquiry", "inquiry_detail", "inquiry_summary",
+    "claim_received", "close", "count_inquiries", "dedupe_key_for", "find_thread", "find_threads", "get_inquiry",
+    "inquiry_detail", "inquiry_summary", "Prepared", "prepare", "process_messages", "record_failure", "result_for",
+    "waiting_messages",
     "is_participant", "list_inquiries", "mark_not_spam", "mark_spam", "on_follow_up", "on_reply_sent",
     "process_message", "reclassify", "record_receipt", "reopen", "search_inquiries", "store_raw",
     "synthesize_message",

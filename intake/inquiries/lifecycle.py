@@ -95,18 +95,29 @@ def touch_for_reply(session: Session, inquiry_id: int, version: int | None) -> I
 # ---- what the pipeline and the outbound layer report ---------------------------------------
 
 
-def on_follow_up(session: Session, inquiry: Inquiry, message_id: int, *, automated: bool,
-                 now: dt.datetime | None = None) -> Event:
+def follow_up(inquiry: Inquiry, *, automated: bool, now: dt.datetime | None = None) -> bool:
     """A message that continues the inquiry: a person writing reopens a closed or waiting
-    inquiry; an auto-reply (out of office, bounce) never does. The one home of that rule."""
+    inquiry; an auto-reply (out of office, bounce) never does. The one home of that rule.
+    Returns whether it reopened a closed inquiry (the ``follow_up`` event says so)."""
     now = now or utcnow()
     inquiry.last_message_at = now
     reopened = False
     if not automated and inquiry.status in (Status.CLOSED.value, Status.WAITING.value):
         reopened = inquiry.status == Status.CLOSED.value
         move(inquiry, Status.OPEN, now=now)
-    return record_event(session, inquiry.id, SYSTEM, "follow_up", message_id=message_id,
-                        **({"reopened": True} if reopened else {}))
+    return reopened
+
+
+def follow_up_detail(message_id: int, reopened: bool) -> dict:
+    """The ``follow_up`` event's detail."""
+    return {"message_id": message_id, **({"reopened": True} if reopened else {})}
+
+
+def on_follow_up(session: Session, inquiry: Inquiry, message_id: int, *, automated: bool,
+                 now: dt.datetime | None = None) -> Event:
+    """Apply :func:`follow_up` and record its ``follow_up`` event."""
+    reopened = follow_up(inquiry, automated=automated, now=now)
+    return record_event(session, inquiry.id, SYSTEM, "follow_up", **follow_up_detail(message_id, reopened))
 
 
 def on_reply_sent(inquiry: Inquiry, now: dt.datetime) -> None:
@@ -242,6 +253,6 @@ def add_note(session: Session, inquiry_id: int, text: str, actor: str, *, versio
 
 __all__ = [
     "ALLOWED", "InquiryNotFound", "InvalidAction", "StaleCard", "Status", "add_note", "assign",
-    "claim", "close", "mark_not_spam", "mark_spam", "move", "on_follow_up", "on_reply_sent",
-    "reclassify", "reopen", "touch_for_reply", "wait_on_applicant",
+    "claim", "close", "follow_up", "follow_up_detail", "mark_not_spam", "mark_spam", "move", "on_follow_up",
+    "on_reply_sent", "reclassify", "reopen", "touch_for_reply", "wait_on_applicant",
 ]

@@ -1,8 +1,16 @@
-"""Processing a stored message: parse, thread, classify, and record what happened.
+"""Processing stored messages: parse, thread, classify, and record what happened.
 
 The events recorded here (``received``, ``follow_up``, ``unparseable``) owe, in the same
 transaction, the card, the thread line and the acknowledgment (see intake/outbox/dispatch.py):
 a worker killed after this commit loses none of them.
+
+Messages are processed in batches when several are waiting (``waiting_messages``, then
+``claim_received`` + ``process_messages``): the parse and every other piece of CPU work run
+before the transaction opens, then one transaction asks the database once per batch for
+contacts and threads, runs the classifier on all new inquiries at once and writes the rows with
+one statement per table. A batch gives the same inquiries as one message at a time, in order
+(intake/inquiries/threads.py decides later messages knowing what earlier ones did); a single
+message is a batch of one.
 """
 
 from __future__ import annotations
@@ -10,25 +18,30 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from intake import mail, recipients
-from intake.mail.authentication import SenderAuthentication, authenticate
-from intake.events import record_event
+from intake.events import record_events
 from intake.inquiries.common import SYSTEM
-from intake.inquiries.lifecycle import on_follow_up
-from intake.inquiries.threads import contact_id_for, find_thread
+from intake.inquiries.lifecycle import follow_up, follow_up_detail
+from intake.inquiries.threads import contact_ids_for, find_threads
+from intake.mail.authentication import SenderAuthentication, authenticate
 from intake.mail.types import ParsedEmail, UnparseableMessage
 from intake.models import Attachment, Classification, Inquiry, Message, utcnow
 from intake.sla import clock as sla_clock
 
 if TYPE_CHECKING:  # pragma: no cover
+    from intake.classify import Verdict
     from intake.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+# A message whose processing failed this many times is no longer picked up by batches; it is
+# retried alone, when asked for by id (the sweeper, a retried job), so it cannot stall the rest.
+MAX_BATCH_ATTEMPTS = 3
 
 
 # store_raw(meta=ARRIVAL_FROM_DATE) (`intake ingest --received-from-date`): the message's own
@@ -87,28 +100,38 @@ def _fill_message(session: Session, message: Message, parsed: ParsedEmail, max_a
         )
 
 
-def _classify(rt: "Runtime", parsed: ParsedEmail, meta: dict[str, Any] | None):
-    """The classifier's verdict; a classifier failure never loses a message."""
+def _fallback_verdict(rt: "Runtime", exc: Exception) -> "Verdict":
     from intake import classify
 
+    names = rt.settings.category_names
+    return classify.Verdict(
+        category="general" if "general" in names else names[0],
+        confidence=0.0,
+        source="rule",
+        reasons=[f"classifier error: {exc.__class__.__name__}"],
+        model_version=None,
+        needs_review=True,
+        automated=False,
+    )
+
+
+def _classify(rt: "Runtime", items: Sequence[tuple[ParsedEmail, dict[str, Any] | None]]) -> list["Verdict"]:
+    """The classifier's verdicts, in one call for the batch; a classifier failure never loses a
+    message (it is filed as general, for review)."""
+    from intake import classify
+
+    if not items:
+        return []
     try:
-        return classify.get_classifier(rt).classify(classify.Document.from_parsed(parsed, meta))
+        docs = [classify.Document.from_parsed(parsed, meta) for parsed, meta in items]
+        return classify.get_classifier(rt).classify_many(docs)
     except Exception as exc:
         log.exception("classification failed; filing as general for review")
-        return classify.Verdict(
-            category="general" if "general" in rt.settings.category_names else rt.settings.category_names[0],
-            confidence=0.0,
-            source="rule",
-            reasons=[f"classifier error: {exc.__class__.__name__}"],
-            model_version=None,
-            needs_review=True,
-            automated=False,
-        )
-
+        return [_fallback_verdict(rt, exc) for _ in items]
 
 
 @dataclass
-class _Prepared:
+class Prepared:
     """What processing computes from the stored bytes alone, before any lock is taken."""
 
     parsed: ParsedEmail | None
@@ -117,90 +140,51 @@ class _Prepared:
     authentication: SenderAuthentication | None = None
 
 
-def _prepare(rt: "Runtime", raw: bytes, meta: dict[str, Any] | None, message_id: int) -> _Prepared:
+def prepare(rt: "Runtime", raw: bytes, meta: dict[str, Any] | None, message_id: int) -> Prepared:
     """Parse, detect the language and read the sender authentication: all CPU work, bounded by
     the parser's time budget, and none of it may run while a write lock is held."""
     try:
         parsed = mail.parse(raw, max_attachment_bytes=rt.settings.max_attachment_bytes)
     except UnparseableMessage as exc:
-        return _Prepared(None, str(exc))
+        return Prepared(None, str(exc))
     except Exception as exc:  # the parser must never crash; if it does, keep the message anyway
         log.exception("parser crashed on message %s", message_id)
-        return _Prepared(None, f"parser error: {exc.__class__.__name__}: {exc}")
-    return _Prepared(parsed, None, _language(rt, parsed), authenticate(parsed, meta, rt.settings.authserv_ids))
+        return Prepared(None, f"parser error: {exc.__class__.__name__}: {exc}")
+    return Prepared(parsed, None, _language(rt, parsed), authenticate(parsed, meta, rt.settings.authserv_ids))
 
 
-def _prepare_unlocked(rt: "Runtime", message_id: int) -> _Prepared | None:
-    """The message read in a read-only session (no write lock on SQLite), then prepared with no
-    transaction open; None when there is nothing to prepare (gone, or processed already).
-
-    A slow message parsed inside the processing transaction would hold SQLite's write lock (and
-    webhooks would answer 503 meanwhile)."""
-    with rt.db.read_session() as reader:
-        row = reader.execute(
-            select(Message.raw, Message.meta, Message.state, Message.inquiry_id).where(Message.id == message_id)
-        ).first()
-    if row is None or (row.state == "processed" and row.inquiry_id is not None):
-        return None
-    return _prepare(rt, row.raw, row.meta, message_id)
-
-
-def process_message(session: Session, rt: "Runtime", message_id: int) -> ProcessResult:
-    """Parse, thread and classify one stored message. Idempotent: a processed one is reported.
-
-    The parse happens before ``session`` opens its transaction (the caller passes a fresh one).
-    """
-    prepared = _prepare_unlocked(rt, message_id)
-    query = select(Message).where(Message.id == message_id)
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
-        query = query.with_for_update()
-    message = session.scalars(query).one_or_none()
-    if message is None:
-        raise LookupError(f"no stored message {message_id}")
-    if message.state == "processed" and message.inquiry_id is not None:
-        return _result_for_processed(session, message)
-    if prepared is None:  # its state changed between the read and the lock
-        prepared = _prepare(rt, message.raw, message.meta, message.id)
-    if prepared.parsed is None:
-        return _file_unparseable(session, message, prepared.error or "unparseable")
-
-    parsed, language, authentication = prepared.parsed, prepared.language, prepared.authentication
-    with session.no_autoflush:  # the message row is written once, at the end
-        result = _thread_or_open(session, rt, message, parsed, language, authentication)
-    _fill_message(session, message, parsed, rt.settings.max_attachment_bytes)
-    if authentication is not None:
-        message.authentication = authentication.verdict
-        message.authentication_reasons = authentication.reasons or None
-    message.inquiry_id = result.inquiry_id
-    message.language = language
-    message.state = "processed"
-    message.processed_at = utcnow()
-    session.flush()
-    return result
+def waiting_messages(session: Session, *, limit: int, first_id: int | None = None,
+                     ids: Sequence[int] | None = None) -> list[tuple[int, bytes, dict[str, Any] | None]]:
+    """(id, raw, meta) of up to ``limit`` stored messages waiting to be processed, oldest first,
+    plus ``first_id`` when it is waiting too; or of those of ``ids`` that are waiting. Read
+    without a lock, so that they are parsed with no transaction open (a slow message parsed
+    inside one would hold SQLite's write lock, and webhooks would answer 503 meanwhile)."""
+    if ids is not None:
+        wanted = Message.id.in_(list(ids))
+    else:
+        oldest = (select(Message.id).where(Message.state == "received", Message.attempts < MAX_BATCH_ATTEMPTS)
+                  .order_by(Message.created_at).limit(limit))
+        wanted = Message.id.in_(oldest) if first_id is None else or_(Message.id == first_id, Message.id.in_(oldest))
+    rows = session.execute(
+        select(Message.id, Message.raw, Message.meta).where(wanted, Message.state == "received").order_by(Message.id)
+    ).all()
+    return [(row.id, row.raw, row.meta) for row in rows]
 
 
-def _thread_or_open(
-    session: Session, rt: "Runtime", message: Message, parsed: ParsedEmail, language: str | None,
-    authentication: SenderAuthentication | None = None,
-) -> ProcessResult:
-    """Join the inquiry this message continues, or open a new classified one."""
-    now = utcnow()
-    sender = parsed.sender
-    contact_id = contact_id_for(session, sender.address, sender.name) if sender and sender.address else None
-    inquiry = find_thread(session, parsed, own_address=rt.settings.from_address, now=now, settings=rt.settings)
-    if inquiry is not None:
-        status_before = inquiry.status
-        on_follow_up(session, inquiry, message.id, automated=parsed.automation.automated, now=now)
-        if not parsed.automation.automated:  # a person wrote: a response is owed (intake.sla.clock)
-            sla_clock.applicant_wrote(inquiry, sla_clock.policy(rt), arrival_time(message, parsed),
-                                      reopened=inquiry.status != status_before)
-        if authentication is not None and authentication.verdict == "fail":
-            # Staff see it in the thread; where replies go does not change (intake.recipients).
-            record_event(session, inquiry.id, SYSTEM, "sender_unverified", message_id=message.id,
-                         address=sender.address if sender else None, reasons=authentication.reasons[:4],
-                         reply_to=recipients.reply_address(session, inquiry.id))
-        return ProcessResult("follow-up", inquiry.id, message.id)
-    verdict = _classify(rt, parsed, message.meta)
+def claim_received(session: Session, ids: Sequence[int]) -> list[Message]:
+    """Lock and load those of these messages that are still waiting, in order. On PostgreSQL rows
+    another worker holds are skipped (``SKIP LOCKED``), so workers share a backlog; SQLite's
+    write transaction is exclusive."""
+    if not ids:
+        return []
+    return list(session.scalars(
+        select(Message).where(Message.id.in_(list(ids)), Message.state == "received")
+        .order_by(Message.id).with_for_update(skip_locked=True)
+    ))
+
+
+def _new_inquiry(rt: "Runtime", parsed: ParsedEmail, message: Message, verdict: "Verdict",
+                 contact_id: int | None, language: str | None, now: dt.datetime) -> Inquiry:
     inquiry = Inquiry(
         contact_id=contact_id,
         subject=(parsed.subject or "")[:5000],
@@ -220,21 +204,138 @@ def _thread_or_open(
         inquiry.status = "closed"
         inquiry.closed_at = now
     sla_clock.start(inquiry, sla_clock.policy(rt), inquiry.received_at)  # response targets
-    session.add(inquiry)
-    session.flush()  # the inquiry's id, for the rows below
-    session.add(
-        Classification(
-            inquiry_id=inquiry.id,
-            message_id=message.id,
-            category=verdict.category,
-            confidence=verdict.confidence,
-            source=verdict.source,
-            model_version=verdict.model_version,
-            reasons=list(verdict.reasons),
-        )
+    return inquiry
+
+
+def _unparseable_inquiry(message: Message, now: dt.datetime) -> Inquiry:
+    """An unparseable message is kept and put in front of staff as its own inquiry."""
+    return Inquiry(
+        subject="(unparseable message)",
+        thread_subject="",
+        status="new",
+        category=None,
+        needs_review=True,
+        received_at=message.created_at or now,
+        last_message_at=now,
     )
-    record_event(session, inquiry.id, SYSTEM, "received", message_id=message.id, category=verdict.category)
-    return ProcessResult("new", inquiry.id, message.id)
+
+
+def process_messages(session: Session, rt: "Runtime", messages: Sequence[Message],
+                     prepared: dict[int, Prepared] | None = None) -> list[ProcessResult]:
+    """Thread, classify and record these stored messages (locked, not yet processed), in order,
+    in the caller's transaction; ``prepared`` holds what was computed before it opened (a
+    message missing from it is prepared now). One result per message."""
+    settings = rt.settings
+    now = utcnow()
+    ready = dict(prepared or {})
+    for message in messages:
+        if message.id not in ready:
+            ready[message.id] = prepare(rt, message.raw, message.meta, message.id)
+    parsed = [ready[m.id].parsed for m in messages]
+
+    with session.no_autoflush:  # each row is written once, at the end
+        contacts = contact_ids_for(session, [(p.sender.address, p.sender.name) for p in parsed
+                                             if p is not None and p.sender and p.sender.address])
+        choices = find_threads(session, parsed, own_address=settings.from_address, now=now,
+                               message_ids=[m.id for m in messages], settings=settings)
+    opening = [i for i, p in enumerate(parsed) if p is not None and choices[i].is_new]
+    verdicts = dict(zip(opening, _classify(rt, [(parsed[i], messages[i].meta) for i in opening])))
+
+    created: dict[int, Inquiry] = {}
+    for index, message in enumerate(messages):
+        p = parsed[index]
+        if p is None:
+            created[index] = _unparseable_inquiry(message, now)
+        elif index in verdicts:
+            contact_id = contacts.get(p.sender.address[:320]) if p.sender and p.sender.address else None
+            created[index] = _new_inquiry(rt, p, message, verdicts[index], contact_id, ready[message.id].language, now)
+    session.add_all(created.values())
+    session.flush()  # the new inquiries' ids, in one INSERT
+
+    facts: list[tuple[int | None, str, str, dict[str, Any]]] = []
+    results: list[ProcessResult] = []
+    for index, message in enumerate(messages):
+        p, done = parsed[index], ready[message.id]
+        if p is None:
+            inquiry = created[index]
+            message.parse_status = "unparseable"
+            message.parse_error = (done.error or "unparseable")[:2000]
+            facts.append((inquiry.id, SYSTEM, "unparseable",
+                          {"message_id": message.id, "error": (done.error or "unparseable")[:500]}))
+            results.append(ProcessResult("unparseable", inquiry.id, message.id))
+        elif index in created:
+            inquiry = created[index]
+            verdict = verdicts[index]
+            session.add(Classification(
+                inquiry_id=inquiry.id, message_id=message.id, category=verdict.category,
+                confidence=verdict.confidence, source=verdict.source,
+                model_version=verdict.model_version, reasons=list(verdict.reasons),
+            ))
+            facts.append((inquiry.id, SYSTEM, "received", {"message_id": message.id, "category": verdict.category}))
+            results.append(ProcessResult("new", inquiry.id, message.id))
+        else:
+            choice = choices[index]
+            inquiry = choice.inquiry if choice.inquiry is not None else created[choice.same_as]
+            facts.extend(_follow_up(session, rt, inquiry, message, p, done.authentication, now))
+            results.append(ProcessResult("follow-up", inquiry.id, message.id))
+        if p is not None:
+            _fill_message(session, message, p, settings.max_attachment_bytes)
+            if done.authentication is not None:
+                message.authentication = done.authentication.verdict
+                message.authentication_reasons = done.authentication.reasons or None
+            message.language = done.language
+        message.inquiry_id = inquiry.id
+        message.state = "processed"
+        message.processed_at = now
+    record_events(session, facts)  # flushes the rows above with the events, then owes
+    return results
+
+
+def _follow_up(session: Session, rt: "Runtime", inquiry: Inquiry, message: Message, parsed: ParsedEmail,
+               authentication: SenderAuthentication | None, now: dt.datetime) -> list[tuple]:
+    """A message continuing the inquiry: the lifecycle's follow-up rule, the response clock, and
+    what staff must see; returns the facts to record."""
+    status_before = inquiry.status
+    reopened = follow_up(inquiry, automated=parsed.automation.automated, now=now)
+    if not parsed.automation.automated:  # a person wrote: a response is owed (intake.sla.clock)
+        sla_clock.applicant_wrote(inquiry, sla_clock.policy(rt), arrival_time(message, parsed),
+                                  reopened=inquiry.status != status_before)
+    facts = [(inquiry.id, SYSTEM, "follow_up", follow_up_detail(message.id, reopened))]
+    if authentication is not None and authentication.verdict == "fail":
+        # Staff see it in the thread; where replies go does not change (intake.recipients).
+        sender = parsed.sender
+        facts.append((inquiry.id, SYSTEM, "sender_unverified", dict(
+            message_id=message.id, address=sender.address if sender else None,
+            reasons=authentication.reasons[:4], reply_to=recipients.reply_address(session, inquiry.id))))
+    return facts
+
+
+def process_message(session: Session, rt: "Runtime", message_id: int) -> ProcessResult:
+    """Parse, thread and classify one stored message. Idempotent: a processed one is reported.
+
+    The parse happens before ``session`` opens its transaction (the caller passes a fresh one).
+    """
+    prepared = _prepare_unlocked(rt, message_id)
+    query = select(Message).where(Message.id == message_id)
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        query = query.with_for_update()
+    message = session.scalars(query).one_or_none()
+    if message is None:
+        raise LookupError(f"no stored message {message_id}")
+    if message.state == "processed" and message.inquiry_id is not None:
+        return _result_for_processed(session, message)
+    return process_messages(session, rt, [message], {message_id: prepared} if prepared is not None else None)[0]
+
+
+def _prepare_unlocked(rt: "Runtime", message_id: int) -> Prepared | None:
+    """The message read in a read-only session (no write lock on SQLite), then prepared with no
+    transaction open; None when there is nothing to prepare (gone, or processed already)."""
+    with rt.db.read_session() as reader:
+        found = waiting_messages(reader, limit=1, ids=[message_id])
+    if not found:
+        return None
+    _, raw, meta = found[0]
+    return prepare(rt, raw, meta, message_id)
 
 
 def _language(rt: "Runtime", parsed: ParsedEmail) -> str | None:
@@ -248,28 +349,21 @@ def _language(rt: "Runtime", parsed: ParsedEmail) -> str | None:
         return None
 
 
-def _file_unparseable(session: Session, message: Message, error: str) -> ProcessResult:
-    """Keep an unparseable message and put it in front of staff as its own inquiry."""
-    now = utcnow()
-    message.parse_status = "unparseable"
-    message.parse_error = error[:2000]
-    inquiry = Inquiry(
-        subject="(unparseable message)",
-        thread_subject="",
-        status="new",
-        category=None,
-        needs_review=True,
-        received_at=message.created_at or now,
-        last_message_at=now,
+def record_failure(session: Session, message_id: int, error: str) -> None:
+    """Count a failed attempt at processing a message (batches skip it after a few)."""
+    session.execute(
+        update(Message).where(Message.id == message_id, Message.state == "received")
+        .values(attempts=Message.attempts + 1, last_error=error[:2000])
+        .execution_options(synchronize_session=False)
     )
-    session.add(inquiry)
-    session.flush()
-    message.inquiry_id = inquiry.id
-    message.state = "processed"
-    message.processed_at = now
-    session.flush()
-    record_event(session, inquiry.id, SYSTEM, "unparseable", message_id=message.id, error=error[:500])
-    return ProcessResult("unparseable", inquiry.id, message.id)
+
+
+def result_for(session: Session, message_id: int) -> ProcessResult | None:
+    """What processing made of a message, if it has been processed."""
+    message = session.get(Message, message_id)
+    if message is None or message.state != "processed" or message.inquiry_id is None:
+        return None
+    return _result_for_processed(session, message)
 
 
 def _result_for_processed(session: Session, message: Message) -> ProcessResult:

@@ -38,6 +38,42 @@ def dedupe_key_for(raw: bytes) -> tuple[str, str]:
     return "sha:" + digest, digest
 
 
+def _rows(raw: bytes, provider: str, source: str, provider_event_id: str | None,
+          meta: dict[str, Any] | None) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(dedupe key, message row, receipt row) for a delivery of ``raw``."""
+    key, digest = dedupe_key_for(raw)
+    now = utcnow()
+    message_row = dict(
+        direction="inbound",
+        kind="email" if source == "email" else source,
+        source=source,
+        provider=provider,
+        dedupe_key=key,
+        message_id=mail.peek_message_id(raw),
+        raw=raw,
+        sha256=digest,
+        size=len(raw),
+        meta=meta or None,
+        state="received",
+        parse_status="pending",
+        attempts=0,
+        automated=False,
+        created_at=now,
+    )
+    receipt_row = dict(
+        provider=provider, provider_event_id=provider_event_id, size=len(raw), received_at=now
+    )
+    return key, message_row, receipt_row
+
+
+def _combined_params(message_row: dict[str, Any], receipt_row: dict[str, Any]) -> dict[str, Any]:
+    """Parameters of the one-statement store (_PG_STORE_WITH_RECEIPT): the receipt's provider,
+    size and time are the message's own."""
+    meta = message_row["meta"]
+    return {**message_row, "meta": json.dumps(meta) if meta else None,
+            "provider_event_id": receipt_row["provider_event_id"]}
+
+
 def store_raw(
     session: Session,
     raw: bytes,
@@ -52,38 +88,12 @@ def store_raw(
     Safe when two processes store the same message at once: the unique dedupe key makes one
     insert win, and the other turns into a ``duplicate`` receipt.
     """
-    message_header_id = mail.peek_message_id(raw)
-    key, digest = dedupe_key_for(raw)
-    now = utcnow()
+    key, message_row, receipt_row = _rows(raw, provider, source, provider_event_id, meta)
     connection = session.connection()
     statements = _store_statements(connection.dialect.name)
-    message_row = dict(
-        direction="inbound",
-        kind="email" if source == "email" else source,
-        source=source,
-        provider=provider,
-        dedupe_key=key,
-        message_id=message_header_id,
-        raw=raw,
-        sha256=digest,
-        size=len(raw),
-        meta=meta or None,
-        state="received",
-        parse_status="pending",
-        attempts=0,
-        automated=False,
-        created_at=now,
-    )
-    receipt_row = dict(
-        provider=provider, provider_event_id=provider_event_id, size=len(raw), received_at=now
-    )
     if statements.store_with_receipt is not None:
-        # PostgreSQL: message and receipt in one round trip (the webhook's hot path).
-        found = connection.execute(
-            statements.store_with_receipt,
-            {**message_row, "meta": json.dumps(meta) if meta else None,
-             **{f"r_{k}": v for k, v in receipt_row.items()}},
-        ).first()
+        # PostgreSQL: message and receipt in one round trip.
+        found = connection.execute(statements.store_with_receipt, _combined_params(message_row, receipt_row)).first()
         if found is not None:
             duplicate = not found.inserted
             return StoreResult(found.id, duplicate, key, found.inquiry_id)
@@ -100,6 +110,32 @@ def store_raw(
         statements.insert_receipt, {**receipt_row, "outcome": outcome, "message_id": message_id}
     )
     return StoreResult(message_id, outcome == "duplicate", key, inquiry_id)
+
+
+def store_raw_direct(
+    cursor: Any,
+    raw: bytes,
+    *,
+    provider: str,
+    provider_event_id: str | None = None,
+    meta: dict[str, Any] | None = None,
+) -> StoreResult:
+    """``store_raw`` on a PostgreSQL cursor in autocommit mode (Database.direct): the webhook's
+    hot path, one statement that is its own transaction, so the bytes are committed when it
+    returns. Same rows and the same answers as ``store_raw``."""
+    key, message_row, receipt_row = _rows(raw, provider, "email", provider_event_id, meta)
+    sql = _direct_sql()
+    cursor.execute(sql.store_with_receipt, _combined_params(message_row, receipt_row))
+    found = cursor.fetchone()
+    if found is not None:
+        message_id, inquiry_id, inserted = found
+        return StoreResult(message_id, not inserted, key, inquiry_id)
+    # The winner committed after this statement's snapshot was taken: it is a duplicate now
+    # (each statement below is its own transaction, and both are safe to repeat).
+    cursor.execute(sql.find_message, {"key": key})
+    message_id, inquiry_id = cursor.fetchone()
+    cursor.execute(sql.insert_receipt, {**receipt_row, "outcome": "duplicate", "message_id": message_id})
+    return StoreResult(message_id, True, key, inquiry_id)
 
 
 @dataclass(frozen=True)
@@ -128,9 +164,9 @@ WITH inserted AS (
     WHERE dedupe_key = :dedupe_key AND NOT EXISTS (SELECT 1 FROM inserted)
 ), receipt AS (
     INSERT INTO receipts (provider, provider_event_id, outcome, message_id, size, received_at)
-    SELECT :r_provider, :r_provider_event_id,
+    SELECT :provider, :provider_event_id,
            CASE WHEN found.inserted THEN 'stored' ELSE 'duplicate' END,
-           found.id, :r_size, :r_received_at
+           found.id, :size, :created_at
     FROM found
 )
 SELECT id, inquiry_id, inserted FROM found
@@ -164,6 +200,29 @@ def _store_statements(dialect: str) -> _StoreStatements:
         ),
         insert_receipt=sa_insert(receipts),
         store_with_receipt=text(_PG_STORE_WITH_RECEIPT) if dialect == "postgresql" else None,
+    )
+
+
+@dataclass(frozen=True)
+class _DirectSql:
+    store_with_receipt: str
+    find_message: str
+    insert_receipt: str
+
+
+@functools.lru_cache(maxsize=1)
+def _direct_sql() -> _DirectSql:
+    """The store statements compiled once for psycopg's parameter style (%(name)s), so the
+    direct path runs the very SQL the session path runs."""
+    from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
+
+    statements = _store_statements("postgresql")
+    dialect = PGDialect_psycopg()
+    receipt_columns = ["provider", "provider_event_id", "size", "received_at", "outcome", "message_id"]
+    return _DirectSql(
+        str(statements.store_with_receipt.compile(dialect=dialect)),
+        str(statements.find_message.compile(dialect=dialect)),
+        str(statements.insert_receipt.compile(dialect=dialect, column_keys=receipt_columns)),
     )
 
 

@@ -13,8 +13,10 @@ category in ``[auto_answer] categories``.
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
+import threading
 import tomllib
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -159,11 +161,16 @@ class _Index:
         self.char_matrix = self.char.fit_transform(docs)
 
     def scores(self, text: str) -> list[float]:
+        return self.scores_many([text])[0]
+
+    def scores_many(self, texts: Sequence[str]) -> list[list[float]]:
+        """Each text's similarity to every question, in one transform for all texts (most of
+        the cost of one text is scikit-learn's per-call checking, not the arithmetic)."""
         from sklearn.metrics.pairwise import cosine_similarity
 
-        word = cosine_similarity(self.word.transform([text]), self.word_matrix)[0]
-        char = cosine_similarity(self.char.transform([text]), self.char_matrix)[0]
-        return [float((w + c) / 2) for w, c in zip(word, char)]
+        word = cosine_similarity(self.word.transform(list(texts)), self.word_matrix)
+        char = cosine_similarity(self.char.transform(list(texts)), self.char_matrix)
+        return [[float((w + c) / 2) for w, c in zip(word_row, char_row)] for word_row, char_row in zip(word, char)]
 
 
 @functools.lru_cache(maxsize=8)
@@ -191,17 +198,63 @@ def suggest_answer(settings: Settings, text: str, category: str | None) -> Sugge
     Entries that list categories are only considered for those categories (any category when
     ``category`` is None). Returns None below the minimum score (``[knowledge] min_score``).
     """
-    text = (text or "").strip()[:MAX_TEXT_CHARS]
+    return suggest_answers(settings, [(text, category)])[0]
+
+
+class _Remembered:
+    """The last few thousand answers, by knowledge base, text and category: a card drawn again
+    (an update after the acknowledgment went out) does not score its text again."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._items: collections.OrderedDict[tuple, Suggestion | None] = collections.OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> tuple[bool, Suggestion | None]:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return True, self._items[key]
+        return False, None
+
+    def put(self, key: tuple, value: Suggestion | None) -> None:
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+_REMEMBERED = _Remembered()
+
+
+def suggest_answers(settings: Settings, items: Sequence[tuple[str, str | None]]) -> list[Suggestion | None]:
+    """:func:`suggest_answer` for several texts, scored together."""
     entries = knowledge_base(settings)
-    if not text or not entries:
-        return None
-    index = _index(_cache_key(entries))
-    best: Suggestion | None = None
-    for (entry, question), score in zip(index.rows, index.scores(text)):
-        if category and entry.categories and category not in entry.categories:
+    texts = [((text or "").strip()[:MAX_TEXT_CHARS], category) for text, category in items]
+    if not entries:
+        return [None] * len(texts)
+    base = _cache_key(entries)
+    floor = settings.outbound.suggestion_min_score
+    answers: list[Suggestion | None] = [None] * len(texts)
+    todo: list[int] = []
+    for i, (text, category) in enumerate(texts):
+        if not text:
             continue
-        if best is None or score > best.score:
-            best = Suggestion(entry.key, question, entry.answer, round(score, 4))
-    if best is None or best.score < settings.outbound.suggestion_min_score:
-        return None
-    return best
+        known, answer = _REMEMBERED.get((base, floor, text, category))
+        if known:
+            answers[i] = answer
+        else:
+            todo.append(i)
+    if todo:
+        index = _index(base)
+        for i, scores in zip(todo, index.scores_many([texts[i][0] for i in todo])):
+            text, category = texts[i]
+            best: Suggestion | None = None
+            for (entry, question), score in zip(index.rows, scores):
+                if category and entry.categories and category not in entry.categories:
+                    continue
+                if best is None or score > best.score:
+                    best = Suggestion(entry.key, question, entry.answer, round(score, 4))
+            answers[i] = best if best is not None and best.score >= floor else None
+            _REMEMBERED.put((base, floor, text, category), answers[i])
+    return answers

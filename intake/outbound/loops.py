@@ -22,7 +22,7 @@ from email.parser import BytesParser
 from email.policy import compat32
 from typing import Any, Iterable
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from intake.mail import automation
@@ -99,6 +99,71 @@ def header_blockers(facts: MailFacts, own_addresses: Iterable[str]) -> list[str]
     return list(dict.fromkeys(reasons))
 
 
+# Outbound mail that went or will go: what the caps count.
+COUNTED_STATES = ("queued", "sending", "sent")
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
+
+
+@dataclass
+class OutboundHistory:
+    """The outbound mail to some addresses within a window, read in one query, so that every
+    check of a batch (each acknowledgment's per-sender limit and caps, each email's caps) is
+    answered without asking again. Rows queued later in the same transaction are added with
+    :meth:`add`. Addresses are compared in their normalized lower-case form, as stored."""
+
+    now: dt.datetime
+    rows: dict[str, list[tuple[int, dt.datetime, str]]] = field(default_factory=dict)
+
+    def add(self, address: str, message_id: int, created_at: dt.datetime, kind: str) -> None:
+        self.rows.setdefault(address.lower(), []).append((message_id, _aware(created_at), kind))
+
+    def discard(self, address: str, message_id: int) -> None:
+        """Forget a message (held back by a cap in the same transaction: it will not go)."""
+        rows = self.rows.get(address.lower(), [])
+        rows[:] = [row for row in rows if row[0] != message_id]
+
+    def count(self, address: str, seconds: int, *, kinds: tuple[str, ...] | None = None,
+              before_id: int | None = None) -> int:
+        """Messages to ``address`` created in the last ``seconds`` (of ``kinds``; older than
+        ``before_id``, so that of many queued at once the first go and the later are held)."""
+        since = self.now - dt.timedelta(seconds=seconds)
+        return sum(1 for message_id, created_at, kind in self.rows.get(address.lower(), ())
+                   if created_at >= since and (kinds is None or kind in kinds)
+                   and (before_id is None or message_id < before_id))
+
+    def cap_exceeded(self, address: str, caps: Iterable[Cap], *, before_id: int | None = None) -> Cap | None:
+        """The first hard ceiling that one more message to ``address`` would break, if any."""
+        for cap in caps:
+            if self.count(address, cap.seconds, before_id=before_id) >= cap.limit:
+                return cap
+        return None
+
+
+def outbound_history(session: Session, addresses: Iterable[str], seconds: int, *,
+                     now: dt.datetime | None = None) -> OutboundHistory:
+    """The counted outbound mail to these addresses over the last ``seconds`` (served by the
+    index on ``messages.to_address``, which holds normalized addresses)."""
+    history = OutboundHistory(now or utcnow())
+    wanted = sorted({a.lower() for a in addresses if a})
+    if not wanted:
+        return history
+    since = history.now - dt.timedelta(seconds=seconds)
+    rows = session.execute(
+        select(Message.id, Message.to_address, Message.created_at, Message.kind).where(
+            Message.direction == "outbound",
+            Message.to_address.in_(wanted),
+            Message.created_at >= since,
+            Message.state.in_(COUNTED_STATES),
+        )
+    )
+    for message_id, to_address, created_at, kind in rows:
+        history.add(to_address, message_id, created_at, kind)
+    return history
+
+
 def recent_count(
     session: Session,
     address: str,
@@ -108,30 +173,17 @@ def recent_count(
     before_id: int | None = None,
     now: dt.datetime | None = None,
 ) -> int:
-    """Outbound messages to ``address`` created in the last ``seconds`` that went or will go.
-
-    ``before_id`` counts only rows older than a given one, so that when many messages to one
-    address are queued at once the first ones go and the later ones are held, deterministically.
-    """
-    since = (now or utcnow()) - dt.timedelta(seconds=seconds)
-    query = select(func.count(Message.id)).where(
-        Message.direction == "outbound",
-        func.lower(Message.to_address) == address.lower(),
-        Message.created_at >= since,
-        Message.state.in_(("queued", "sending", "sent")),
-    )
-    if kinds:
-        query = query.where(Message.kind.in_(kinds))
-    if before_id is not None:
-        query = query.where(Message.id < before_id)
-    return int(session.scalar(query) or 0)
+    """Outbound messages to ``address`` created in the last ``seconds`` that went or will go."""
+    return outbound_history(session, [address], seconds, now=now).count(
+        address, seconds, kinds=kinds, before_id=before_id)
 
 
 def cap_exceeded(
     session: Session, address: str, caps: Iterable[Cap], *, before_id: int | None = None
 ) -> Cap | None:
     """The first hard ceiling that one more message to ``address`` would break, if any."""
-    for cap in caps:
-        if recent_count(session, address, cap.seconds, before_id=before_id) >= cap.limit:
-            return cap
-    return None
+    caps = list(caps)
+    if not caps:
+        return None
+    history = outbound_history(session, [address], max(cap.seconds for cap in caps))
+    return history.cap_exceeded(address, caps, before_id=before_id)

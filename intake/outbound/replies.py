@@ -46,6 +46,50 @@ def last_inbound(session: Session, inquiry_id: int) -> Message | None:
     ).first()
 
 
+def outbound_row(
+    composed: Composed,
+    *,
+    inquiry_id: int | None,
+    kind: str,
+    body: str,
+    author: str | None,
+    options: OutboundOptions,
+    dedupe_key: str | None = None,
+    meta: dict | None = None,
+) -> dict:
+    """The columns of a queued outbound message (one definition for one row or a batch)."""
+    refs = composed.message.get("References")
+    # Addresses are compared case-insensitively across intake (mail.normalize_address): the
+    # recipient is kept normalized, so the rate caps compare it as stored, through its index.
+    to_address = composed.to_address.lower()
+    return dict(
+        inquiry_id=inquiry_id,
+        direction="outbound",
+        kind=kind,
+        source="email",
+        provider="smtp",
+        dedupe_key=dedupe_key or f"out:{composed.message_id}",
+        message_id=composed.message_id,
+        in_reply_to=clean_msgid(composed.message.get("In-Reply-To")),
+        references=" ".join(clean_msgid(r) or "" for r in str(refs).split()) if refs else None,
+        sender_address=options.from_address,
+        sender_name=options.config.from_name,
+        to_address=to_address,
+        recipients=[to_address],
+        subject=composed.subject,
+        date=utcnow(),
+        text_body=body,
+        raw=composed.raw,
+        sha256=hashlib.sha256(composed.raw).hexdigest(),
+        size=len(composed.raw),
+        parse_status="parsed",
+        state="queued",
+        attempts=0,
+        author=author,
+        meta=meta or {},
+    )
+
+
 def store_outbound(
     session: Session,
     composed: Composed,
@@ -60,33 +104,8 @@ def store_outbound(
 ) -> Message:
     """Insert the outbound row in state ``queued``; the caller records the event that owes its
     ``email.send`` delivery, in the same transaction."""
-    refs = composed.message.get("References")
-    row = Message(
-        inquiry_id=inquiry_id,
-        direction="outbound",
-        kind=kind,
-        source="email",
-        provider="smtp",
-        dedupe_key=dedupe_key or f"out:{composed.message_id}",
-        message_id=composed.message_id,
-        in_reply_to=clean_msgid(composed.message.get("In-Reply-To")),
-        references=" ".join(clean_msgid(r) or "" for r in str(refs).split()) if refs else None,
-        sender_address=options.from_address,
-        sender_name=options.config.from_name,
-        to_address=composed.to_address,
-        recipients=[composed.to_address],
-        subject=composed.subject,
-        date=utcnow(),
-        text_body=body,
-        raw=composed.raw,
-        sha256=hashlib.sha256(composed.raw).hexdigest(),
-        size=len(composed.raw),
-        parse_status="parsed",
-        state="queued",
-        attempts=0,
-        author=author,
-        meta=meta or {},
-    )
+    row = Message(**outbound_row(composed, inquiry_id=inquiry_id, kind=kind, body=body, author=author,
+                                 options=options, dedupe_key=dedupe_key, meta=meta))
     session.add(row)
     session.flush()
     return row

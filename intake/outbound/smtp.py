@@ -131,34 +131,87 @@ def _is_permanent(code: int | None) -> bool:
     return code is not None and 500 <= code < 600 and code not in CONFIGURATION_CODES
 
 
-def deliver(cfg: SmtpSettings, envelope_from: str, recipient: str, raw: bytes) -> str:
-    """Send ``raw`` as-is to one recipient; return the server's answer for the record."""
-    try:
-        client = _connect(cfg)
-    except DeliveryError:
-        raise
-    except smtplib.SMTPAuthenticationError as exc:
-        # Wrong credentials do not fix themselves, but an operator can fix them: retrying later
-        # (with backoff) lets the queue drain once they do.
-        raise DeliveryError(f"SMTP login refused ({exc.smtp_code})", permanent=False) from exc
-    except (OSError, smtplib.SMTPException, ssl.SSLError) as exc:
-        raise DeliveryError(f"cannot connect to {cfg.host}:{cfg.port}: {exc.__class__.__name__}: {exc}", permanent=False) from exc
-    try:
-        refused = client.sendmail(envelope_from, [recipient], raw)
-        if refused:  # pragma: no cover - one recipient: refusal raises instead
-            raise DeliveryError(f"recipient refused: {refused}", permanent=True)
-        return "accepted"
-    except smtplib.SMTPRecipientsRefused as exc:
-        code = next(iter(exc.recipients.values()))[0]
-        raise DeliveryError(f"recipient refused ({code})", permanent=_is_permanent(code)) from exc
-    except smtplib.SMTPResponseException as exc:
-        raise DeliveryError(
-            f"server answered {exc.smtp_code}: {exc.smtp_error!r}", permanent=_is_permanent(exc.smtp_code)
-        ) from exc
-    except (OSError, smtplib.SMTPException, socket.timeout) as exc:
-        raise DeliveryError(f"connection lost: {exc.__class__.__name__}: {exc}", permanent=False) from exc
-    finally:
+class Connection:
+    """One SMTP connection for several messages (a batch of acknowledgments), opened on the
+    first send and reopened after a failure; each message is its own MAIL/RCPT/DATA with the
+    same "later" or "never" verdict on failure as a message sent alone. A relay that drops
+    idle or long-lived connections costs a reconnect, never a message."""
+
+    def __init__(self, cfg: SmtpSettings) -> None:
+        self.cfg = cfg
+        self.client: smtplib.SMTP | None = None
+        # Set when the relay could not be reached: the batch's other messages fail the same way
+        # at once instead of each waiting out a connect timeout (they are all retried later).
+        self.unreachable: DeliveryError | None = None
+
+    def __enter__(self) -> "Connection":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _open(self) -> smtplib.SMTP:
+        cfg = self.cfg
+        try:
+            return _connect(cfg)
+        except DeliveryError:
+            raise
+        except smtplib.SMTPAuthenticationError as exc:
+            # Wrong credentials do not fix themselves, but an operator can fix them: retrying later
+            # (with backoff) lets the queue drain once they do.
+            raise DeliveryError(f"SMTP login refused ({exc.smtp_code})", permanent=False) from exc
+        except (OSError, smtplib.SMTPException, ssl.SSLError) as exc:
+            raise DeliveryError(f"cannot connect to {cfg.host}:{cfg.port}: {exc.__class__.__name__}: {exc}",
+                                permanent=False) from exc
+
+    def send(self, envelope_from: str, recipient: str, raw: bytes) -> str:
+        """Send ``raw`` as-is to one recipient; return the server's answer for the record."""
+        if self.unreachable is not None:
+            raise DeliveryError(str(self.unreachable), permanent=False)
+        if self.client is None:
+            try:
+                self.client = self._open()
+            except DeliveryError as exc:
+                self.unreachable = exc
+                raise
+        client = self.client
+        try:
+            refused = client.sendmail(envelope_from, [recipient], raw)
+            if refused:  # pragma: no cover - one recipient: refusal raises instead
+                raise DeliveryError(f"recipient refused: {refused}", permanent=True)
+            return "accepted"
+        except smtplib.SMTPRecipientsRefused as exc:
+            self._reset()
+            code = next(iter(exc.recipients.values()))[0]
+            raise DeliveryError(f"recipient refused ({code})", permanent=_is_permanent(code)) from exc
+        except smtplib.SMTPResponseException as exc:
+            self._reset()
+            raise DeliveryError(
+                f"server answered {exc.smtp_code}: {exc.smtp_error!r}", permanent=_is_permanent(exc.smtp_code)
+            ) from exc
+        except (OSError, smtplib.SMTPException, socket.timeout) as exc:
+            self.close()
+            raise DeliveryError(f"connection lost: {exc.__class__.__name__}: {exc}", permanent=False) from exc
+
+    def _reset(self) -> None:
+        """After a refused transaction: RSET so the next message starts clean (or reconnect)."""
+        try:
+            if self.client is not None:
+                self.client.rset()
+        except Exception:  # the connection is in an unknown state: start over next time
+            self.close()
+
+    def close(self) -> None:
+        client, self.client = self.client, None
+        if client is None:
+            return
         try:
             client.quit()
-        except Exception:  # the message's fate is already decided; a failed QUIT changes nothing
+        except Exception:  # the messages' fate is already decided; a failed QUIT changes nothing
             client.close()
+
+
+def deliver(cfg: SmtpSettings, envelope_from: str, recipient: str, raw: bytes) -> str:
+    """Send ``raw`` as-is to one recipient over a connection of its own."""
+    with Connection(cfg) as connection:
+        return connection.send(envelope_from, recipient, raw)

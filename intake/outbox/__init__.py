@@ -14,14 +14,28 @@ from intake.outbox.core import (
     GiveUp,
     Retry,
     Ticket,
+    Owing,
     deliverer,
     load_deliverers,
     owe,
     owe_card,
+    owe_many,
 )
-from intake.outbox.worker import Poller, deliver, due_ids, kick, pending_summary, run_due, still_ours
+from intake.outbox.worker import (
+    Poller,
+    deliver,
+    deliver_many,
+    due_ids,
+    kick,
+    lease_left,
+    pending_summary,
+    run_due,
+    still_ours,
+    still_ours_many,
+)
 
 __all__ = [
-    "SPECS", "DeliverySpec", "GiveUp", "Poller", "Retry", "Ticket", "deliver", "deliverer", "due_ids",
-    "kick", "load_deliverers", "owe", "owe_card", "pending_summary", "run_due", "still_ours",
+    "SPECS", "DeliverySpec", "GiveUp", "Owing", "Poller", "Retry", "Ticket", "deliver", "deliver_many", "deliverer",
+    "due_ids", "kick", "lease_left", "load_deliverers", "owe", "owe_card", "owe_many", "pending_summary", "run_due",
+    "still_ours", "still_ours_many",
 ]

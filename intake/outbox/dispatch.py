@@ -22,10 +22,12 @@ bottom is reading the pipeline.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from sqlalchemy.orm import Session
 
 from intake.models import Event
-from intake.outbox.core import owe, owe_card
+from intake.outbox.core import Owing, card_owing, owe_many
 
 CARD = "card"
 LINE = "line"
@@ -54,22 +56,31 @@ OWED: dict[str, tuple[str, ...]] = {
 
 def owe_for_event(session: Session, event: Event) -> None:
     """Owe, in the event's own transaction, every delivery its kind calls for."""
-    detail = event.detail or {}
-    for what in OWED.get(event.kind, ()):
-        if what == CARD and event.inquiry_id is not None:
-            owe_card(session, event.inquiry_id)
-        elif what == LINE and event.inquiry_id is not None:
-            if event.kind == "follow_up":
-                # The message itself is the line (its text, its sender); reopening shows on it.
-                owe(session, "slack.message_line", key=f"line:message:{detail['message_id']}",
-                    inquiry_id=event.inquiry_id,
-                    args={"message_id": detail["message_id"], "reopened": bool(detail.get("reopened"))})
-            else:
-                owe(session, "slack.event_line", key=f"line:event:{event.id}",
-                    inquiry_id=event.inquiry_id, args={"event_id": event.id})
-        elif what == ACKNOWLEDGE:
-            owe(session, "email.acknowledge", key=f"ack:{detail['message_id']}",
-                inquiry_id=event.inquiry_id, args={"message_id": detail["message_id"]})
-        elif what == SEND:
-            owe(session, "email.send", key=f"send:{detail['message_id']}",
-                inquiry_id=event.inquiry_id, args={"message_id": detail["message_id"]})
+    owe_for_events(session, [event])
+
+
+def owe_for_events(session: Session, events: Sequence[Event]) -> None:
+    """Owe what each event calls for, in one go (a batch of processed messages records many)."""
+    owings: list[Owing] = []
+    for event in events:
+        detail = event.detail or {}
+        for what in OWED.get(event.kind, ()):
+            if what == CARD and event.inquiry_id is not None:
+                owings.append(card_owing(event.inquiry_id))
+            elif what == LINE and event.inquiry_id is not None:
+                if event.kind == "follow_up":
+                    # The message itself is the line (its text, its sender); reopening shows on it.
+                    owings.append(Owing("slack.message_line", f"line:message:{detail['message_id']}",
+                                        event.inquiry_id, {"message_id": detail["message_id"],
+                                                           "reopened": bool(detail.get("reopened"))}))
+                else:
+                    owings.append(Owing("slack.event_line", f"line:event:{event.id}", event.inquiry_id,
+                                        {"event_id": event.id}))
+            elif what == ACKNOWLEDGE:
+                owings.append(Owing("email.acknowledge", f"ack:{detail['message_id']}", event.inquiry_id,
+                                    {"message_id": detail["message_id"]}))
+            elif what == SEND:
+                owings.append(Owing("email.send", f"send:{detail['message_id']}", event.inquiry_id,
+                                    {"message_id": detail["message_id"]}))
+    if owings:
+        owe_many(session, owings)

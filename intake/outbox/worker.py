@@ -22,7 +22,7 @@ import random
 import threading
 from typing import TYPE_CHECKING, Iterable
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 
 from intake.jobs import job
 from intake.models import Delivery, utcnow
@@ -46,66 +46,127 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
     return value
 
 
-def claim(rt: "Runtime", delivery_id: int, *, now: dt.datetime | None = None) -> Ticket | None:
-    """Lease the row if it is pending, due and free; None when it is not ours to deliver now."""
+def claim_many(rt: "Runtime", delivery_ids: Iterable[int], *, now: dt.datetime | None = None) -> list[Ticket]:
+    """Lease, in one committed statement, those of these rows that are pending, due and free;
+    tickets in the order the ids were given. Two workers handed the same rows split them."""
+    ids = list(dict.fromkeys(delivery_ids))
+    if not ids:
+        return []
     now = now or utcnow()
+    lease = now + rt.settings.outbox.lease
     table = Delivery.__table__
     with rt.db.session() as session:
-        row = session.execute(
+        rows = session.execute(
             update(table)
             .where(
-                table.c.id == delivery_id,
+                table.c.id.in_(ids),
                 table.c.state == "pending",
                 table.c.next_attempt_at <= now,
                 or_(table.c.leased_until.is_(None), table.c.leased_until < now),
             )
-            .values(attempts=table.c.attempts + 1, leased_until=now + rt.settings.outbox.lease)
+            .values(attempts=table.c.attempts + 1, leased_until=lease)
             .returning(table.c.id, table.c.key, table.c.kind, table.c.inquiry_id, table.c.args,
                        table.c.attempts, table.c.requested, table.c.created_at)
-        ).first()
-    if row is None:
-        return None
-    return Ticket(row.id, row.key, row.kind, row.inquiry_id, dict(row.args or {}), row.attempts,
-                  row.requested, _aware(row.created_at))
+        ).all()
+    by_id = {row.id: Ticket(row.id, row.key, row.kind, row.inquiry_id, dict(row.args or {}), row.attempts,
+                            row.requested, _aware(row.created_at), lease) for row in rows}
+    return [by_id[i] for i in ids if i in by_id]
+
+
+def claim(rt: "Runtime", delivery_id: int, *, now: dt.datetime | None = None) -> Ticket | None:
+    """Lease the row if it is pending, due and free; None when it is not ours to deliver now."""
+    tickets = claim_many(rt, [delivery_id], now=now)
+    return tickets[0] if tickets else None
 
 
 def still_ours(rt: "Runtime", ticket: Ticket) -> bool:
     """Whether this attempt still holds the delivery's lease: checked right before an act that
     cannot be taken back (a post, an SMTP transaction), so an attempt that outlived its lease
     (a stalled process) never acts beside the attempt that took over."""
+    return ticket.id in still_ours_many(rt, [ticket])
+
+
+# An act is begun only while this much of the lease is left by this process's clock (at most a
+# quarter of the lease): the margin covers the act itself and a modest clock difference between
+# workers.
+LEASE_MARGIN = dt.timedelta(seconds=30)
+
+
+def still_ours_many(rt: "Runtime", tickets: Iterable[Ticket]) -> set[int]:
+    """The ids of these tickets whose lease this attempt still holds, asked in one query.
+
+    A batch deliverer asks once before its first act and then, before each further act, only
+    :func:`lease_left` (this process's clock): another attempt can take a row over only once
+    its lease has run out, so a lease checked in the database and still running locally is
+    still ours."""
+    tickets = list(tickets)
+    if not tickets:
+        return set()
     table = Delivery.__table__
     with rt.db.read_session() as session:
-        row = session.execute(
-            select(table.c.attempts, table.c.leased_until, table.c.state).where(table.c.id == ticket.id)
-        ).first()
-    if row is None or row.state != "pending" or row.attempts != ticket.attempts:
-        return False
-    leased_until = _aware(row.leased_until)
-    return leased_until is not None and leased_until > utcnow()
+        rows = session.execute(
+            select(table.c.id, table.c.attempts, table.c.leased_until, table.c.state)
+            .where(table.c.id.in_([t.id for t in tickets]))
+        ).all()
+    now = utcnow()
+    found = {row.id: row for row in rows}
+    ours = set()
+    for ticket in tickets:
+        row = found.get(ticket.id)
+        if row is None or row.state != "pending" or row.attempts != ticket.attempts:
+            continue
+        leased_until = _aware(row.leased_until)
+        if leased_until is not None and leased_until > now:
+            ours.add(ticket.id)
+    return ours
+
+
+def lease_left(rt: "Runtime", ticket: Ticket, *, now: dt.datetime | None = None) -> bool:
+    """Whether enough of this attempt's lease is left, by this process's clock, to begin an act."""
+    margin = min(LEASE_MARGIN, rt.settings.outbox.lease / 4)
+    return ticket.leased_until is not None and (now or utcnow()) < ticket.leased_until - margin
 
 
 def _complete(rt: "Runtime", ticket: Ticket, result: str) -> bool:
     """Mark done (or pending again if re-requested meanwhile); True when it must run again."""
+    return bool(_complete_many(rt, [(ticket, result)]))
+
+
+def _complete_many(rt: "Runtime", finished: list[tuple[Ticket, str]]) -> list[Ticket]:
+    """Mark done, in one statement; a row asked for again while we worked on it (a coalescing
+    card update) goes back to pending, due now. Returns the tickets that must run again."""
+    if not finished:
+        return []
     table = Delivery.__table__
     now = utcnow()
     with rt.db.session() as session:
         done = session.execute(
             update(table)
-            .where(table.c.id == ticket.id, table.c.attempts == ticket.attempts,
-                   table.c.requested == ticket.requested)
-            .values(state="done", leased_until=None, result=result[:64], done_at=now, last_error=None,
-                    first_failed_at=None)
+            .where(table.c.id == bindparam("t_id"), table.c.attempts == bindparam("t_attempts"),
+                   table.c.requested == bindparam("t_requested"))
+            .values(state="done", leased_until=None, result=bindparam("t_result"), done_at=now,
+                    last_error=None, first_failed_at=None),
+            [{"t_id": t.id, "t_attempts": t.attempts, "t_requested": t.requested, "t_result": result[:64]}
+             for t, result in finished],
         ).rowcount
-        if done:
-            return False
-        # Asked for again while we worked (a coalescing card update): run once more, now.
-        session.execute(
-            update(table)
-            .where(table.c.id == ticket.id, table.c.attempts == ticket.attempts)
-            .values(leased_until=None, next_attempt_at=now, attempts=0, result=result[:64],
-                    first_failed_at=None)
-        )
-        return True
+        if done == len(finished):
+            return []
+        # Asked for again while we worked: run once more, now (only rows this attempt still holds).
+        rows = session.execute(
+            select(table.c.id, table.c.state, table.c.attempts).where(table.c.id.in_([t.id for t, _ in finished]))
+        ).all()
+        held = {row.id for row in rows if row.state == "pending"}
+        again = [(t, result) for t, result in finished if t.id in held and
+                 next(r.attempts for r in rows if r.id == t.id) == t.attempts]
+        if again:
+            session.execute(
+                update(table)
+                .where(table.c.id == bindparam("t_id"), table.c.attempts == bindparam("t_attempts"))
+                .values(leased_until=None, next_attempt_at=now, attempts=0, result=bindparam("t_result"),
+                        first_failed_at=None),
+                [{"t_id": t.id, "t_attempts": t.attempts, "t_result": result[:64]} for t, result in again],
+            )
+        return [t for t, _ in again]
 
 
 def backoff_seconds(rt: "Runtime", attempts: int, hint: float | None = None) -> float:
@@ -148,48 +209,138 @@ def _fail(rt: "Runtime", ticket: Ticket, error: str, *, permanent: bool, hint: f
         return "pending"
 
 
+def _outcomes(rt: "Runtime", tickets: list[Ticket]) -> dict[int, object]:
+    """Act on every ticket: kinds with a batch deliverer in one call, others one by one, in the
+    order their first ticket came (a card before the lines in its thread)."""
+    _note_lanes(tickets)
+    outcomes: dict[int, object] = {}
+    groups: dict[str, list[Ticket]] = {}
+    for ticket in tickets:
+        groups.setdefault(ticket.kind, []).append(ticket)
+    for kind, group in groups.items():
+        spec = SPECS.get(kind)
+        if spec is None:  # a newer release owed it; its lease expires and a newer worker takes it
+            log.error("deliveries %s: no deliverer registered for kind %r", [t.id for t in group], kind)
+            for ticket in group:
+                outcomes[ticket.id] = _UNKNOWN
+            continue
+        if spec.batch is not None and len(group) > 1:
+            try:
+                outcomes.update(spec.batch(rt, group))
+            except Exception as exc:  # noqa: BLE001 - the whole batch failed: each is retried
+                for ticket in group:
+                    outcomes[ticket.id] = exc
+            continue
+        for ticket in group:
+            try:
+                outcomes[ticket.id] = spec.fn(rt, ticket) or "done"
+            except Exception as exc:  # noqa: BLE001 - recorded below, retried until the deadline
+                outcomes[ticket.id] = exc
+    return outcomes
+
+
+_UNKNOWN = object()
+
+
+def _settle(rt: "Runtime", tickets: list[Ticket], outcomes: dict[int, object]) -> tuple[dict[int, str], list[Ticket]]:
+    """Record each outcome; returns (results by id, tickets to run again at once)."""
+    results: dict[int, str] = {}
+    finished: list[tuple[Ticket, str]] = []
+    for ticket in tickets:
+        outcome = outcomes.get(ticket.id, _UNKNOWN)
+        if outcome is _UNKNOWN:
+            results[ticket.id] = "unknown kind"
+        elif isinstance(outcome, GiveUp):
+            log.warning("delivery %s (%s) refused for good: %s", ticket.id, ticket.key, outcome)
+            results[ticket.id] = _fail(rt, ticket, str(outcome), permanent=True, hint=None)
+        elif isinstance(outcome, Retry):
+            log.info("delivery %s (%s) not yet: %s", ticket.id, ticket.key, outcome)
+            results[ticket.id] = _fail(rt, ticket, str(outcome), permanent=False, hint=outcome.after)
+        elif isinstance(outcome, BaseException):
+            log.warning("delivery %s (%s) failed (attempt %s): %s: %s", ticket.id, ticket.key,
+                        ticket.attempts, outcome.__class__.__name__, outcome)
+            results[ticket.id] = _fail(rt, ticket, f"{outcome.__class__.__name__}: {outcome}", permanent=False,
+                                       hint=None)
+        else:
+            result = str(outcome or "done")
+            results[ticket.id] = result
+            finished.append((ticket, result))
+    return results, _complete_many(rt, finished)
+
+
+def deliver_many(rt: "Runtime", delivery_ids: Iterable[int]) -> dict[int, str]:
+    """Claim, act and record these deliveries, several per statement; returns each one's result
+    (or why it did not run: "not due")."""
+    load_deliverers()
+    ids = list(dict.fromkeys(delivery_ids))
+    results: dict[int, str] = {}
+    todo = ids
+    for _ in range(MAX_RERUNS):
+        tickets = claim_many(rt, todo)
+        for delivery_id in todo:
+            results.setdefault(delivery_id, "not due")
+        if not tickets:
+            break
+        done, again = _settle(rt, tickets, _outcomes(rt, tickets))
+        results.update(done)
+        todo = [t.id for t in again]
+        if not todo:
+            break
+    return {delivery_id: results[delivery_id] for delivery_id in ids}
+
+
 def deliver(rt: "Runtime", delivery_id: int) -> str:
     """Claim, act and record one delivery; returns its result (or why it did not run)."""
-    load_deliverers()
-    for _ in range(MAX_RERUNS):
-        ticket = claim(rt, delivery_id)
-        if ticket is None:
-            return "not due"
-        spec = SPECS.get(ticket.kind)
-        if spec is None:  # a newer release owed it; its lease expires and a newer worker takes it
-            log.error("delivery %s: no deliverer registered for kind %r", delivery_id, ticket.kind)
-            return "unknown kind"
-        try:
-            result = spec.fn(rt, ticket) or "done"
-        except GiveUp as exc:
-            log.warning("delivery %s (%s) refused for good: %s", ticket.id, ticket.key, exc)
-            return _fail(rt, ticket, str(exc), permanent=True, hint=None)
-        except Retry as exc:
-            log.info("delivery %s (%s) not yet: %s", ticket.id, ticket.key, exc)
-            return _fail(rt, ticket, str(exc), permanent=False, hint=exc.after)
-        except Exception as exc:  # noqa: BLE001 - any failure is retried until the deadline
-            log.warning("delivery %s (%s) failed (attempt %s): %s: %s", ticket.id, ticket.key,
-                        ticket.attempts, exc.__class__.__name__, exc)
-            return _fail(rt, ticket, f"{exc.__class__.__name__}: {exc}", permanent=False, hint=None)
-        if not _complete(rt, ticket, result):
-            return result
-    return result
+    return deliver_many(rt, [delivery_id])[delivery_id]
+
+
+class _LaneJob:
+    """What an ``outbox.deliver`` job running in this thread delivers: the lanes of its tickets,
+    and deliveries of those lanes owed meanwhile (an acknowledgment queued, then its email),
+    which join this job instead of going through the queue."""
+
+    def __init__(self, ids: list[int]) -> None:
+        self.backlog = ids
+        self.lanes: set[str] = set()
+
+
+_running = threading.local()
+
+
+def _note_lanes(tickets: list[Ticket]) -> None:
+    job = getattr(_running, "job", None)
+    if job is not None:
+        job.lanes.update(SPECS[t.kind].lane for t in tickets if t.kind in SPECS)
 
 
 @job("outbox.deliver", retries=0)
 def deliver_job(rt: "Runtime", delivery_ids: list[int]) -> list[str]:
-    """Deliver these rows one after another (one lane's share of one commit)."""
-    return [deliver(rt, delivery_id) for delivery_id in delivery_ids]
+    """Deliver these rows (one lane's share of one commit), and what that lane is owed meanwhile."""
+    outer = getattr(_running, "job", None)
+    lane_job = _running.job = _LaneJob(list(delivery_ids))
+    results: list[str] = []
+    try:
+        while lane_job.backlog:
+            batch, lane_job.backlog = lane_job.backlog, []
+            results.extend(deliver_many(rt, batch).values())
+    finally:
+        _running.job = outer
+    return results
 
 
 def kick(rt: "Runtime", owed: Iterable[tuple[str, int]]) -> None:
-    """Hand freshly committed deliveries to the queue, one job per lane (Slack, email)."""
+    """Hand freshly committed deliveries to the queue, one job per lane (Slack, email); those of
+    the lane a job of this thread is delivering join that job."""
     load_deliverers()
     lanes: dict[str, list[int]] = {}
     for kind, delivery_id in owed:
         spec = SPECS.get(kind)
         lanes.setdefault(spec.lane if spec else "", []).append(delivery_id)
-    for ids in lanes.values():
+    running = getattr(_running, "job", None)
+    for lane, ids in lanes.items():
+        if running is not None and lane in running.lanes:
+            running.backlog.extend(ids)
+            continue
         try:
             deliver_job.enqueue(rt, ids)
         except Exception:  # noqa: BLE001 - committed: the poller delivers it after the grace
@@ -231,7 +382,7 @@ def run_due(rt: "Runtime", *, now: dt.datetime | None = None, fresh_too: bool = 
             ))
     else:
         ids = due_ids(rt, now=now)
-    return {delivery_id: deliver(rt, delivery_id) for delivery_id in ids}
+    return deliver_many(rt, ids)
 
 
 class Poller:
@@ -268,5 +419,5 @@ def pending_summary(rt: "Runtime") -> dict[str, int]:
         return dict(session.execute(select(Delivery.state, func.count()).group_by(Delivery.state)).all())
 
 
-__all__ = ["Poller", "backoff_seconds", "claim", "deliver", "deliver_job", "due_ids", "kick",
-           "pending_summary", "run_due", "still_ours"]
+__all__ = ["Poller", "backoff_seconds", "claim", "claim_many", "deliver", "deliver_job", "deliver_many",
+           "due_ids", "kick", "lease_left", "pending_summary", "run_due", "still_ours", "still_ours_many"]

@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any, Callable
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web import SlackResponse
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from intake.jobs import periodic
 from intake.models import Event, Inquiry, Message, utcnow
-from intake.outbox import Retry, Ticket, deliverer, owe, still_ours
+from intake.outbox import Retry, Ticket, deliverer, lease_left, owe, still_ours, still_ours_many
 from intake.slack import blocks as B
 from intake.slack import queries as Q
 from intake.slack.client import channel_throttle, slack_client
@@ -65,7 +65,7 @@ POST_OPTIONS: dict[str, Any] = {"unfurl_links": False, "unfurl_media": False}
 def slack_deliverer(kind: str, **options: Any) -> Callable[[DeliverFn], DeliverFn]:
     """``@deliverer`` for a Slack kind: a 429 that outlived the client's own retries comes back
     as the outbox's ``Retry`` after Slack's ``Retry-After``; other failures are retried with the
-    outbox's backoff."""
+    outbox's backoff. A ``batch`` deliverer's outcomes get the same treatment."""
 
     def register(fn: DeliverFn) -> DeliverFn:
         @functools.wraps(fn)
@@ -73,13 +73,26 @@ def slack_deliverer(kind: str, **options: Any) -> Callable[[DeliverFn], DeliverF
             try:
                 return fn(rt, ticket)
             except SlackApiError as exc:
-                if exc.response.status_code != 429:
-                    raise
-                raise Retry(f"{exc.__class__.__name__}: {exc}", after=_retry_after(exc.response)) from exc
+                raise _rate_limited(exc) from exc
 
+        batch = options.pop("batch", None)
+        if batch is not None:
+            def deliver_batch(rt: "Runtime", tickets: list[Ticket]) -> dict[int, Any]:
+                outcomes = batch(rt, tickets)
+                return {key: _rate_limited(value) if isinstance(value, SlackApiError) else value
+                        for key, value in outcomes.items()}
+
+            options["batch"] = deliver_batch
         return deliverer(kind, channel="slack", **options)(deliver)
 
     return register
+
+
+def _rate_limited(exc: SlackApiError) -> Exception:
+    """Slack's 429 as the outbox's ``Retry`` (after its ``Retry-After``); any other error as is."""
+    if exc.response.status_code != 429:
+        return exc
+    return Retry(f"{exc.__class__.__name__}: {exc}", after=_retry_after(exc.response))
 
 
 def _retry_after(response: SlackResponse) -> float | None:
@@ -95,18 +108,23 @@ def channel_for(rt: "Runtime", category: str | None) -> str | None:
     return rt.settings.slack.channel_for(category, rt.settings.slack_triage_channel)
 
 
-def suggestion_for_card(rt: "Runtime", text: str, category: str | None) -> B.SuggestionData | None:
-    """The knowledge-base match for the card; a failing suggestion never blocks the card."""
-    from intake.outbound.knowledge import suggest_answer
+def suggestions_for_cards(rt: "Runtime", items: list[tuple[str, str | None]]) -> list[B.SuggestionData | None]:
+    """The knowledge-base match for each card, scored together; a failing suggestion never
+    blocks a card."""
+    from intake.outbound.knowledge import suggest_answers
 
     try:
-        found = suggest_answer(rt.settings, text, category)
+        found = suggest_answers(rt.settings, items)
     except Exception:  # noqa: BLE001 - a suggestion is a nicety
-        log.exception("suggest_answer failed for a card")
-        return None
-    if found is None:
-        return None
-    return B.SuggestionData(title=str(found.question or found.key), answer=str(found.answer), score=float(found.score))
+        log.exception("suggest_answers failed for %d cards", len(items))
+        return [None] * len(items)
+    return [None if f is None else B.SuggestionData(title=str(f.question or f.key), answer=str(f.answer),
+                                                    score=float(f.score)) for f in found]
+
+
+def suggestion_for_card(rt: "Runtime", text: str, category: str | None) -> B.SuggestionData | None:
+    """The knowledge-base match for the card; a failing suggestion never blocks the card."""
+    return suggestions_for_cards(rt, [(text, category)])[0]
 
 
 # ---- finding what an earlier attempt may have posted ---------------------------------------
@@ -147,8 +165,12 @@ def find_posted(client: WebClient, channel: str, metadata: dict[str, Any], *, th
 
 
 def post_once(rt: "Runtime", ticket: Ticket, channel: str, message: B.Message, metadata: dict[str, Any],
-              *, thread_ts: str | None = None) -> tuple[str, str]:
-    """Post, unless an earlier attempt of this delivery already did; returns (channel, ts)."""
+              *, thread_ts: str | None = None, fenced: bool = False) -> tuple[str, str]:
+    """Post, unless an earlier attempt of this delivery already did; returns (channel, ts).
+
+    ``fenced``: the caller checked this attempt's lease in the database for its whole batch
+    (outbox.still_ours_many); what is left to check before the post is the lease's time.
+    """
     client = slack_client(rt)
     if ticket.retried:
         found = find_posted(client, channel, metadata, thread_ts=thread_ts, since=ticket.created_at)
@@ -156,7 +178,7 @@ def post_once(rt: "Runtime", ticket: Ticket, channel: str, message: B.Message, m
             log.info("delivery %s: found its earlier post %s in %s; not posting again", ticket.key, found, channel)
             return channel, found
     channel_throttle(rt).wait(channel)
-    if not still_ours(rt, ticket):
+    if not (lease_left(rt, ticket) if fenced else still_ours(rt, ticket)):
         raise Retry(f"delivery {ticket.key} outlived its lease; another attempt has it")
     kwargs: dict[str, Any] = {"thread_ts": thread_ts} if thread_ts else {}
     resp = client.chat_postMessage(channel=channel, metadata=metadata, **kwargs, **POST_OPTIONS,
@@ -180,45 +202,77 @@ class _CardPlan:
     filtered: bool = False
 
 
-def _plan_card(rt: "Runtime", inquiry_id: int) -> _CardPlan | None:
+def _plan_cards(rt: "Runtime", inquiry_ids: list[int]) -> dict[int, _CardPlan]:
+    """What the card deliverer must do for each inquiry, read in one short session."""
     window = rt.settings.slack.burst_window
+    plans: dict[int, _CardPlan] = {}
     with rt.db.read_session() as session:
-        inquiry = session.get(Inquiry, inquiry_id)
-        if inquiry is None:
-            return None
-        if not inquiry.slack_ts:
-            if Q.is_filtered(session, inquiry):
-                return _CardPlan(inquiry_id, None, None, inquiry_id, None, filtered=True)
-            owner = Q.burst_owner(session, inquiry, window) if window.total_seconds() > 0 else None
-            if owner is not None:
-                return _CardPlan(inquiry_id, owner.slack_channel, owner.slack_ts, owner.id, None,
-                                 fold_into=(owner.id, owner.slack_channel or "", owner.slack_ts or ""))
-            card = Q.card_data(session, inquiry_id)
-            return _CardPlan(inquiry_id, channel_for(rt, inquiry.category), None, inquiry_id, card)
-        group = Q.card_group(session, inquiry)
-        owner_id = group[0].id
-        card = Q.card_data(session, owner_id)
-        return _CardPlan(inquiry_id, inquiry.slack_channel, inquiry.slack_ts, owner_id, card)
+        found = {i.id: i for i in session.scalars(select(Inquiry).where(Inquiry.id.in_(inquiry_ids)))}
+        fresh = [found[i] for i in inquiry_ids if i in found and not found[i].slack_ts]
+        filtered = Q.filtered_many(session, fresh)
+        unfiltered = [i for i in fresh if i.id not in filtered]
+        owners = Q.burst_owners(session, unfiltered, window) if window.total_seconds() > 0 else {}
+        posted = [found[i] for i in inquiry_ids if i in found and found[i].slack_ts]
+        groups = Q.card_groups(session, posted)
+        wanted = [i.id for i in unfiltered if i.id not in owners] + [groups[i.id][0].id for i in posted]
+        cards = Q.card_data_many(session, wanted)
+        for inquiry_id in inquiry_ids:
+            inquiry = found.get(inquiry_id)
+            if inquiry is None:
+                continue
+            if inquiry.slack_ts:
+                owner_id = groups[inquiry_id][0].id
+                plans[inquiry_id] = _CardPlan(inquiry_id, inquiry.slack_channel, inquiry.slack_ts, owner_id,
+                                              cards.get(owner_id))
+            elif inquiry_id in filtered:
+                plans[inquiry_id] = _CardPlan(inquiry_id, None, None, inquiry_id, None, filtered=True)
+            elif inquiry_id in owners:
+                owner = owners[inquiry_id]
+                plans[inquiry_id] = _CardPlan(inquiry_id, owner.slack_channel, owner.slack_ts, owner.id, None,
+                                              fold_into=(owner.id, owner.slack_channel or "", owner.slack_ts or ""))
+            else:
+                plans[inquiry_id] = _CardPlan(inquiry_id, channel_for(rt, inquiry.category), None, inquiry_id,
+                                              cards.get(inquiry_id))
+    return plans
+
+
+def _plan_card(rt: "Runtime", inquiry_id: int) -> _CardPlan | None:
+    return _plan_cards(rt, [inquiry_id]).get(inquiry_id)
+
+
+def render_cards(rt: "Runtime", cards: list[B.CardData]) -> list[B.Message]:
+    """The triage cards, with the knowledge-base suggestion on those still to be answered."""
+    wanting = [i for i, card in enumerate(cards) if card.status in ("new", "open")]
+    found = suggestions_for_cards(rt, [(cards[i].latest_reply or cards[i].subject, cards[i].category) for i in wanting])
+    cards = list(cards)
+    for i, suggestion in zip(wanting, found):
+        if suggestion is not None:
+            cards[i] = B.CardData(**{**cards[i].__dict__, "suggestion": suggestion})
+    return [B.triage_card(card, rt.settings.category_names) for card in cards]
 
 
 def render_card(rt: "Runtime", card: B.CardData) -> B.Message:
-    if card.status in ("new", "open"):
-        suggestion = suggestion_for_card(rt, card.latest_reply or card.subject, card.category)
-        if suggestion is not None:
-            card = B.CardData(**{**card.__dict__, "suggestion": suggestion})
-    return B.triage_card(card, rt.settings.category_names)
+    return render_cards(rt, [card])[0]
 
 
 def _record_card(rt: "Runtime", inquiry_id: int, channel: str, ts: str) -> bool:
     """Store where the card lives (once; a second recording is refused by the guard)."""
+    return _record_cards(rt, [(inquiry_id, channel, ts)]) == 1
+
+
+def _record_cards(rt: "Runtime", posted: list[tuple[int, str, str]]) -> int:
+    """Store where each card lives, in one statement; returns how many were recorded (a card
+    already recorded is refused by the guard)."""
+    if not posted:
+        return 0
+    table = Inquiry.__table__
     with rt.db.session() as session:
-        result = session.execute(
-            update(Inquiry)
-            .where(Inquiry.id == inquiry_id, Inquiry.slack_ts.is_(None))
-            .values(slack_channel=channel, slack_ts=ts)
-            .execution_options(synchronize_session=False)
-        )
-        return result.rowcount == 1
+        return session.execute(
+            table.update()
+            .where(table.c.id == bindparam("card_owner"), table.c.slack_ts.is_(None))
+            .values(slack_channel=bindparam("card_channel"), slack_ts=bindparam("card_ts")),
+            [{"card_owner": owner, "card_channel": channel, "card_ts": ts} for owner, channel, ts in posted],
+        ).rowcount
 
 
 def _forget_card(rt: "Runtime", channel: str, ts: str) -> None:
@@ -230,7 +284,86 @@ def _forget_card(rt: "Runtime", channel: str, ts: str) -> None:
         )
 
 
-@slack_deliverer("slack.card", coalesce=True)
+def _log_unposted(rt: "Runtime", ticket: Ticket, plan: _CardPlan) -> str:
+    """With Slack off: say what the card would be, once per inquiry at INFO (what a newcomer
+    needs to see); later changes to the same card (an acknowledgment, a claim) only at DEBUG."""
+    assert plan.card is not None
+    message = B.triage_card(plan.card, rt.settings.category_names)
+    first = ticket.requested == 1
+    log.log(logging.INFO if first else logging.DEBUG, "Slack is off; would %s card in %s: %s",
+            "post" if first else "update", plan.channel or "(no channel)", message.text)
+    return "logged"
+
+
+def _deliver_cards(rt: "Runtime", tickets: list[Ticket]) -> dict[int, Any]:
+    """Cards for several inquiries: planned in one session, suggestions scored together, the
+    leases checked once, each card posted or updated, the new ones recorded in one statement.
+
+    Whatever is not a plain post or update goes through :func:`deliver_card` one at a time,
+    after the batch: a fold, a filtered inquiry, a card gone from Slack, and an inquiry whose
+    sender has another one in this batch (the later one may fold into the card posted now)."""
+    plans = _plan_cards(rt, [t.inquiry_id for t in tickets if t.inquiry_id is not None])
+    outcomes: dict[int, Any] = {}
+    simple: list[tuple[Ticket, _CardPlan]] = []
+    alone: list[Ticket] = []
+    senders: set[int] = set()
+    with rt.db.read_session() as session:
+        contacts = dict(session.execute(select(Inquiry.id, Inquiry.contact_id).where(
+            Inquiry.id.in_([p.inquiry_id for p in plans.values() if not p.ts])
+        )).all()) if plans else {}
+    for ticket in tickets:
+        plan = plans.get(ticket.inquiry_id) if ticket.inquiry_id is not None else None
+        if plan is None or plan.filtered or plan.fold_into is not None or plan.card is None:
+            alone.append(ticket)
+            continue
+        contact = contacts.get(plan.inquiry_id)
+        if not plan.ts and contact is not None:
+            if contact in senders:
+                alone.append(ticket)
+                continue
+            senders.add(contact)
+        simple.append((ticket, plan))
+    if not rt.settings.slack_enabled:
+        for ticket, plan in simple:
+            outcomes[ticket.id] = _log_unposted(rt, ticket, plan)
+        simple = []
+    messages = render_cards(rt, [plan.card for _, plan in simple])
+    held = still_ours_many(rt, [ticket for ticket, plan in simple if not plan.ts])
+    client = slack_client(rt)
+    posted: list[tuple[int, str, str]] = []
+    for (ticket, plan), message in zip(simple, messages):
+        try:
+            if not plan.channel:
+                log.warning("no Slack channel for inquiry #%s: set SLACK_TRIAGE_CHANNEL", plan.inquiry_id)
+                outcomes[ticket.id] = "skipped"
+            elif plan.ts:
+                try:
+                    client.chat_update(channel=plan.channel, ts=plan.ts, parse="none", **message.as_kwargs())
+                    outcomes[ticket.id] = "updated"
+                except SlackApiError as exc:
+                    if exc.response.get("error") not in GONE_ERRORS:
+                        raise
+                    alone.append(ticket)  # gone from Slack: the single path posts it afresh
+            elif ticket.id not in held:
+                outcomes[ticket.id] = Retry(f"delivery {ticket.key} outlived its lease; another attempt has it")
+            else:
+                metadata = _metadata(CARD_METADATA, f"card:{plan.owner_id}", plan.owner_id)
+                channel, ts = post_once(rt, ticket, plan.channel, message, metadata, fenced=True)
+                posted.append((plan.owner_id, channel, ts))
+                outcomes[ticket.id] = "posted"
+        except Exception as exc:  # noqa: BLE001 - this card is retried; the others go on
+            outcomes[ticket.id] = exc
+    if _record_cards(rt, posted) < len(posted):
+        log.error("some of inquiries %s already had a card when theirs were recorded", [p[0] for p in posted])
+    for ticket in alone:
+        try:
+            outcomes[ticket.id] = deliver_card(rt, ticket)
+        except Exception as exc:  # noqa: BLE001 - recorded by the worker
+            outcomes[ticket.id] = exc
+    return outcomes
+
+
+@slack_deliverer("slack.card", coalesce=True, batch=_deliver_cards)
 def deliver_card(rt: "Runtime", ticket: Ticket) -> str:
     """Post the inquiry's triage card, or update it in place when it exists.
 
@@ -249,13 +382,7 @@ def deliver_card(rt: "Runtime", ticket: Ticket) -> str:
     if plan.card is None:
         return "skipped"
     if not rt.settings.slack_enabled:
-        message = B.triage_card(plan.card, rt.settings.category_names)
-        # Said once per inquiry at INFO (what a newcomer needs to see); later changes to the
-        # same card (an acknowledgment, a claim) only at DEBUG.
-        first = ticket.requested == 1
-        log.log(logging.INFO if first else logging.DEBUG, "Slack is off; would %s card in %s: %s",
-                "post" if first else "update", plan.channel or "(no channel)", message.text)
-        return "logged"
+        return _log_unposted(rt, ticket, plan)
     if not plan.channel:
         log.warning("no Slack channel for inquiry #%s: set SLACK_TRIAGE_CHANNEL", inquiry_id)
         return "skipped"

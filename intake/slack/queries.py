@@ -10,8 +10,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Sequence
 
-from sqlalchemy import func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, or_, select, tuple_
+from sqlalchemy.orm import Session, defer, joinedload
 
 from intake import inquiries, recipients
 from intake.models import Event, GroupMember, Inquiry, InquiryGroup, Message, utcnow
@@ -36,32 +36,52 @@ def aware(when: dt.datetime | None) -> dt.datetime | None:
     return when
 
 
-def _restored(session: Session, inquiry_id: int) -> bool:
-    """True when staff marked the inquiry "not spam": it then gets a card whatever its label."""
-    found = session.scalar(
-        select(Event.id).where(Event.inquiry_id == inquiry_id, Event.kind.contains("not_spam")).limit(1)
-    )
-    return found is not None
+def _restored(session: Session, inquiry_ids: Sequence[int]) -> set[int]:
+    """Inquiries staff marked "not spam": they then get a card whatever their label."""
+    if not inquiry_ids:
+        return set()
+    return set(session.scalars(
+        select(Event.inquiry_id).where(Event.inquiry_id.in_(inquiry_ids), Event.kind.contains("not_spam")).distinct()
+    ))
 
 
-def is_filtered(session: Session, inquiry: Inquiry) -> bool:
-    """Spam and automated mail go to the digest instead of getting a card of their own."""
+def _filter_candidate(inquiry: Inquiry) -> bool | None:
+    """True or False when the inquiry's own fields decide whether it is filtered; None when it
+    depends on whether staff restored it."""
     if inquiry.status == "spam":
         return True
     if inquiry.automated or (inquiry.category in FILTERED_CATEGORIES):
         if inquiry.assignee or inquiry.status in ("open", "waiting"):
             return False
-        return not _restored(session, inquiry.id)
+        return None
     return False
 
 
+def filtered_many(session: Session, inquiries: Sequence[Inquiry]) -> set[int]:
+    """Which of these inquiries go to the digest instead of getting a card of their own (spam
+    and automated mail), asked in one query."""
+    undecided = [i.id for i in inquiries if _filter_candidate(i) is None]
+    restored = _restored(session, undecided)
+    return {i.id for i in inquiries if _filter_candidate(i) or (i.id in undecided and i.id not in restored)}
+
+
+def is_filtered(session: Session, inquiry: Inquiry) -> bool:
+    """Spam and automated mail go to the digest instead of getting a card of their own."""
+    return inquiry.id in filtered_many(session, [inquiry])
+
+
+def latest_inbound_many(session: Session, inquiry_ids: Sequence[int]) -> dict[int, Message]:
+    """Each inquiry's most recent inbound message (its raw bytes left unread)."""
+    if not inquiry_ids:
+        return {}
+    newest = (select(func.max(Message.id)).where(Message.inquiry_id.in_(inquiry_ids), Message.direction == "inbound")
+              .group_by(Message.inquiry_id))
+    return {m.inquiry_id: m for m in session.scalars(
+        select(Message).options(defer(Message.raw)).where(Message.id.in_(newest)))}
+
+
 def latest_inbound(session: Session, inquiry_id: int) -> Message | None:
-    return session.scalar(
-        select(Message)
-        .where(Message.inquiry_id == inquiry_id, Message.direction == "inbound")
-        .order_by(Message.id.desc())
-        .limit(1)
-    )
+    return latest_inbound_many(session, [inquiry_id]).get(inquiry_id)
 
 
 def message_text(message: Message | None) -> str:
@@ -79,19 +99,25 @@ def _sender(inquiry: Inquiry, latest: Message | None) -> tuple[str | None, str |
     return name, address
 
 
-def reasons_of(session: Session, inquiry_id: int) -> list[str]:
+def reasons_many(session: Session, inquiry_ids: Sequence[int]) -> dict[int, list[str]]:
+    """The reasons of each inquiry's latest label (a person's label says who set it)."""
     from intake.models import Classification
 
-    latest = session.scalar(
-        select(Classification).where(Classification.inquiry_id == inquiry_id)
-        .order_by(Classification.id.desc()).limit(1)
-    )
-    if latest is None:
-        return []
-    reasons = [str(r) for r in (latest.reasons or [])]
-    if latest.source == "staff":
-        reasons.insert(0, f"set by staff {latest.actor or ''}".strip())
-    return reasons
+    if not inquiry_ids:
+        return {}
+    newest = (select(func.max(Classification.id)).where(Classification.inquiry_id.in_(inquiry_ids))
+              .group_by(Classification.inquiry_id))
+    found: dict[int, list[str]] = {}
+    for latest in session.scalars(select(Classification).where(Classification.id.in_(newest))):
+        reasons = [str(r) for r in (latest.reasons or [])]
+        if latest.source == "staff":
+            reasons.insert(0, f"set by staff {latest.actor or ''}".strip())
+        found[latest.inquiry_id] = reasons
+    return found
+
+
+def reasons_of(session: Session, inquiry_id: int) -> list[str]:
+    return reasons_many(session, [inquiry_id]).get(inquiry_id, [])
 
 
 def reply_warnings(options: recipients.ReplyOptions, latest: Message | None) -> list[str]:
@@ -118,73 +144,109 @@ def recipient_choices(session: Session, inquiry_id: int) -> list[RecipientChoice
     ]
 
 
+def card_data_many(session: Session, inquiry_ids: Sequence[int], *, with_folded: bool = True) -> dict[int, CardData]:
+    """Everything the triage card shows, for several inquiries in a handful of queries (a
+    batch of cards asks no more than one card did); suggestions are added by the caller."""
+    ids = list(dict.fromkeys(inquiry_ids))
+    if not ids:
+        return {}
+    inquiries = {i.id: i for i in session.scalars(
+        select(Inquiry).options(joinedload(Inquiry.contact)).where(Inquiry.id.in_(ids)))}
+    ids = [i for i in ids if i in inquiries]
+    if not ids:
+        return {}
+    latest = latest_inbound_many(session, ids)
+    options = recipients.reply_options_many(session, ids)
+    counts = dict(session.execute(
+        select(Message.inquiry_id, func.count(Message.id)).where(Message.inquiry_id.in_(ids)).group_by(Message.inquiry_id)
+    ).all())
+    groups = card_groups(session, [inquiries[i] for i in ids if inquiries[i].slack_ts]) if with_folded else {}
+    reasons = reasons_many(session, ids)
+    acknowledged = set(session.scalars(
+        select(Event.inquiry_id).where(Event.inquiry_id.in_(ids), Event.kind == "ack_sent").distinct()))
+    failed = failed_deliveries_many(session, ids)
+    shown = shown_groups(session, ids)
+    cards: dict[int, CardData] = {}
+    for inquiry_id in ids:
+        inquiry = inquiries[inquiry_id]
+        newest = latest.get(inquiry_id)
+        name, address = _sender(inquiry, newest)
+        choice = options[inquiry_id]
+        folded = [FoldedItem(i.id, i.subject, i.status, aware(i.received_at))
+                  for i in groups.get(inquiry_id, []) if i.id != inquiry_id]
+        cards[inquiry_id] = CardData(
+            inquiry_id=inquiry.id,
+            subject=inquiry.subject or "",
+            sender_name=name,
+            sender_address=address,
+            status=inquiry.status,
+            category=inquiry.category,
+            confidence=inquiry.confidence,
+            reasons=reasons.get(inquiry_id, []),
+            needs_review=inquiry.needs_review,
+            language=inquiry.language,
+            received_at=aware(inquiry.received_at),
+            assignee=inquiry.assignee,
+            latest_reply=message_text(newest),
+            message_count=counts.get(inquiry_id, 0),
+            folded=folded,
+            acknowledged=inquiry_id in acknowledged,
+            version=inquiry.version or 0,
+            failed_deliveries=failed.get(inquiry_id, []),
+            group_id=shown.get(inquiry_id),
+            response_due=aware(inquiry.response_due),
+            overdue=_overdue(inquiry),
+            reply_to=choice.default.address if choice.default else None,
+            reply_warnings=reply_warnings(choice, newest),
+        )
+    return cards
+
+
 def card_data(session: Session, inquiry_id: int, *, with_folded: bool = True) -> CardData | None:
     """Everything the triage card shows for one inquiry (suggestion added by the caller)."""
-    inquiry = session.get(Inquiry, inquiry_id)
-    if inquiry is None:
-        return None
-    latest = latest_inbound(session, inquiry_id)
-    name, address = _sender(inquiry, latest)
-    options = recipients.reply_options(session, inquiry_id)
-    count = session.scalar(select(func.count(Message.id)).where(Message.inquiry_id == inquiry_id)) or 0
-    folded: list[FoldedItem] = []
-    if with_folded and inquiry.slack_ts:
-        folded = [
-            FoldedItem(i.id, i.subject, i.status, aware(i.received_at))
-            for i in card_group(session, inquiry)
-            if i.id != inquiry.id
-        ]
-    return CardData(
-        inquiry_id=inquiry.id,
-        subject=inquiry.subject or "",
-        sender_name=name,
-        sender_address=address,
-        status=inquiry.status,
-        category=inquiry.category,
-        confidence=inquiry.confidence,
-        reasons=reasons_of(session, inquiry_id),
-        needs_review=inquiry.needs_review,
-        language=inquiry.language,
-        received_at=aware(inquiry.received_at),
-        assignee=inquiry.assignee,
-        latest_reply=message_text(latest),
-        message_count=count,
-        folded=folded,
-        acknowledged=session.scalar(
-            select(Event.id).where(Event.inquiry_id == inquiry_id, Event.kind == "ack_sent").limit(1)
-        ) is not None,
-        version=inquiry.version or 0,
-        failed_deliveries=failed_deliveries(session, inquiry_id),
-        group_id=shown_group(session, inquiry_id),
-        response_due=aware(inquiry.response_due),
-        overdue=_overdue(inquiry),
-        reply_to=options.default.address if options.default else None,
-        reply_warnings=reply_warnings(options, latest),
-    )
+    return card_data_many(session, [inquiry_id], with_folded=with_folded).get(inquiry_id)
+
+
+def shown_groups(session: Session, inquiry_ids: Sequence[int]) -> dict[int, int]:
+    """The group each triage card names: one that has its own group card to go and look at."""
+    if not inquiry_ids:
+        return {}
+    rows = session.execute(
+        select(GroupMember.inquiry_id, func.min(InquiryGroup.id))
+        .join(InquiryGroup, GroupMember.group_id == InquiryGroup.id)
+        .where(GroupMember.inquiry_id.in_(inquiry_ids), GroupMember.split_at.is_(None),
+               InquiryGroup.dissolved_at.is_(None), InquiryGroup.slack_ts.is_not(None))
+        .group_by(GroupMember.inquiry_id)
+    ).all()
+    return dict(rows)
 
 
 def shown_group(session: Session, inquiry_id: int) -> int | None:
     """The group a triage card names: one that has its own group card to go and look at."""
-    return session.scalar(
-        select(InquiryGroup.id)
-        .join(GroupMember, GroupMember.group_id == InquiryGroup.id)
-        .where(GroupMember.inquiry_id == inquiry_id, GroupMember.split_at.is_(None),
-               InquiryGroup.dissolved_at.is_(None), InquiryGroup.slack_ts.is_not(None))
-        .limit(1)
-    )
+    return shown_groups(session, [inquiry_id]).get(inquiry_id)
+
+
+def failed_deliveries_many(session: Session, inquiry_ids: Sequence[int]) -> dict[int, list[str]]:
+    """Emails of each inquiry that were given up on, newest first, as sentences for the card."""
+    if not inquiry_ids:
+        return {}
+    rows = session.execute(
+        select(Message.inquiry_id, Message.kind, Message.to_address, Message.last_error)
+        .where(Message.inquiry_id.in_(inquiry_ids), Message.direction == "outbound", Message.state == "failed")
+        .order_by(Message.id.desc())
+    ).all()
+    what = {"acknowledgment": "the acknowledgment", "reply": "a reply"}
+    found: dict[int, list[str]] = {}
+    for inquiry_id, kind, to, error in rows:
+        lines = found.setdefault(inquiry_id, [])
+        if len(lines) < 3:
+            lines.append(f"{what.get(kind, 'an email')} to {to or '(no address)'}: {(error or 'no reason given')[:300]}")
+    return found
 
 
 def failed_deliveries(session: Session, inquiry_id: int) -> list[str]:
     """Emails of this inquiry that were given up on, newest first, as sentences for the card."""
-    rows = session.execute(
-        select(Message.kind, Message.to_address, Message.last_error)
-        .where(Message.inquiry_id == inquiry_id, Message.direction == "outbound", Message.state == "failed")
-        .order_by(Message.id.desc())
-        .limit(3)
-    ).all()
-    what = {"acknowledgment": "the acknowledgment", "reply": "a reply"}
-    return [f"{what.get(kind, 'an email')} to {to or '(no address)'}: {(error or 'no reason given')[:300]}"
-            for kind, to, error in rows]
+    return failed_deliveries_many(session, [inquiry_id]).get(inquiry_id, [])
 
 
 def _overdue(inquiry: Inquiry, now: dt.datetime | None = None) -> bool:
@@ -193,38 +255,62 @@ def _overdue(inquiry: Inquiry, now: dt.datetime | None = None) -> bool:
     return inquiry.status in RUNNING and due is not None and due <= (now or utcnow())
 
 
+def card_groups(session: Session, inquiries: Sequence[Inquiry]) -> dict[int, list[Inquiry]]:
+    """For each inquiry, the inquiries that share its card (a burst folded together), the card's
+    owner first; an inquiry without a card is alone."""
+    found: dict[int, list[Inquiry]] = {i.id: [i] for i in inquiries if not i.slack_ts}
+    places = {(i.slack_channel, i.slack_ts) for i in inquiries if i.slack_ts}
+    if places:
+        by_place: dict[tuple, list[Inquiry]] = {}
+        for other in session.scalars(
+            select(Inquiry).where(tuple_(Inquiry.slack_channel, Inquiry.slack_ts).in_(sorted(places))).order_by(Inquiry.id)
+        ):
+            by_place.setdefault((other.slack_channel, other.slack_ts), []).append(other)
+        for inquiry in inquiries:
+            if inquiry.slack_ts:
+                found[inquiry.id] = by_place.get((inquiry.slack_channel, inquiry.slack_ts), [inquiry])
+    return found
+
+
 def card_group(session: Session, inquiry: Inquiry) -> list[Inquiry]:
     """Inquiries that share one card (a burst folded together), the card's owner first."""
-    if not inquiry.slack_ts:
-        return [inquiry]
-    return list(session.scalars(
-        select(Inquiry)
-        .where(Inquiry.slack_channel == inquiry.slack_channel, Inquiry.slack_ts == inquiry.slack_ts)
-        .order_by(Inquiry.id)
-    ))
+    return card_groups(session, [inquiry])[inquiry.id]
 
 
-def burst_owner(session: Session, inquiry: Inquiry, window: dt.timedelta) -> Inquiry | None:
-    """An earlier inquiry from the same sender, still open, whose card was posted within ``window``.
+def burst_owners(session: Session, inquiries: Sequence[Inquiry], window: dt.timedelta) -> dict[int, Inquiry]:
+    """For each inquiry, an earlier inquiry from the same sender, still open, whose card was
+    posted within ``window`` (the lowest id), when there is one.
 
     A burst (someone sending five emails in three minutes) is folded into that card rather than
     flooding the channel.
     """
-    if inquiry.contact_id is None:
-        return None
-    since = (aware(inquiry.received_at) or utcnow()) - window
-    return session.scalar(
+    wanted = [i for i in inquiries if i.contact_id is not None]
+    if not wanted:
+        return {}
+    since = {i.id: (aware(i.received_at) or utcnow()) - window for i in wanted}
+    candidates = list(session.scalars(
         select(Inquiry)
         .where(
-            Inquiry.contact_id == inquiry.contact_id,
-            Inquiry.id != inquiry.id,
+            Inquiry.contact_id.in_({i.contact_id for i in wanted}),
             Inquiry.slack_ts.is_not(None),
             Inquiry.status.in_(OPEN_STATUSES),
-            Inquiry.received_at >= since,
+            Inquiry.received_at >= min(since.values()),
         )
         .order_by(Inquiry.id)
-        .limit(1)
-    )
+    ))
+    found: dict[int, Inquiry] = {}
+    for inquiry in wanted:
+        for other in candidates:
+            if (other.contact_id == inquiry.contact_id and other.id != inquiry.id
+                    and aware(other.received_at) >= since[inquiry.id]):
+                found[inquiry.id] = other
+                break
+    return found
+
+
+def burst_owner(session: Session, inquiry: Inquiry, window: dt.timedelta) -> Inquiry | None:
+    """An earlier inquiry from the same sender, still open, whose card was posted within ``window``."""
+    return burst_owners(session, [inquiry], window).get(inquiry.id)
 
 
 def _row(inquiry: Inquiry) -> InquiryRow:
@@ -390,7 +476,9 @@ def filtered_since(session: Session, after_id: int, through_id: int | None = Non
     )
     if through_id is not None:
         stmt = stmt.where(Inquiry.id <= through_id)
-    return [i for i in session.scalars(stmt) if is_filtered(session, i)]
+    rows = list(session.scalars(stmt))
+    filtered = filtered_many(session, rows)
+    return [i for i in rows if i.id in filtered]
 
 
 def rows_for(inquiries: Sequence[Inquiry]) -> list[InquiryRow]:
