@@ -16,8 +16,6 @@ import json
 import logging
 import os
 import sys
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 import click
@@ -214,120 +212,6 @@ def db_upgrade(revision: str) -> None:
 # intake ingest
 
 
-@dataclass
-class Item:
-    label: str
-    raw: bytes | None
-    size: int
-    rejected: str | None = None
-
-
-def _looks_like_mbox(head: bytes) -> bool:
-    return head.startswith(b"From ") and b"\n" in head
-
-
-def _iter_file(path: Path, max_bytes: int) -> Iterator[Item]:
-    size = path.stat().st_size
-    if size > max_bytes:
-        yield Item(str(path), None, size, f"too large: {size} bytes (limit {max_bytes})")
-        return
-    with path.open("rb") as fh:
-        head = fh.read(1024)
-    if _looks_like_mbox(head):
-        yield from _iter_mbox(path, max_bytes)
-        return
-    yield Item(str(path), path.read_bytes(), size)
-
-
-def _iter_mbox(path: Path, max_bytes: int) -> Iterator[Item]:
-    import mailbox
-
-    box = mailbox.mbox(str(path), create=False)
-    try:
-        for index, key in enumerate(box.iterkeys(), start=1):
-            raw = box.get_bytes(key)
-            label = f"{path}#{index}"
-            if len(raw) > max_bytes:
-                yield Item(label, None, len(raw), f"too large: {len(raw)} bytes (limit {max_bytes})")
-            else:
-                yield Item(label, raw, len(raw))
-    finally:
-        box.close()
-
-
-def _iter_stdin(max_bytes: int) -> Iterator[Item]:
-    data = sys.stdin.buffer.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        yield Item("-", None, len(data), f"too large: over {max_bytes} bytes")
-        return
-    if _looks_like_mbox(data[:1024]):
-        import tempfile
-
-        with tempfile.NamedTemporaryFile(suffix=".mbox") as tmp:
-            tmp.write(data)
-            tmp.flush()
-            for item in _iter_mbox(Path(tmp.name), max_bytes):
-                item.label = "-" + item.label[len(tmp.name):]
-                yield item
-        return
-    yield Item("-", data, len(data))
-
-
-def _expand(paths: tuple[str, ...]) -> list[Path | str]:
-    expanded: list[Path | str] = []
-    for raw_path in paths:
-        if raw_path == "-":
-            expanded.append("-")
-            continue
-        path = Path(raw_path)
-        if path.is_dir():
-            expanded.extend(
-                sorted(
-                    p for p in path.rglob("*")
-                    if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
-                )
-            )
-        else:
-            expanded.append(path)
-    return expanded
-
-
-def ingest_item(rt, item: Item, *, received_from_date: bool = False) -> dict:
-    """Store and process one message; the result line `intake ingest --json` prints.
-
-    ``received_from_date``: the message's own Date: is its arrival time (an imported mailbox)."""
-    from intake import inquiries, mail
-    from intake.pipeline import process_stored
-
-    result = {"file": item.label, "status": None, "inquiry": None, "error": None}
-    if item.rejected is None and item.raw is not None:
-        # A file handed over by mistake (a Procfile, pyproject.toml) must not become an inquiry:
-        # webhooks store whatever was delivered, but here a person picked the files.
-        item.rejected = mail.not_mail_reason(item.raw)
-    if item.rejected is not None:
-        with rt.db.session() as session:
-            inquiries.record_receipt(session, "cli", "rejected", size=item.size, detail=f"{item.label}: {item.rejected}")
-        result.update(status="rejected", error=item.rejected)
-        return result
-    with rt.db.session() as session:
-        stored = inquiries.store_raw(session, item.raw, provider="cli", provider_event_id=item.label[:255],
-                                     meta=dict(inquiries.ARRIVAL_FROM_DATE) if received_from_date else None)
-    if stored.duplicate:
-        inquiry_id = stored.inquiry_id
-        if inquiry_id is None:  # stored earlier but never processed (a crash): process it now
-            inquiry_id = process_stored(rt, stored.message_id).inquiry_id
-        result.update(status="duplicate", inquiry=inquiry_id)
-        return result
-    processed = process_stored(rt, stored.message_id)
-    result.update(status=processed.status, inquiry=processed.inquiry_id)
-    if processed.status == "unparseable":
-        with rt.db.session() as session:
-            from intake.models import Message
-
-            result["error"] = session.get(Message, stored.message_id).parse_error
-    return result
-
-
 @main.command()
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per message on stdout.")
@@ -344,6 +228,8 @@ def ingest(paths: tuple[str, ...], as_json: bool, received_from_date: bool) -> N
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
+    from intake import ingest as importing
+
     missing = [p for p in paths if p != "-" and not os.path.exists(p)]
     if missing:
         raise click.ClickException(
@@ -351,40 +237,63 @@ def ingest(paths: tuple[str, ...], as_json: bool, received_from_date: bool) -> N
         )
     rt = build_runtime()
     max_bytes = rt.settings.max_message_bytes
-    targets = _expand(paths)
-
-    def items_of(target: Path | str) -> Iterator[Item]:
-        if target == "-":
-            yield from _iter_stdin(max_bytes)
-            return
-        try:
-            yield from _iter_file(target, max_bytes)
-        except OSError as exc:
-            yield Item(str(target), None, 0, f"cannot read: {exc.strerror or exc}")
+    targets = importing.expand(paths)
+    # (item, whether it is the last of its target): the progress bar counts files.
+    items = ((item, last) for target in targets for item, last in _with_last(importing.items_of(target, max_bytes)))
 
     counts: dict[str, int] = {}
+    not_processed: list[tuple[str, str]] = []
+
+    def show(result: dict) -> None:
+        counts[result["status"]] = counts.get(result["status"], 0) + 1
+        if as_json:
+            click.echo(json.dumps(result, ensure_ascii=False))
+        else:
+            inquiry = f"#{result['inquiry']}" if result["inquiry"] else "-"
+            line = f"{result['status']:<12} {inquiry:<8} {result['file']}"
+            if result["error"]:
+                line += f"  ({result['error']})"
+            click.echo(line)
+
     # A progress bar only where a person watches a long run: on a terminal, past a few dozen
     # files; log lines are then written above the bar instead of through it.
     show_bar = len(targets) >= 50 and sys.stderr.isatty()
     with tqdm(total=len(targets), disable=not show_bar, unit="file", file=sys.stderr) as bar, \
             (logging_redirect_tqdm() if show_bar else contextlib.nullcontext()):
-        for target in targets:
-            for item in items_of(target):
-                try:
-                    result = ingest_item(rt, item, received_from_date=received_from_date)
-                except OperationalError as exc:
-                    raise click.ClickException(
-                        f"the database failed while ingesting {item.label}: {exc.orig}"
-                    ) from None
-                counts[result["status"]] = counts.get(result["status"], 0) + 1
-                if as_json:
-                    click.echo(json.dumps(result, ensure_ascii=False))
-                else:
-                    inquiry = f"#{result['inquiry']}" if result["inquiry"] else "-"
-                    line = f"{result['status']:<12} {inquiry:<8} {result['file']}"
-                    if result["error"]:
-                        line += f"  ({result['error']})"
-                    click.echo(line)
-            bar.update(1)
+        for chunk in importing.chunks(items):
+            try:
+                with importing.deliveries_held(rt):
+                    try:
+                        results = importing.ingest_chunk(rt, [item for item, _ in chunk],
+                                                         received_from_date=received_from_date)
+                    except importing.NotProcessed as exc:
+                        results = exc.results
+                        not_processed.extend(exc.failed)
+            except OperationalError as exc:
+                raise click.ClickException(
+                    f"the database failed while ingesting {chunk[0][0].label}"
+                    f"{f' (and {len(chunk) - 1} more)' if len(chunk) > 1 else ''}: {exc.orig}"
+                ) from None
+            for result in results:
+                show(result)
+            bar.update(sum(1 for _, last in chunk if last))
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing to ingest"
     click.echo(f"ingested {sum(counts.values())} message(s): {summary}", err=True)
+    if not_processed:
+        raise click.ClickException(
+            f"{len(not_processed)} message(s) were stored but could not be processed: "
+            + "; ".join(f"{label} ({error})" for label, error in not_processed[:10])
+            + ("; ..." if len(not_processed) > 10 else "")
+            + ". They are kept: `intake ingest` them again, or a worker's sweeper processes them."
+        )
+
+
+def _with_last(iterator: Iterator) -> Iterator[tuple[object, bool]]:
+    """Each element with whether it is the last one."""
+    previous, started = None, False
+    for element in iterator:
+        if started:
+            yield previous, False
+        previous, started = element, True
+    if started:
+        yield previous, True
