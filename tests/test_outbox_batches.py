@@ -177,3 +177,58 @@ def test_cards_for_a_batch_are_posted_once_each_and_recorded(db_url, tmp_path):
         assert set(outbox.deliver_many(rt, ids).values()) == {"updated"}
         assert len(slack.calls_to("chat.postMessage")) == 5 and len(slack.calls_to("chat.update")) == 5
         database.dispose()
+
+
+def test_follow_up_lines_for_a_batch_are_planned_together_and_posted_once_each(db_url, tmp_path):
+    """Three follow-ups owe three thread lines; delivered in one job (one read of the messages for
+    all of them), each is posted once in its card's thread and recorded on its message, and a
+    line whose message already has one is skipped."""
+    from intake import inquiries
+    from intake.config import Settings
+    from intake.db import Database
+    from intake.pipeline import process_ids
+
+    with FakeSlack() as slack:
+        config = tmp_path / "c.toml"
+        config.write_text("[slack]\npost_interval_seconds = 0\nburst_minutes = 0\n", encoding="utf-8")
+        settings = Settings.from_env({"DATABASE_URL": db_url, "SLACK_BOT_TOKEN": BOT_TOKEN,
+                                      "SLACK_TRIAGE_CHANNEL": TRIAGE_CHANNEL, "SLACK_API_URL": slack.api_url,
+                                      "INTAKE_CONFIG": str(config)})
+        database = Database(db_url)
+        rt = Runtime(settings, database, queue=InlineQueue())
+        opening = person_email(70, "asker@example.org")
+        first_id = opening.split(b"Message-ID: ")[1].split(b"\r\n")[0].decode()
+        with rt.db.session() as session:
+            stored = inquiries.store_raw(session, opening, provider="test")
+        [opened] = process_ids(rt, [stored.message_id])  # the card is posted inline
+        [card] = slack.top_level(TRIAGE_CHANNEL)
+        with kicks_held(rt):
+            ids = []
+            for n in range(3):
+                reply = (f"From: Person 70 <asker@example.org>\r\nTo: {FROM}\r\nSubject: Re: Question 70 about "
+                         f"applying\r\nMessage-ID: <line-{n}-{time.time_ns()}@example.org>\r\nIn-Reply-To: {first_id}"
+                         f"\r\nDate: Tue, 01 Dec 2026 10:0{n}:00 -0500\r\n\r\nOne more thing, number {n}.\r\n").encode()
+                with rt.db.session() as session:
+                    ids.append(inquiries.store_raw(session, reply, provider="test").message_id)
+            done = process_ids(rt, ids)
+            assert [(d.status, d.inquiry_id) for d in done] == [("follow-up", opened.inquiry_id)] * 3
+            with rt.db.session() as session:
+                lines = list(session.scalars(select(Delivery.id).where(Delivery.kind == "slack.message_line")
+                                             .order_by(Delivery.id)))
+        assert len(lines) == 3
+        with rt.db.session() as session:  # the second line's message has one already (an earlier run)
+            session.get(Message, ids[1]).slack_ts = "1.000001"
+        statements = []
+        event.listen(rt.db.engine, "before_cursor_execute",
+                     lambda conn, cur, stmt, *a: statements.append(stmt))
+        results = outbox.deliver_many(rt, lines)
+        assert [results[i] for i in lines] == ["posted", "skipped", "posted"]
+        assert len([s for s in statements if "FROM messages" in s]) == 1  # read once for the batch
+        posted = slack.thread(TRIAGE_CHANNEL, card["ts"])
+        assert len(posted) == 2 and ["number 0" in str(posted[0]), "number 2" in str(posted[1])] == [True, True]
+        with rt.db.session() as session:
+            recorded = {m.id: m.slack_ts for m in session.scalars(select(Message).where(Message.id.in_(ids)))}
+        assert recorded[ids[0]] == posted[0]["ts"] and recorded[ids[2]] == posted[1]["ts"]
+        assert set(outbox.deliver_many(rt, lines).values()) == {"not due"}  # done: nothing posted twice
+        assert len(slack.thread(TRIAGE_CHANNEL, card["ts"])) == len(posted)
+        database.dispose()

@@ -27,6 +27,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web import SlackResponse
 from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import defer
 
 from intake.jobs import periodic
 from intake.models import Event, Inquiry, Message, utcnow
@@ -482,28 +483,61 @@ def _post_line(rt: "Runtime", ticket: Ticket, plan: _LinePlan, record) -> str:
     return "posted"
 
 
-@slack_deliverer("slack.message_line")
+def _plan_message_lines(rt: "Runtime", tickets: list[Ticket]) -> dict[int, _LinePlan | None]:
+    """The thread line each follow-up delivery posts (None: nothing to post), read in one short
+    session for all of them."""
+    wanted = {t.id: int(t.args["message_id"]) for t in tickets}
+    plans: dict[int, _LinePlan | None] = {}
+    with rt.db.read_session() as session:
+        messages = {m.id: m for m in session.scalars(
+            select(Message).options(defer(Message.raw)).where(Message.id.in_(set(wanted.values()))))}
+        inquiry_ids = {m.inquiry_id for m in messages.values() if m.inquiry_id is not None and not m.slack_ts}
+        inquiries = {i.id: i for i in session.scalars(select(Inquiry).where(Inquiry.id.in_(inquiry_ids)))}
+        filtered = Q.filtered_many(session, [i for i in inquiries.values() if not i.slack_ts])
+        groups = Q.card_groups(session, [i for i in inquiries.values() if i.slack_ts])
+        for ticket in tickets:
+            message = messages.get(wanted[ticket.id])
+            if message is None or message.slack_ts or message.inquiry_id is None:
+                plans[ticket.id] = None
+                continue
+            inquiry = inquiries[message.inquiry_id]
+            plans[ticket.id] = _LinePlan(
+                inquiry.id, inquiry.slack_channel, inquiry.slack_ts, filtered=inquiry.id in filtered,
+                line=B.followup_line(
+                    inquiry_id=inquiry.id, direction=message.direction,
+                    sender=B.sender_label(message.sender_name, message.sender_address),
+                    subject=message.subject, body=message.latest_reply or message.text_body,
+                    author=message.author, reopened=bool(ticket.args.get("reopened")),
+                    show_id=bool(inquiry.slack_ts) and len(groups.get(inquiry.id, ())) > 1,
+                ),
+            )
+    return plans
+
+
+def _deliver_message_lines(rt: "Runtime", tickets: list[Ticket]) -> dict[int, Any]:
+    """Follow-up lines for several messages: planned in one session, then posted one by one
+    (a batch of follow-ups, as `intake ingest` of a mailbox makes, no longer reads each alone)."""
+    outcomes: dict[int, Any] = {}
+    plans = _plan_message_lines(rt, tickets)
+    for ticket in tickets:
+        try:
+            outcomes[ticket.id] = _post_message_line(rt, ticket, plans[ticket.id])
+        except Exception as exc:  # noqa: BLE001 - this line is retried; the others go on
+            outcomes[ticket.id] = exc
+    return outcomes
+
+
+def _post_message_line(rt: "Runtime", ticket: Ticket, plan: _LinePlan | None) -> str:
+    if plan is None:
+        return "skipped"
+    message_id = int(ticket.args["message_id"])
+    return _post_line(rt, ticket, plan, lambda ts: _record_message_ts(rt, message_id, ts))
+
+
+@slack_deliverer("slack.message_line", batch=_deliver_message_lines)
 def deliver_message_line(rt: "Runtime", ticket: Ticket) -> str:
     """A follow-up email as a line in its card's thread (saying so when it reopened the inquiry)."""
-    message_id = int(ticket.args["message_id"])
-    with rt.db.read_session() as session:
-        message = session.get(Message, message_id)
-        if message is None or message.slack_ts or message.inquiry_id is None:
-            return "skipped"
-        inquiry = session.get(Inquiry, message.inquiry_id)
-        assert inquiry is not None
-        plan = _LinePlan(
-            inquiry.id, inquiry.slack_channel, inquiry.slack_ts,
-            filtered=not inquiry.slack_ts and Q.is_filtered(session, inquiry),
-            line=B.followup_line(
-                inquiry_id=inquiry.id, direction=message.direction,
-                sender=B.sender_label(message.sender_name, message.sender_address),
-                subject=message.subject, body=message.latest_reply or message.text_body,
-                author=message.author, reopened=bool(ticket.args.get("reopened")),
-                show_id=bool(inquiry.slack_ts) and len(Q.card_group(session, inquiry)) > 1,
-            ),
-        )
-    return _post_line(rt, ticket, plan, lambda ts: _record_message_ts(rt, message_id, ts))
+    return _post_message_line(rt, ticket, _plan_message_lines(rt, [ticket])[ticket.id])
 
 
 @slack_deliverer("slack.event_line")
