@@ -259,16 +259,17 @@ def ingest(paths: tuple[str, ...], as_json: bool, received_from_date: bool) -> N
     # files; log lines are then written above the bar instead of through it.
     show_bar = len(targets) >= 50 and sys.stderr.isatty()
     with tqdm(total=len(targets), disable=not show_bar, unit="file", file=sys.stderr) as bar, \
-            (logging_redirect_tqdm() if show_bar else contextlib.nullcontext()):
+            (logging_redirect_tqdm() if show_bar else contextlib.nullcontext()), \
+            importing.HeldDeliveries(rt) as deliveries:
         for chunk in importing.chunks(items):
             try:
-                with importing.deliveries_held(rt):
-                    try:
-                        results = importing.ingest_chunk(rt, [item for item, _ in chunk],
-                                                         received_from_date=received_from_date)
-                    except importing.NotProcessed as exc:
-                        results = exc.results
-                        not_processed.extend(exc.failed)
+                try:
+                    results = importing.ingest_chunk(rt, [item for item, _ in chunk],
+                                                     received_from_date=received_from_date)
+                except importing.NotProcessed as exc:
+                    results = exc.results
+                    not_processed.extend(exc.failed)
+                deliveries.processed(len(chunk))
             except OperationalError as exc:
                 raise click.ClickException(
                     f"the database failed while ingesting {chunk[0][0].label}"

@@ -15,17 +15,16 @@ Now, per chunk (``CHUNK_FILES`` files or ``CHUNK_BYTES`` bytes, whichever comes 
 3. the stored messages go through ``pipeline.process_batch``, the worker's batch path (parsed
    with no transaction open, then threaded, classified and recorded a batch per transaction),
    from the bytes already in memory;
-4. what those commits owed (cards, thread lines, acknowledgments) is handed to the outbox once
-   for the whole chunk, so a card owed by a new inquiry and again by its follow-ups in the same
-   chunk is planned and delivered once (``slack.card`` is coalescing) and every lane's rows are
-   claimed, acted on and recorded several per statement.
+4. what those commits owed (cards, thread lines, acknowledgments) is handed to the outbox every
+   ``DELIVER_EVERY`` messages and at the end (``HeldDeliveries``), so a card owed by a new
+   inquiry and again by its follow-ups is planned and delivered once (``slack.card`` is
+   coalescing) and every lane's rows are claimed, acted on and recorded several per statement.
 
 A chunk's results are printed once its messages are processed.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
 from dataclasses import dataclass
@@ -44,6 +43,8 @@ CHUNK_FILES = 250
 CHUNK_BYTES = 64 * 1024 * 1024
 # Messages processed per transaction within a chunk (SQLite's write lock is held that long).
 PROCESS_BATCH = 50
+# What the processed messages owe is delivered after this many (see HeldDeliveries).
+DELIVER_EVERY = 1000
 
 
 @dataclass
@@ -142,10 +143,13 @@ def items_of(target: Path | str, max_bytes: int) -> Iterator[Item]:
         yield Item(str(target), None, 0, f"cannot read: {exc.strerror or exc}")
 
 
-def chunks(items: Iterable[tuple[Item, Any]], *, files: int = CHUNK_FILES,
-           max_bytes: int = CHUNK_BYTES) -> Iterator[list[tuple[Item, Any]]]:
+def chunks(items: Iterable[tuple[Item, Any]], *, files: int | None = None,
+           max_bytes: int | None = None) -> Iterator[list[tuple[Item, Any]]]:
     """``(item, tag)`` pairs grouped into chunks of at most ``files`` items and about
-    ``max_bytes`` bytes (a chunk always holds at least one item)."""
+    ``max_bytes`` bytes (default ``CHUNK_FILES``, ``CHUNK_BYTES``); a chunk always holds at
+    least one item."""
+    files = files or CHUNK_FILES
+    max_bytes = max_bytes or CHUNK_BYTES
     chunk: list[tuple[Item, Any]] = []
     size = 0
     for pair in items:
@@ -270,20 +274,48 @@ def _outcomes_read_back(rt: "Runtime", message_ids: list[int],
 # deliveries, a chunk at a time
 
 
-@contextlib.contextmanager
-def deliveries_held(rt: "Runtime") -> Iterator[list]:
-    """Hold back what commits owe (instead of delivering after each commit) until the block ends,
-    then hand it all to the outbox at once: its rows are delivered several per statement, and a
-    card owed several times meanwhile is delivered once, showing its latest state. The rows are
-    committed either way: if the command dies first, a worker's poller delivers them."""
-    from intake.outbox.worker import kick
+class HeldDeliveries:
+    """Holds back what commits owe (instead of delivering after each commit) and hands it to the
+    outbox every ``every`` messages and when the block ends: the rows are claimed, delivered and
+    recorded several per statement, and a card owed several times meanwhile (a new inquiry, then
+    its follow-ups) is planned and delivered once, showing its latest state. The rows are
+    committed either way: if the command dies before a flush, a worker's poller delivers them.
+    """
 
-    held: list = []
-    deliver = rt.db.on_owed
-    rt.db.on_owed = held.extend
-    try:
-        yield held
-    finally:
-        rt.db.on_owed = deliver
-    if held:  # not on an error: the poller delivers them
-        kick(rt, held)
+    def __init__(self, rt: "Runtime", every: int = DELIVER_EVERY) -> None:
+        self.rt = rt
+        self.every = every
+        self.held: list = []
+        self.messages = 0
+        self._deliver = rt.db.on_owed
+
+    def __enter__(self) -> "HeldDeliveries":
+        self.rt.db.on_owed = self.held.extend
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.rt.db.on_owed = self._deliver
+        if exc_type is None:  # on an error the poller delivers them
+            self.flush()
+
+    def processed(self, count: int) -> None:
+        """``count`` more messages were processed: deliver what is held once there are enough."""
+        self.messages += count
+        if self.messages >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        from intake.outbox.worker import kick
+
+        held = list(self.held)
+        self.held.clear()  # in place: ``on_owed`` is bound to this list while holding
+        self.messages = 0
+        if not held:
+            return
+        # What the deliveries themselves owe (an acknowledgment's email) goes the usual way:
+        # it joins the running delivery job of its lane.
+        holding, self.rt.db.on_owed = self.rt.db.on_owed, self._deliver
+        try:
+            kick(self.rt, held)
+        finally:
+            self.rt.db.on_owed = holding
