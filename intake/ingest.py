@@ -183,15 +183,14 @@ def ingest_chunk(rt: "Runtime", items: list[Item], *, received_from_date: bool =
             # inquiry: webhooks store whatever was delivered, but here a person picked the files.
             item.rejected = mail.not_mail_reason(item.raw)
     meta = dict(inquiries.ARRIVAL_FROM_DATE) if received_from_date else None
-    stored: dict[int, inquiries.StoreResult] = {}
+    accepted = [index for index, item in enumerate(items) if item.rejected is None]
     with rt.db.session() as session:
-        for index, item in enumerate(items):
+        for item in items:
             if item.rejected is not None:
                 inquiries.record_receipt(session, "cli", "rejected", size=item.size,
                                          detail=f"{item.label}: {item.rejected}")
-            else:
-                stored[index] = inquiries.store_raw(session, item.raw, provider="cli",
-                                                    provider_event_id=item.label[:255], meta=meta)
+        stored = dict(zip(accepted, inquiries.store_many(
+            session, [(items[i].raw, items[i].label[:255]) for i in accepted], provider="cli", meta=meta)))
     # Committed: everything below may fail without losing a file.
 
     # New messages, and duplicates stored earlier but never processed (a crash), once each.

@@ -81,6 +81,35 @@ def test_byte_identical_redelivery_is_a_duplicate_and_gets_a_receipt(rt):
         assert outcomes == ["duplicate", "stored"]
 
 
+def test_store_many_stores_each_new_message_once_in_order_with_its_receipt(rt):
+    """`intake ingest`'s chunk store: new bytes stored, bytes stored before and bytes repeated in
+    the same call are duplicates of the one row, every delivery has its receipt, all in three
+    statements."""
+    from sqlalchemy import event
+
+    earlier, _ = ingest(rt, make_email(message_id="<before@example.org>"))
+    raws = [make_email(message_id=f"<many-{n}@example.org>", body=f"Question {n}") for n in range(3)]
+    deliveries = [(raws[0], "a"), (make_email(message_id="<before@example.org>"), "b"), (raws[1], "c"),
+                  (raws[0], "d"), (raws[2], "e")]
+    statements = []
+    event.listen(rt.db.engine, "before_cursor_execute", lambda conn, cur, stmt, *a: statements.append(stmt))
+    with rt.db.session() as session:
+        stored = inquiries.store_many(session, deliveries, provider="cli")
+    assert [s.duplicate for s in stored] == [False, True, False, True, False]
+    assert stored[1].inquiry_id == earlier.inquiry_id and stored[3].message_id == stored[0].message_id
+    assert len({s.message_id for s in stored}) == 4
+    assert len([s for s in statements if not s.startswith(("BEGIN", "COMMIT"))]) == 3
+    with rt.db.session() as session:
+        by_id = {m.id: m for m in session.scalars(select(Message).where(Message.direction == "inbound"))}
+        assert len(by_id) == 4 and by_id[stored[4].message_id].raw == raws[2]
+        assert by_id[stored[0].message_id].message_id == "many-0@example.org"  # peeked, normalized
+        receipts = session.execute(select(Receipt.provider_event_id, Receipt.outcome, Receipt.message_id)
+                                   .where(Receipt.provider == "cli").order_by(Receipt.id)).all()
+    assert [(r.provider_event_id, r.outcome, r.message_id) for r in receipts] == [
+        (event_id, "duplicate" if s.duplicate else "stored", s.message_id)
+        for (_, event_id), s in zip(deliveries, stored)]
+
+
 def test_different_messages_sharing_a_message_id_are_all_kept(rt):
     """Contact forms and some mailers reuse one Message-ID for different messages: each is mail."""
     results = []

@@ -43,7 +43,14 @@ from intake.inquiries.processing import (
     waiting_messages,
 )
 from intake.inquiries.queries import count_inquiries, inquiry_detail, inquiry_summary, list_inquiries, search_inquiries
-from intake.inquiries.store import StoreResult, dedupe_key_for, record_receipt, store_raw, synthesize_message
+from intake.inquiries.store import (
+    StoreResult,
+    dedupe_key_for,
+    record_receipt,
+    store_many,
+    store_raw,
+    synthesize_message,
+)
 from intake.inquiries.threads import FALLBACK_THREAD_WINDOW, find_thread, find_threads, is_participant
 
 __all__ = [
@@ -53,7 +60,7 @@ __all__ = [
     "inquiry_detail", "inquiry_summary", "Prepared", "prepare", "process_messages", "record_failure", "result_for",
     "waiting_messages",
     "is_participant", "list_inquiries", "mark_not_spam", "mark_spam", "on_follow_up", "on_reply_sent",
-    "process_message", "reclassify", "record_receipt", "reopen", "search_inquiries", "store_raw",
+    "process_message", "reclassify", "record_receipt", "reopen", "search_inquiries", "store_many", "store_raw",
     "synthesize_message",
     # response targets (intake.sla)
     "ARRIVAL_FROM_DATE", "arrival_time", "wait_on_applicant",

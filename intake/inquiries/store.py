@@ -14,7 +14,7 @@ import json
 import re
 from dataclasses import dataclass
 from email.utils import format_datetime, make_msgid
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from sqlalchemy import bindparam, select, text
 from sqlalchemy import insert as sa_insert
@@ -112,6 +112,49 @@ def store_raw(
     return StoreResult(message_id, outcome == "duplicate", key, inquiry_id)
 
 
+def store_many(
+    session: Session,
+    deliveries: Sequence[tuple[bytes, str | None]],
+    *,
+    provider: str,
+    meta: dict[str, Any] | None = None,
+) -> list[StoreResult]:
+    """``store_raw`` for many messages (``(raw, provider_event_id)`` each) in the caller's
+    transaction, in three statements whatever their number: the messages (one INSERT, those
+    whose bytes are stored already skipped by the unique key), the duplicates' rows, the
+    receipts. `intake ingest` stores a chunk of files this way. Results in the given order; the
+    same bytes twice in one call are stored once, the second a duplicate of the first.
+    """
+    if not deliveries:
+        return []
+    rows = [_rows(raw, provider, "email", event_id, meta) for raw, event_id in deliveries]
+    first: dict[str, int] = {}  # dedupe key -> index of its first occurrence
+    for index, (key, _, _) in enumerate(rows):
+        first.setdefault(key, index)
+    connection = session.connection()
+    statements = _store_statements(connection.dialect.name)
+    # Executed with a list of rows: one INSERT .. RETURNING ("insertmanyvalues"); the keys come
+    # back for the rows inserted, the others clashed with bytes stored before.
+    inserted = {row.dedupe_key: row.id for row in connection.execute(
+        statements.insert_messages, [rows[index][1] for index in first.values()])}
+    earlier = {}
+    if len(inserted) < len(first):
+        earlier = {row.dedupe_key: (row.id, row.inquiry_id) for row in connection.execute(
+            statements.find_messages, {"keys": [key for key in first if key not in inserted]})}
+    results: list[StoreResult] = []
+    for index, (key, _, _) in enumerate(rows):
+        if key in inserted:
+            results.append(StoreResult(inserted[key], first[key] != index, key))
+        else:
+            message_id, inquiry_id = earlier[key]
+            results.append(StoreResult(message_id, True, key, inquiry_id))
+    connection.execute(statements.insert_receipt, [
+        {**receipt_row, "outcome": "duplicate" if result.duplicate else "stored", "message_id": result.message_id}
+        for (_, _, receipt_row), result in zip(rows, results)
+    ])
+    return results
+
+
 def store_raw_direct(
     cursor: Any,
     raw: bytes,
@@ -143,6 +186,8 @@ class _StoreStatements:
     insert_message: Any
     find_message: Any
     insert_receipt: Any
+    insert_messages: Any
+    find_messages: Any
     store_with_receipt: Any = None
 
 
@@ -199,6 +244,12 @@ def _store_statements(dialect: str) -> _StoreStatements:
             messages.c.dedupe_key == bindparam("key")
         ),
         insert_receipt=sa_insert(receipts),
+        insert_messages=insert(messages)
+        .on_conflict_do_nothing(index_elements=[messages.c.dedupe_key])
+        .returning(messages.c.id, messages.c.dedupe_key),
+        find_messages=select(messages.c.id, messages.c.inquiry_id, messages.c.dedupe_key).where(
+            messages.c.dedupe_key.in_(bindparam("keys", expanding=True))
+        ),
         store_with_receipt=text(_PG_STORE_WITH_RECEIPT) if dialect == "postgresql" else None,
     )
 
