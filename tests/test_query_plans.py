@@ -20,9 +20,10 @@ written by hand, so a query added later is checked too.
 3. Each distinct statement that names one of those tables is explained with the parameters it ran
    with: on PostgreSQL ``EXPLAIN (FORMAT JSON)`` inside a transaction with ``SET LOCAL
    enable_seqscan = off``, so that a small table still shows whether an index *can* serve the
-   query (the planner then scans only when nothing else is possible); on SQLite ``EXPLAIN QUERY
-   PLAN``, where ``SCAN <table>`` without an index is the full scan (``SEARCH`` and ``SCAN ...
-   USING INDEX`` are fine).
+   query (the planner then scans only when nothing else is possible; a whole-index walk with a
+   filter, its other way to read a table, is checked again with index scans off too); on SQLite
+   ``EXPLAIN QUERY PLAN``, where ``SCAN <table>`` without an index is the full scan (``SEARCH``
+   and ``SCAN ... USING INDEX`` are fine).
 
 A failure names the statement, the phase of the day that ran it and the plan line.
 """
