@@ -140,6 +140,10 @@ class Inquiry(Base):
         Index("ix_inquiries_status_received", "status", "received_at"),
         Index("ix_inquiries_contact_thread_subject", "contact_id", "thread_subject"),
         Index("ix_inquiries_status_response_due", "status", "response_due"),
+        # Issue 11 (tests/test_query_plans.py): `intake list` pages newest first with no filter,
+        # and every card render finds the inquiries folded onto one Slack card by its place.
+        Index("ix_inquiries_received_id", "received_at", "id"),
+        Index("ix_inquiries_slack_card", "slack_channel", "slack_ts"),
     )
 
     # Response targets (issue 12), written only through intake.sla.clock.
