@@ -4,8 +4,10 @@ database, beside references that bound them, in interleaved rounds.
     .venv/bin/python bench/cli_startup.py                 # 15 rounds
     .venv/bin/python bench/cli_startup.py --rounds 30 --imports
     .venv/bin/python bench/cli_startup.py --baseline /tmp/old   # an older tree, same run
+    .venv/bin/python bench/cli_startup.py --postgresql postgresql://postgres@127.0.0.1:5432/test
 
-`--baseline DIR` adds both commands run from another source tree (DIR holding `intake/` and
+`--postgresql URL` adds `intake list` on an empty PostgreSQL schema created there (and dropped
+after); it pays for importing psycopg, which SQLite does not need. `--baseline DIR` adds both commands run from another source tree (DIR holding `intake/` and
 `intake_migrations/`, e.g. `git archive REV intake migrations | tar -x -C DIR` and renaming
 `migrations` to `intake_migrations`) with this environment's packages, for a before/after
 measured in the same rounds.
@@ -69,14 +71,18 @@ def from_tree(tree: Path, db_path: Path, *args: str) -> list[str]:
     return [sys.executable, "-c", code, *args]
 
 
-def commands(db_path: Path, baseline: Path | None) -> dict[str, list[str]]:
+def commands(db_path: Path, baseline: Path | None, pg_url: str | None) -> dict[str, list[str]]:
     before = {} if baseline is None else {
         "baseline: intake --help": from_tree(baseline, db_path.with_name("baseline.db"), "--help"),
         "baseline: intake list": from_tree(baseline, db_path.with_name("baseline.db"), "list"),
     }
+    postgresql = {} if pg_url is None else {
+        "intake list (empty PostgreSQL)": ["env", f"DATABASE_URL={pg_url}", INTAKE, "list"],
+    }
     return {
         "intake --help": [INTAKE, "--help"],
         "intake list (empty database)": [INTAKE, "list"],
+        **postgresql,
         **before,
         "ref: python -c pass": [sys.executable, "-c", "pass"],
         "ref: minimal click CLI --help": [sys.executable, "-c", MINIMAL_CLICK],
@@ -118,13 +124,36 @@ def main() -> None:
     parser.add_argument("--imports", action="store_true", help="print each command's slowest imports")
     parser.add_argument("--baseline", type=Path, default=None,
                         help="a source tree to measure the same commands from (before/after)")
+    parser.add_argument("--postgresql", metavar="URL", default=None,
+                        help="also `intake list` on an empty schema of this PostgreSQL database")
     args = parser.parse_args()
 
+    schema = None
+    if args.postgresql:
+        from intake.migrate import upgrade
+        from sqlalchemy import create_engine, text
+
+        schema = f"cli_bench_{os.getpid()}"
+        admin = create_engine(args.postgresql.replace("postgresql://", "postgresql+psycopg://", 1))
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        pg_url = f"{args.postgresql}?options=-csearch_path%3D{schema}"
+        upgrade(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        run(args, pg_url if schema else None)
+    finally:
+        if schema:
+            with admin.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            admin.dispose()
+
+
+def run(args: argparse.Namespace, pg_url: str | None) -> None:
     work = Path(tempfile.mkdtemp(prefix="intake-cli-bench-"))
     db_path = work / "intake.db"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "INTAKE_LOG_LEVEL")}
     env.update(DATABASE_URL=f"sqlite:///{db_path}", INTAKE_CONFIG="")
-    todo = commands(db_path, args.baseline)
+    todo = commands(db_path, args.baseline, pg_url)
     for argv in todo.values():  # warm-up: creates and migrates the database, writes bytecode
         timed(argv, env)
     walls: dict[str, list[float]] = {name: [] for name in todo}

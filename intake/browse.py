@@ -1,7 +1,10 @@
 """`intake list` and `intake show`: inquiries for a person at a terminal, or as JSON.
 
 The JSON shapes are a contract (../shared/DESIGN.md) and come straight from the domain
-(``inquiries.inquiry_summary``, ``inquiries.inquiry_detail``). The human views are built here by
+(``summaries.summary``, ``inquiries.inquiry_detail``). A plain `intake list` reads over the
+database's own driver and never imports SQLAlchemy (``intake.dbapi``, ``summaries.read_page``):
+its start-up was mostly that import. `--query`, and a database that must be created or migrated
+first, take the path through the models. The human views are built here by
 pure functions (``list_table``, ``detail_lines``) so they can be tested without a database: a
 header row, long senders and subjects cut with a visible "…", a legend for the marks,
 timestamps to the second.
@@ -17,11 +20,14 @@ import datetime as dt
 import json
 import unicodedata
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import click
 
-from intake.models import INQUIRY_STATUSES
+from intake.states import INQUIRY_STATUSES
+
+if TYPE_CHECKING:  # pragma: no cover
+    from intake.config import Settings
 
 DEFAULT_LIMIT = 50
 FROM_WIDTH = 30
@@ -147,12 +153,46 @@ def list_command(status: str | None, category: str | None, limit: int | None, as
 
     A category marked * needs review: the classifier was not sure.
     """
-    from intake import inquiries
-    from intake.cli import _settings, open_database
+    from intake.cli import _settings
 
     if limit is None:
         limit = 0 if as_json else DEFAULT_LIMIT
     settings = _settings()
+    page = None if query is not None else _plain_page(settings, status, category, limit)
+    rows, more = page if page is not None else _orm_page(settings, status, category, limit, query)
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False))
+        return
+    for text in list_table(rows, more):
+        click.echo(text)
+
+
+Page = tuple[list[dict[str, Any]], int]  # the summaries shown, and how many the limit left out
+
+
+def _plain_page(settings: "Settings", status: str | None, category: str | None, limit: int) -> Page | None:
+    """The page read over the database's own driver, without importing SQLAlchemy (most of the
+    command's start-up); None when the database needs the full path first (not created or not
+    migrated yet, or a URL only SQLAlchemy reads)."""
+    from intake import summaries
+    from intake.cli import open_plain_database
+
+    conn = open_plain_database(settings)
+    if conn is None:
+        return None
+    with conn:
+        rows = summaries.read_page(conn, status=status, category=category, limit=limit or None)
+        more = summaries.count(conn, status=status, category=category) - limit if _full(rows, limit) else 0
+    return rows, more
+
+
+def _orm_page(settings: "Settings", status: str | None, category: str | None, limit: int,
+              query: str | None) -> Page:
+    """The page read through the models: the search language, and any database
+    ``open_database`` has to create, migrate or refuse first."""
+    from intake import inquiries
+    from intake.cli import open_database
+
     db = open_database(settings)
     try:
         with db.read_session() as session:
@@ -169,15 +209,16 @@ def list_command(status: str | None, category: str | None, limit: int | None, as
             else:
                 found = inquiries.list_inquiries(session, status=status, category=category, limit=limit or None)
             rows = [inquiries.inquiry_summary(i) for i in found]
-            if query is None and limit and len(rows) == limit:
+            if query is None and _full(rows, limit):
                 more = inquiries.count_inquiries(session, status=status, category=category) - limit
     finally:
         db.dispose()
-    if as_json:
-        click.echo(json.dumps(rows, ensure_ascii=False))
-        return
-    for text in list_table(rows, more):
-        click.echo(text)
+    return rows, more
+
+
+def _full(rows: Sequence[object], limit: int) -> bool:
+    """A page cut by its limit: there may be more to count."""
+    return bool(limit) and len(rows) == limit
 
 
 # --- intake show -------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from intake.config import ConfigError, Settings
 
 if TYPE_CHECKING:  # pragma: no cover
     from intake.db import Database
+    from intake.dbapi import PlainConnection
     from intake.runtime import Runtime
 
 log = logging.getLogger("intake")
@@ -61,6 +62,27 @@ def open_database(settings: Settings) -> "Database":
             f"cannot open the database at {_safe_url(settings.database_url)}: {exc.orig}"
         ) from None
     return db
+
+
+def open_plain_database(settings: Settings) -> "PlainConnection | None":
+    """The configured database over its own driver, without SQLAlchemy, when its schema is
+    current (`intake list` starts in a fraction of the time); None when ``open_database`` must
+    serve instead: it creates and migrates the embedded SQLite, tells a server database that is
+    behind to run `intake db upgrade`, and opens URLs the plain path does not read."""
+    from intake import dbapi
+
+    try:
+        conn = dbapi.connect(settings.database_url)
+    except dbapi.Unreachable as exc:  # as open_database says it, without a second wait
+        raise click.ClickException(
+            f"cannot open the database at {_safe_url(settings.database_url)}: {exc}"
+        ) from None
+    if conn is None:
+        return None
+    if dbapi.schema_is_current(conn):
+        return conn
+    conn.close()
+    return None
 
 
 def build_runtime(settings: Settings | None = None) -> "Runtime":

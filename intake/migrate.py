@@ -5,6 +5,8 @@ directory costs about a tenth of a second, more than all of `intake list` should
 common case (the schema is current) is answered without it: the revision stored in the database
 against the one head the migration files declare (``declared_head``). Anything else (behind,
 ahead, several heads, a file that cannot be read that way) goes through Alembic itself.
+SQLAlchemy too is imported only inside the functions that use it, so ``declared_head`` serves
+the commands that read without it (``intake.dbapi``).
 """
 
 from __future__ import annotations
@@ -15,13 +17,11 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, text
-from sqlalchemy.exc import DBAPIError
-
 import intake_migrations
 
 if TYPE_CHECKING:  # pragma: no cover
     from alembic.config import Config
+    from sqlalchemy import Engine
 
 VERSIONS_DIR = Path(intake_migrations.__file__).parent / "versions"
 # Module-level `revision = "0001"` / `down_revision: Union[str, None] = "0001"` lines, as Alembic's
@@ -89,24 +89,36 @@ def declared_head() -> str | None:
     return heads.pop() if len(heads) == 1 else None
 
 
+# The one row Alembic keeps; read here and by the plain-driver path (intake.dbapi).
+VERSION_QUERY = "SELECT version_num FROM alembic_version"
+
+
 def stored_revision(engine: Engine) -> str | None:
     """The revision in the database's ``alembic_version`` table; None when there is none (or
     several). Failing to connect raises, as it should."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
     # A read that never waits for a writer: on SQLite a plain connection begins IMMEDIATE
     # (intake/db.py), which would hold a starting worker behind any long write transaction.
     with engine.connect() as conn:
         conn = conn.execution_options(intake_readonly=True)
         try:
-            rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+            rows = conn.execute(text(VERSION_QUERY)).scalars().all()
         except DBAPIError:  # no alembic_version table: a database never migrated
             return None
     return rows[0] if len(rows) == 1 else None
 
 
+def is_head(stored: str | None) -> bool:
+    """True when ``stored`` (the database's revision) is the migration files' one head."""
+    head = declared_head()
+    return head is not None and stored == head
+
+
 def schema_is_current(engine: Engine) -> bool:
     """True when the database is at the migration files' head, told without Alembic."""
-    head = declared_head()
-    return head is not None and stored_revision(engine) == head
+    return is_head(stored_revision(engine))
 
 
 def ensure_schema(url: str, engine: Engine) -> bool:

@@ -33,6 +33,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from intake.states import DIRECTIONS, INQUIRY_STATUSES, MESSAGE_STATES, PARSE_STATUSES  # noqa: F401 (re-exported)
+
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
@@ -73,17 +75,6 @@ class Base(DeclarativeBase):
         dict[str, Any]: JSON,
         list[Any]: JSON,
     }
-
-
-# Inquiry lifecycle. `new` until a person touches it; `waiting` once we replied and await them.
-INQUIRY_STATUSES = ("new", "open", "waiting", "closed", "spam")
-# Parse outcome of an inbound message. `pending` until the processing job has run.
-PARSE_STATUSES = ("pending", "parsed", "unparseable")
-# Processing state of a message row; the sweeper re-enqueues rows stuck in a non-final state.
-#   inbound:  received -> processed
-#   outbound: queued -> sending -> sent | failed   (a fixed Message-ID makes resends idempotent)
-MESSAGE_STATES = ("received", "processed", "queued", "sending", "sent", "failed", "suppressed")
-DIRECTIONS = ("inbound", "outbound", "internal")
 
 
 class Contact(Base):
@@ -149,6 +140,10 @@ class Inquiry(Base):
         Index("ix_inquiries_status_received", "status", "received_at"),
         Index("ix_inquiries_contact_thread_subject", "contact_id", "thread_subject"),
         Index("ix_inquiries_status_response_due", "status", "response_due"),
+        # Issue 11 (tests/test_query_plans.py): `intake list` pages newest first with no filter,
+        # and every card render finds the inquiries folded onto one Slack card by its place.
+        Index("ix_inquiries_received_id", "received_at", "id"),
+        Index("ix_inquiries_slack_card", "slack_channel", "slack_ts"),
     )
 
     # Response targets (issue 12), written only through intake.sla.clock.

@@ -277,6 +277,27 @@ def test_list_on_a_current_schema_imports_neither_the_classifier_nor_slack_nor_a
     assert not loaded & {"sklearn", "numpy", "slack_bolt", "slack_sdk", "alembic"}, loaded
 
 
+@pytest.mark.parametrize("args", [["list"], ["list", "--json"], ["list", "--status", "new", "--category", "press"]])
+def test_list_on_a_current_schema_does_not_import_sqlalchemy(db_url, args):
+    """SQLAlchemy alone costs more start-up than `intake list` may take (docs/benchmarks.md):
+    a plain listing reads over the database's own driver."""
+    code = (
+        "import sys\n"
+        "from intake.cli import main\n"
+        "try:\n"
+        f"    main({args!r})\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sqlalchemy', 'alembic', 'intake')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "DATABASE_URL": db_url, "INTAKE_CONFIG": ""}, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    loaded = done.stdout.splitlines()[-1]
+    assert "intake.dbapi" in loaded  # it ran the plain path...
+    assert "sqlalchemy" not in loaded and "alembic" not in loaded, loaded  # ...and nothing else
+
+
 def test_help_lists_every_lazy_command_with_its_own_short_help():
     from intake.cli import LayeredGroup
 

@@ -5,6 +5,8 @@ workers do; the daily digest and the weekly report (chart through files_upload_v
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import json
 import threading
 
@@ -19,6 +21,7 @@ from intake.outbox import run_due
 from intake.outbound import send_reply
 from intake.runtime import Runtime
 from intake.slack import blocks as B
+from intake.sla.calendar import as_utc
 from intake.sla.jobs import tick
 from intake.jobs import InlineQueue
 from tests.fakeslack import TRIAGE_CHANNEL, fake_slack, slack_env, write_config  # noqa: F401
@@ -360,3 +363,23 @@ def test_the_manifest_asks_for_the_chart_upload_scope():
     for path in (REPO / "manifest.yml", REPO / "intake" / "slack" / "manifest.yml"):
         scopes = set(yaml.safe_load(path.read_text(encoding="utf-8"))["oauth_config"]["scopes"]["bot"])
         assert {"files:write", "chat:write"} <= scopes
+
+
+def test_a_rate_limited_reminder_waits_for_retry_after_then_posts_once(desk_settings, fake_slack):
+    """Slack's 429 outliving the client's own retries: the outbox waits at least Retry-After
+    (120 s here, well past its own first backoff), then posts the line once."""
+    toml = dict(desk_settings.toml)
+    toml["slack"] = {**toml["slack"], "rate_limit_retries": 0}
+    rt = another_worker(dataclasses.replace(desk_settings, toml=toml))
+    with time_machine.travel(ny(2026, 12, 7, 10), tick=False):
+        inquiry_id, _ = new_inquiry(rt, "tag-press")
+    fake_slack.rate_limit("chat.postMessage", times=1, retry_after=120)
+    tick_at(rt, 2026, 12, 7, 12, 5)
+    run = runs(rt, "slack.sla_reminder")[0]
+    assert run.state == "pending" and run.attempts == 1 and "ratelimited" in (run.last_error or "")
+    assert as_utc(run.next_attempt_at) >= ny(2026, 12, 7, 12, 5).astimezone(dt.timezone.utc) + dt.timedelta(seconds=120)
+    poll_at(rt, 2026, 12, 7, 12, 6)  # 60 s later: Slack said 120, so not yet
+    assert runs(rt, "slack.sla_reminder")[0].attempts == 1
+    poll_at(rt, 2026, 12, 7, 12, 8)
+    assert runs(rt, "slack.sla_reminder")[0].state == "done"
+    assert sum(":alarm_clock:" in t for t in thread(fake_slack, rt, inquiry_id)) == 1

@@ -13,7 +13,7 @@ def test_an_emails_date_keeps_its_instant_on_both_databases(db):
 
     from intake.inquiries import store_raw
     from intake.models import Message
-    from intake.inquiries.queries import _iso
+    from intake.summaries import iso
 
     sent = dt.datetime(2026, 11, 17, 14, 3, 10, tzinfo=dt.timezone(dt.timedelta(hours=-6)))
     with db.session() as session:
@@ -21,8 +21,8 @@ def test_an_emails_date_keeps_its_instant_on_both_databases(db):
         session.get(Message, stored.message_id).date = sent
     with db.session() as session:
         back = session.get(Message, stored.message_id).date
-    assert dt.datetime.fromisoformat(_iso(back)) == sent
-    assert _iso(back).startswith("2026-11-17T20:03:10")
+    assert dt.datetime.fromisoformat(iso(back)) == sent
+    assert iso(back).startswith("2026-11-17T20:03:10")
 def test_a_unique_clash_is_told_from_other_integrity_errors(db):
     """is_unique_violation reads the driver's own error type (SQLite's extended result code,
     PostgreSQL's SQLSTATE 23505), so a NOT NULL failure is never taken for a duplicate."""

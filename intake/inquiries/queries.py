@@ -1,8 +1,10 @@
-"""Reading: what `intake list` / `intake show` and the Slack queries print."""
+"""Reading: what `intake list` / `intake show` and the Slack queries print.
+
+A plain `intake list` reads the same summaries without the ORM (``intake.summaries.read_page``).
+"""
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any, Sequence
 
 from sqlalchemy import func, select
@@ -10,7 +12,9 @@ from sqlalchemy.orm import Session
 
 from intake import recipients
 from intake.inquiries.common import get_inquiry
-from intake.models import Contact, Inquiry, Message
+from intake.models import Inquiry, Message
+from intake.summaries import iso, summary
+
 
 def _filtered(query, status: str | None, category: str | None):
     if status:
@@ -34,29 +38,14 @@ def count_inquiries(session: Session, *, status: str | None = None, category: st
     return session.scalar(_filtered(select(func.count()).select_from(Inquiry), status, category)) or 0
 
 
-def _iso(value: dt.datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:  # SQLite hands back naive datetimes; they were stored as UTC
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return value.isoformat()
-
-
 def inquiry_summary(inquiry: Inquiry) -> dict[str, Any]:
     contact = inquiry.contact
-    return {
-        "id": inquiry.id,
-        "status": inquiry.status,
-        "category": inquiry.category,
-        "confidence": inquiry.confidence,
-        "needs_review": inquiry.needs_review,
-        "subject": inquiry.subject,
-        "from": contact.address if contact else None,
-        "name": contact.name if contact else None,
-        "assignee": inquiry.assignee,
-        "language": inquiry.language,
-        "received_at": _iso(inquiry.received_at),
-    }
+    return summary(
+        id=inquiry.id, status=inquiry.status, category=inquiry.category, confidence=inquiry.confidence,
+        needs_review=inquiry.needs_review, subject=inquiry.subject,
+        address=contact.address if contact else None, name=contact.name if contact else None,
+        assignee=inquiry.assignee, language=inquiry.language, received_at=inquiry.received_at,
+    )
 
 
 def _shared_message_ids(session: Session, messages: Sequence[Message]) -> dict[str, int]:
@@ -79,10 +68,10 @@ def inquiry_detail(session: Session, inquiry_id: int) -> dict[str, Any]:
     shared = _shared_message_ids(session, inquiry.messages)
     detail.update(
         reply_to=recipients.reply_address(session, inquiry_id),  # where a staff reply goes now
-        first_response_at=_iso(inquiry.first_response_at),
-        first_response_due=_iso(inquiry.first_response_due),
-        response_due=_iso(inquiry.response_due),
-        closed_at=_iso(inquiry.closed_at),
+        first_response_at=iso(inquiry.first_response_at),
+        first_response_due=iso(inquiry.first_response_due),
+        response_due=iso(inquiry.response_due),
+        closed_at=iso(inquiry.closed_at),
         messages=[
             {
                 "id": m.id,
@@ -94,8 +83,8 @@ def inquiry_detail(session: Session, inquiry_id: int) -> dict[str, Any]:
                 "from": m.sender_address,
                 "to": m.to_address,
                 "subject": m.subject,
-                "date": _iso(m.date),
-                "received_at": _iso(m.created_at),
+                "date": iso(m.date),
+                "received_at": iso(m.created_at),
                 "parse_status": m.parse_status,
                 "parse_error": m.parse_error,
                 "authentication": m.authentication,
@@ -123,12 +112,12 @@ def inquiry_detail(session: Session, inquiry_id: int) -> dict[str, Any]:
                 "model_version": c.model_version,
                 "reasons": c.reasons or [],
                 "actor": c.actor,
-                "at": _iso(c.created_at),
+                "at": iso(c.created_at),
             }
             for c in inquiry.classifications
         ],
         events=[
-            {"actor": e.actor, "kind": e.kind, "detail": e.detail or {}, "at": _iso(e.created_at)}
+            {"actor": e.actor, "kind": e.kind, "detail": e.detail or {}, "at": iso(e.created_at)}
             for e in inquiry.events
         ],
     )

@@ -25,11 +25,11 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from intake.models import Event, Message
-from intake.outbox import Ticket, deliverer
+from intake.outbox import Ticket
 from intake.privacy.erasure import CLEANUP_KIND, SlackCleanup
 from intake.slack import blocks as B
 from intake.slack.client import slack_client
-from intake.slack.deliveries import CARD_METADATA, LINE_METADATA, TEXT_EVENT_KINDS
+from intake.slack.deliveries import CARD_METADATA, LINE_METADATA, TEXT_EVENT_KINDS, slack_deliverer
 
 if TYPE_CHECKING:  # pragma: no cover
     from intake.runtime import Runtime
@@ -137,6 +137,6 @@ def cleanup(rt: "Runtime", plan: SlackCleanup) -> str:
     return f"{plan.card}: -{deleted} ~{rewritten}"
 
 
-@deliverer(CLEANUP_KIND, channel="slack")
+@slack_deliverer(CLEANUP_KIND)
 def deliver_cleanup(rt: "Runtime", ticket: Ticket) -> str:
     return cleanup(rt, SlackCleanup(**ticket.args))

@@ -20,10 +20,10 @@ from sqlalchemy import select, update
 from intake.grouping.config import GroupingConfig
 from intake.grouping.store import GROUP_CARD, groups
 from intake.models import Contact, Inquiry, InquiryGroup
-from intake.outbox import Ticket, deliverer, owe_card
+from intake.outbox import Ticket, owe_card
 from intake.slack import group_blocks as G
 from intake.slack.client import slack_client
-from intake.slack.deliveries import GONE_ERRORS, channel_for, post_once, suggestion_for_card
+from intake.slack.deliveries import GONE_ERRORS, channel_for, post_once, slack_deliverer, suggestion_for_card
 
 if TYPE_CHECKING:  # pragma: no cover
     from intake.runtime import Runtime
@@ -82,7 +82,7 @@ def _record(rt: "Runtime", group_id: int, channel: str, ts: str, members: list[i
         return recorded
 
 
-@deliverer(GROUP_CARD, channel="slack", coalesce=True)
+@slack_deliverer(GROUP_CARD, coalesce=True)
 def deliver_group_card(rt: "Runtime", ticket: Ticket) -> str:
     """Post the group's card once it has ``[groups] card_size`` people, or update it."""
     group_id = int(ticket.args["group_id"])

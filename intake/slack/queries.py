@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Sequence
 
-from sqlalchemy import func, or_, select, tuple_
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, defer, joinedload
 
 from intake import inquiries, recipients
@@ -262,10 +262,16 @@ def card_groups(session: Session, inquiries: Sequence[Inquiry]) -> dict[int, lis
     places = {(i.slack_channel, i.slack_ts) for i in inquiries if i.slack_ts}
     if places:
         by_place: dict[tuple, list[Inquiry]] = {}
+        # Channels IN (...) and timestamps IN (...), then the exact pairs here: both databases
+        # serve that from ix_inquiries_slack_card, where SQLite reads the whole table for a row
+        # value IN (VALUES ...) list. A card's ts is unique in its channel, so the few extra
+        # rows a cross product could bring are rare and dropped.
         for other in session.scalars(
-            select(Inquiry).where(tuple_(Inquiry.slack_channel, Inquiry.slack_ts).in_(sorted(places))).order_by(Inquiry.id)
+            select(Inquiry).where(Inquiry.slack_channel.in_(sorted({c for c, _ in places})),
+                                  Inquiry.slack_ts.in_(sorted({ts for _, ts in places}))).order_by(Inquiry.id)
         ):
-            by_place.setdefault((other.slack_channel, other.slack_ts), []).append(other)
+            if (other.slack_channel, other.slack_ts) in places:
+                by_place.setdefault((other.slack_channel, other.slack_ts), []).append(other)
         for inquiry in inquiries:
             if inquiry.slack_ts:
                 found[inquiry.id] = by_place.get((inquiry.slack_channel, inquiry.slack_ts), [inquiry])

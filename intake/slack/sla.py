@@ -18,13 +18,13 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 
 from intake.models import Inquiry, utcnow
-from intake.outbox import Retry, Ticket, deliverer, owe
+from intake.outbox import Retry, Ticket, owe
 from intake.sla import clock, digest, notices, report, schedule
 from intake.sla.calendar import as_utc
 from intake.slack import blocks as B
 from intake.slack import queries as Q
 from intake.slack.client import slack_client
-from intake.slack.deliveries import LINE_METADATA, post_once
+from intake.slack.deliveries import LINE_METADATA, post_once, slack_deliverer
 
 if TYPE_CHECKING:  # pragma: no cover
     from intake.runtime import Runtime
@@ -74,14 +74,14 @@ def _thread_notice(rt: "Runtime", ticket: Ticket, build: NoticeBuilder, *, befor
     return "posted"
 
 
-@deliverer(notices.REMINDER, channel="slack")
+@slack_deliverer(notices.REMINDER)
 def deliver_reminder(rt: "Runtime", ticket: Ticket) -> str:
     return _thread_notice(rt, ticket, lambda inquiry, sla, show_id: B.sla_reminder_line(
         inquiry_id=inquiry.id, due_at=as_utc(inquiry.response_due), assignee=inquiry.assignee,
         oncall_group=sla.oncall_usergroup, show_id=show_id), before_due=True)
 
 
-@deliverer(notices.ESCALATION, channel="slack")
+@slack_deliverer(notices.ESCALATION)
 def deliver_escalation(rt: "Runtime", ticket: Ticket) -> str:
     return _thread_notice(rt, ticket, lambda inquiry, sla, show_id: B.sla_escalation_line(
         inquiry_id=inquiry.id, due_at=as_utc(inquiry.response_due), assignee=inquiry.assignee,
@@ -129,7 +129,7 @@ def _post(rt: "Runtime", ticket: Ticket, message: B.Message) -> tuple[str, str] 
     return post_once(rt, ticket, channel, message, _metadata(ticket))
 
 
-@deliverer(schedule.DIGEST, channel="slack")
+@slack_deliverer(schedule.DIGEST)
 def deliver_digest(rt: "Runtime", ticket: Ticket) -> str:
     """Overdue, unassigned and long-waiting inquiries, oldest first; nothing on a quiet day."""
     sla = clock.policy(rt).settings
@@ -171,7 +171,7 @@ def weekly_figures(rt: "Runtime", since: dt.date, until: dt.date) -> tuple[repor
     return figures, data
 
 
-@deliverer(schedule.WEEKLY, channel="slack")
+@slack_deliverer(schedule.WEEKLY)
 def deliver_weekly_report(rt: "Runtime", ticket: Ticket) -> str:
     """The figures as a message; then its chart is owed as a delivery of its own, so a retry of
     either step never repeats the other."""
@@ -187,7 +187,7 @@ def deliver_weekly_report(rt: "Runtime", ticket: Ticket) -> str:
     return "posted"
 
 
-@deliverer(WEEKLY_CHART, channel="slack")
+@slack_deliverer(WEEKLY_CHART)
 def deliver_weekly_chart(rt: "Runtime", ticket: Ticket) -> str:
     """The chart as a PNG in the report's thread, through files_upload_v2 (scope ``files:write``)."""
     from intake.sla.chart import render_png
