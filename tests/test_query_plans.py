@@ -115,7 +115,10 @@ class StatementLog:
             return
         if _DML.match(sql) and _NAMES_A_HOT_TABLE.search(sql):
             self.hot_by_phase[self.phase] = self.hot_by_phase.get(self.phase, 0) + 1
-        if executemany and isinstance(params, (list, tuple)) and params:
+        # executemany: the first row's parameters; but a multi-row INSERT .. RETURNING that
+        # SQLAlchemy renders itself ("insertmanyvalues") comes flagged so with all its rows'
+        # values in one flat sequence, which is what its statement takes.
+        if executemany and isinstance(params, (list, tuple)) and params and isinstance(params[0], (list, tuple, dict)):
             params = params[0]
         key = (dialect, sql)
         if key not in self.statements:
