@@ -145,20 +145,25 @@ def test_lease_margin_is_a_quarter_of_a_short_lease(settings, db):
     assert not lease_left(rt, ticket, now=now + dt.timedelta(seconds=6.1))
 
 
-def test_cards_for_a_batch_are_posted_once_each_and_recorded(db_url, tmp_path):
-    """Five inquiries' cards delivered in one job: five posts, each recorded on its inquiry;
-    a second run finds them posted and only updates."""
+def slack_runtime(slack: FakeSlack, db_url: str, tmp_path) -> Runtime:
+    """A runtime posting to the fake Slack at once (no pacing, no folding of bursts)."""
     from intake.config import Settings
     from intake.db import Database
 
+    config = tmp_path / "c.toml"
+    config.write_text("[slack]\npost_interval_seconds = 0\nburst_minutes = 0\n", encoding="utf-8")
+    settings = Settings.from_env({"DATABASE_URL": db_url, "SLACK_BOT_TOKEN": BOT_TOKEN,
+                                  "SLACK_TRIAGE_CHANNEL": TRIAGE_CHANNEL, "SLACK_API_URL": slack.api_url,
+                                  "INTAKE_CONFIG": str(config)})
+    return Runtime(settings, Database(db_url), queue=InlineQueue())
+
+
+def test_cards_for_a_batch_are_posted_once_each_and_recorded(db_url, tmp_path):
+    """Five inquiries' cards delivered in one job: five posts, each recorded on its inquiry;
+    a second run finds them posted and only updates."""
     with FakeSlack() as slack:
-        config = tmp_path / "c.toml"
-        config.write_text("[slack]\npost_interval_seconds = 0\nburst_minutes = 0\n", encoding="utf-8")
-        settings = Settings.from_env({"DATABASE_URL": db_url, "SLACK_BOT_TOKEN": BOT_TOKEN,
-                                      "SLACK_TRIAGE_CHANNEL": TRIAGE_CHANNEL, "SLACK_API_URL": slack.api_url,
-                                      "INTAKE_CONFIG": str(config)})
-        database = Database(db_url)
-        rt = Runtime(settings, database, queue=InlineQueue())
+        rt = slack_runtime(slack, db_url, tmp_path)
+        database = rt.db
         with kicks_held(rt):
             inquiry_ids = [seed_inquiry(rt, person_email(40 + n))[0] for n in range(5)]
             with rt.db.session() as session:
@@ -184,18 +189,11 @@ def test_follow_up_lines_for_a_batch_are_planned_together_and_posted_once_each(d
     all of them), each is posted once in its card's thread and recorded on its message, and a
     line whose message already has one is skipped."""
     from intake import inquiries
-    from intake.config import Settings
-    from intake.db import Database
     from intake.pipeline import process_ids
 
     with FakeSlack() as slack:
-        config = tmp_path / "c.toml"
-        config.write_text("[slack]\npost_interval_seconds = 0\nburst_minutes = 0\n", encoding="utf-8")
-        settings = Settings.from_env({"DATABASE_URL": db_url, "SLACK_BOT_TOKEN": BOT_TOKEN,
-                                      "SLACK_TRIAGE_CHANNEL": TRIAGE_CHANNEL, "SLACK_API_URL": slack.api_url,
-                                      "INTAKE_CONFIG": str(config)})
-        database = Database(db_url)
-        rt = Runtime(settings, database, queue=InlineQueue())
+        rt = slack_runtime(slack, db_url, tmp_path)
+        database = rt.db
         opening = person_email(70, "asker@example.org")
         first_id = opening.split(b"Message-ID: ")[1].split(b"\r\n")[0].decode()
         with rt.db.session() as session:
