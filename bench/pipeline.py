@@ -153,6 +153,9 @@ def fill_background(db: Database, count: int, run: str) -> None:
                 deliveries.append(dict(key=key, kind=kind, inquiry_id=i, args={}, state="done", attempts=1,
                                        requested=1, next_attempt_at=at, deadline=at, created_at=at, done_at=at,
                                        result="done"))
+        # One executemany per table needs rows with the same keys: inbound and acknowledgment
+        # messages set different columns, so every row gets every key the table's rows use.
+        messages = _same_keys(messages)
         with db.engine.begin() as conn:
             conn.execute(tables["contacts"].insert(), contacts)
             conn.execute(tables["inquiries"].insert(), inquiries)
@@ -170,6 +173,12 @@ def fill_background(db: Database, count: int, run: str) -> None:
             conn.execute(text("ANALYZE"))
         else:
             conn.execute(text("ANALYZE"))
+
+
+def _same_keys(rows: list[dict]) -> list[dict]:
+    """The rows with the union of their keys (None where a row had none), in one key order."""
+    keys = list(dict.fromkeys(key for row in rows for key in row))
+    return [{key: row.get(key) for key in keys} for row in rows]
 
 
 # ---- the run ------------------------------------------------------------------------------------
@@ -311,19 +320,18 @@ def run(args: argparse.Namespace) -> dict:
         time.sleep(0.2)  # the doorbell's trailing ring
 
         counter = StatementCounter(db.engine)
-        profiler = cProfile.Profile() if args.profile else None
-        if profiler is not None:
-            threading.setprofile(lambda *a: None)
+        profiler = ThreadProfiles(args.profile_clock) if args.profile else None
         consumer = huey_queue.huey.create_consumer(workers=args.threads, worker_type="thread", periodic=False,
                                                    initial_delay=0.01, backoff=1.15, max_delay=0.25)
         counter.on = True
         cpu_before, db_cpu_before = time.process_time(), backend_cpu_seconds(db)
         started = time.perf_counter()
         if profiler is not None:
-            profiler.enable()
-            _profile_threads(profiler)
+            profiler.follow_new_threads()
         consumer.start()
         poller = Poller(rt).start()
+        if profiler is not None:
+            profiler.stop_following()
         timeout = started + args.timeout
         watcher = create_engine(url)
         while True:
@@ -338,9 +346,6 @@ def run(args: argparse.Namespace) -> dict:
         cpu = time.process_time() - cpu_before
         db_cpu = sum(v - db_cpu_before.get(pid, 0.0) for pid, v in backend_cpu_seconds(db).items())
         counter.on = False
-        if profiler is not None:
-            profiler.disable()
-            threading.setprofile(None)
         poller.stop()
         consumer.stop(graceful=True)
         watcher.dispose()
@@ -355,7 +360,9 @@ def run(args: argparse.Namespace) -> dict:
             "new_inquiries": new_inquiries, "cpu": cpu, "db_cpu": db_cpu, "rss_mb": rss_mb(), "fill_seconds": fill_seconds,
         }
         if profiler is not None:
-            stats = pstats.Stats(profiler)
+            stats = profiler.stats()
+            if args.profile_out:
+                stats.dump_stats(args.profile_out)
             stats.sort_stats(args.profile_sort).print_stats(args.profile_lines)
         db.dispose()
         return result
@@ -367,16 +374,34 @@ def run(args: argparse.Namespace) -> dict:
         drop()
 
 
-def _profile_threads(profiler: cProfile.Profile) -> None:
-    """cProfile follows only the thread that enabled it; hook the consumer's threads too."""
-    def hook(*_args):
+class ThreadProfiles:
+    """A cProfile profiler for each thread the worker starts (huey's consumer threads, the outbox
+    poller), merged at the end. cProfile follows only the thread that enabled it, and one
+    profiler shared by several threads mixes their call stacks up."""
+
+    def __init__(self, clock: str = "cpu") -> None:
+        # "cpu": each thread's own CPU time (time.thread_time), which other processes' load does
+        # not inflate; "wall": time including waits on the database, Slack and SMTP.
+        self._timer = time.thread_time if clock == "cpu" else time.perf_counter
+        self._profiles: list[cProfile.Profile] = []
+        self._lock = threading.Lock()
+
+    def follow_new_threads(self) -> None:
+        threading.setprofile(self._hook)
+
+    def stop_following(self) -> None:
         threading.setprofile(None)
-        import sys as _sys
 
-        _sys.setprofile(None)
-        profiler.enable()
+    def _hook(self, *_args) -> None:
+        sys.setprofile(None)
+        profile = cProfile.Profile(self._timer)
+        with self._lock:
+            self._profiles.append(profile)
+        profile.enable()
 
-    threading.setprofile(hook)
+    def stats(self) -> pstats.Stats:
+        """Read once the threads have stopped."""
+        return pstats.Stats(*self._profiles)
 
 
 def main() -> None:
@@ -390,6 +415,8 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--profile-sort", default="cumulative")
     parser.add_argument("--profile-lines", type=int, default=60)
+    parser.add_argument("--profile-clock", choices=("cpu", "wall"), default="cpu")
+    parser.add_argument("--profile-out", help="also write the merged profile to this file (pstats)")
     parser.add_argument("--verbose", action="store_true", help="statements by kind")
     args = parser.parse_args()
     r = run(args)

@@ -14,7 +14,7 @@ import datetime as dt
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, TypeVar
 
 from sqlalchemy import delete, select
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from intake.runtime import Runtime
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 # A message younger than this may still be on its way through the queue; older ones are stuck.
 STUCK_AFTER = dt.timedelta(minutes=2)
@@ -74,21 +75,106 @@ def process_stored(rt: "Runtime", message_id: int) -> inquiries.ProcessResult:
     return result
 
 
+class _Drainer:
+    """One thread per process drains the waiting messages; a job arriving while it runs leaves
+    its message to it and returns.
+
+    Each batch is parsed before its transaction opens, so two threads reading the oldest
+    waiting messages at once would both parse the same batch and one would then find it
+    claimed: with a deep queue that tripled the parsing. One drainer also keeps a process's
+    batches in arrival order (a follow-up in the next batch sees the inquiry the previous one
+    opened). A request made while the drainer runs is never lost: it is noted before the
+    drainer's lock is tried, and the drainer looks for notes again after letting go of it.
+    """
+
+    def __init__(self, _rt: "Runtime") -> None:
+        self._running = threading.Lock()
+        self._notes = threading.Lock()
+        self._requested = False
+        self._first_ids: list[int] = []
+        self._owner: int | None = None  # the thread draining
+
+    def request(self, first_id: int | None) -> None:
+        with self._notes:
+            self._requested = True
+            if first_id is not None:
+                self._first_ids.append(first_id)
+
+    def take(self) -> tuple[bool, list[int]]:
+        with self._notes:
+            requested, first_ids = self._requested, self._first_ids
+            self._requested, self._first_ids = False, []
+        return requested, first_ids
+
+    def pending(self) -> bool:
+        with self._notes:
+            return self._requested
+
+    def drain(self, work: Callable[[list[int]], list[R]], first_id: int | None, *, wait: bool = False) -> list[R]:
+        """Ask for a drain (``first_id`` among the messages wanted) and run ``work(first_ids)``
+        for every request noted while this thread holds the drainer; returns at once when
+        another thread holds it, or with ``wait`` (jobs run inline, whose callers expect the
+        message processed on return) waits for it and then drains."""
+        if self._owner == threading.get_ident():  # an inline job inside a drain: as it always ran
+            return work([first_id] if first_id is not None else [])
+        self.request(first_id)
+        results: list[R] = []
+        while True:
+            if not self._running.acquire(blocking=wait):
+                return results  # the running drainer will see the request
+            self._owner = threading.get_ident()
+            try:
+                # Having waited, drain once whatever the notes say: the drainer we waited for
+                # may have taken our note, and this call must still process (or raise for) its
+                # own message.
+                own = [first_id] if wait and first_id is not None else []
+                while True:
+                    requested, first_ids = self.take()
+                    if not (requested or wait):
+                        break
+                    results.extend(work(own + first_ids))
+                    own, wait = [], False
+            finally:
+                self._owner = None
+                self._running.release()
+            if not self.pending():  # noted after our last look and before the release: ours
+                return results
+
+
+def _drainer(rt: "Runtime") -> _Drainer:
+    return rt.service("pipeline.drainer", _Drainer)
+
+
 def process_waiting(rt: "Runtime", first_id: int | None = None) -> list[inquiries.ProcessResult]:
     """Process waiting messages, a batch per transaction, until none is left (``first_id``
-    first if it is waiting). A batch that fails is retried one message at a time, so one
-    message that cannot be processed never holds up the others; that message's failure is
-    counted and, when it is ``first_id``, raised (its job is retried)."""
+    first if it is waiting); when another thread of this process is doing so already, leave
+    them to it (see _Drainer) and return nothing. A batch that fails is retried one message
+    at a time, so one message that cannot be processed never holds up the others; that
+    message's failure is counted and, when it is the ``first_id`` of this call, raised (its
+    job is retried)."""
+    from intake.jobs import InlineQueue
+
+    return _drainer(rt).drain(lambda first_ids: _drain(rt, first_ids, raise_for=first_id), first_id,
+                              wait=isinstance(rt.queue, InlineQueue))
+
+
+def _drain(rt: "Runtime", first_ids: list[int], raise_for: int | None) -> list[inquiries.ProcessResult]:
+    """Batches until fewer than a batch are waiting; ``first_ids`` (messages whose jobs asked)
+    join the first batch even when earlier failures keep them out of the oldest."""
     results: list[inquiries.ProcessResult] = []
+    taken_elsewhere: set[int] = set()  # claimed by another process meanwhile: not read again
     while True:
         with rt.db.read_session() as reader:
-            waiting = inquiries.waiting_messages(reader, limit=BATCH, first_id=first_id)
+            waiting = inquiries.waiting_messages(reader, limit=BATCH, first_ids=first_ids, skip=taken_elsewhere)
         if not waiting:
             return results
-        results.extend(process_batch(rt, waiting, first_id))
+        done = process_batch(rt, waiting, raise_for if raise_for in first_ids else None)
+        results.extend(done)
+        processed = {r.message_id for r in done}
+        taken_elsewhere.update(message_id for message_id, _, _ in waiting if message_id not in processed)
         if len(waiting) < BATCH:
             return results
-        first_id = None
+        first_ids = []
 
 
 def process_ids(rt: "Runtime", ids: list[int]) -> list[inquiries.ProcessResult]:

@@ -3,6 +3,7 @@ same inquiries as one message at a time, and one message that fails never holds 
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -195,3 +196,51 @@ def test_a_burst_of_webhooks_rings_for_processing_once_per_window_and_loses_noth
     with db.session() as session:
         assert session.scalar(select(func.count()).select_from(Message).where(Message.state == "processed")) == 10
         assert session.scalar(select(func.count()).select_from(Inquiry)) == 10
+
+
+def _blocking_work(seen: list[list[int]], started: threading.Event, release: threading.Event):
+    """Work that records its first ids and, the first time, holds the drainer until released."""
+    def work(first_ids: list[int]) -> list[int]:
+        seen.append(list(first_ids))
+        if len(seen) == 1:
+            started.set()
+            assert release.wait(10)
+        return list(first_ids)
+    return work
+
+
+def test_a_drain_asked_for_while_another_thread_drains_is_left_to_that_thread():
+    """A worker's second consumer thread does not parse the batch the first is draining: its job
+    returns at once, and the running drainer takes its message up before letting go."""
+    drainer = pipeline._Drainer(None)
+    seen: list[list[int]] = []
+    started, release = threading.Event(), threading.Event()
+    work = _blocking_work(seen, started, release)
+    first: dict[str, list[int]] = {}
+    running = threading.Thread(target=lambda: first.setdefault("done", drainer.drain(work, 1)))
+    running.start()
+    assert started.wait(10)
+    assert drainer.drain(work, 2) == []  # left to the running drainer
+    release.set()
+    running.join(10)
+    assert seen == [[1], [2]] and first["done"] == [1, 2]
+
+
+def test_an_inline_drain_waits_for_the_running_one_and_then_runs_its_own():
+    """With jobs run inline the caller expects its message processed on return: it waits."""
+    drainer = pipeline._Drainer(None)
+    seen: list[list[int]] = []
+    started, release = threading.Event(), threading.Event()
+    work = _blocking_work(seen, started, release)
+    running = threading.Thread(target=lambda: drainer.drain(work, 1))
+    running.start()
+    assert started.wait(10)
+    waited: dict[str, list[int]] = {}
+    inline = threading.Thread(target=lambda: waited.setdefault("done", drainer.drain(work, 2, wait=True)))
+    inline.start()
+    time.sleep(0.2)
+    assert "done" not in waited  # still waiting for the running drainer
+    release.set()
+    running.join(10)
+    inline.join(10)
+    assert 2 in waited["done"]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Collection, Sequence
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
@@ -153,18 +153,24 @@ def prepare(rt: "Runtime", raw: bytes, meta: dict[str, Any] | None, message_id: 
     return Prepared(parsed, None, _language(rt, parsed), authenticate(parsed, meta, rt.settings.authserv_ids))
 
 
-def waiting_messages(session: Session, *, limit: int, first_id: int | None = None,
-                     ids: Sequence[int] | None = None) -> list[tuple[int, bytes, dict[str, Any] | None]]:
+def waiting_messages(session: Session, *, limit: int, first_ids: Sequence[int] = (),
+                     ids: Sequence[int] | None = None,
+                     skip: Collection[int] = ()) -> list[tuple[int, bytes, dict[str, Any] | None]]:
     """(id, raw, meta) of up to ``limit`` stored messages waiting to be processed, oldest first,
-    plus ``first_id`` when it is waiting too; or of those of ``ids`` that are waiting. Read
-    without a lock, so that they are parsed with no transaction open (a slow message parsed
-    inside one would hold SQLite's write lock, and webhooks would answer 503 meanwhile)."""
+    but none of ``skip`` (another worker claimed them), plus those of ``first_ids`` that are
+    waiting too; or of those of ``ids`` that are waiting. Read without a lock, so that they are
+    parsed with no transaction open (a slow message parsed inside one would hold SQLite's write
+    lock, and webhooks would answer 503 meanwhile)."""
     if ids is not None:
         wanted = Message.id.in_(list(ids))
     else:
-        oldest = (select(Message.id).where(Message.state == "received", Message.attempts < MAX_BATCH_ATTEMPTS)
-                  .order_by(Message.created_at).limit(limit))
-        wanted = Message.id.in_(oldest) if first_id is None else or_(Message.id == first_id, Message.id.in_(oldest))
+        oldest = select(Message.id).where(Message.state == "received", Message.attempts < MAX_BATCH_ATTEMPTS)
+        if skip:
+            oldest = oldest.where(Message.id.not_in(list(skip)))
+        oldest = oldest.order_by(Message.created_at).limit(limit)
+        wanted = Message.id.in_(oldest)
+        if first_ids:
+            wanted = or_(Message.id.in_(list(first_ids)), wanted)
     rows = session.execute(
         select(Message.id, Message.raw, Message.meta).where(wanted, Message.state == "received").order_by(Message.id)
     ).all()

@@ -17,6 +17,7 @@ X-Auto-Response-Suppress). Certain evidence sets `automated`; a hint only sets
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -214,8 +215,20 @@ def _content_type_header(value: str | None) -> tuple[str, dict[str, str]]:
     """The stdlib's Content-Type parser (tolerant: defects are recorded, never raised)."""
     if not value:
         return "", {}
+    parse = _remembered_content_type if len(value) <= 200 else _parse_content_type
+    content_type, params = parse(value)
+    return content_type, dict(params)
+
+
+def _parse_content_type(value: str) -> tuple[str, tuple[tuple[str, str], ...]]:
     parsed = _HEADER_REGISTRY("content-type", value)
-    return parsed.content_type.lower(), {k.lower(): str(v) for k, v in parsed.params.items()}
+    return parsed.content_type.lower(), tuple((k.lower(), str(v)) for k, v in parsed.params.items())
+
+
+# The stdlib's header parser builds a parse tree per call (the costliest step of the header
+# checks the classifier and the acknowledgment make), and nearly every message says ``text/plain; charset=utf-8`` or one of a few others:
+# short values are remembered (long ones are rare, and would only fill the cache).
+_remembered_content_type = functools.lru_cache(maxsize=1024)(_parse_content_type)
 
 
 # --- Subjects --------------------------------------------------------------------------------

@@ -328,16 +328,25 @@ def deliver_job(rt: "Runtime", delivery_ids: list[int]) -> list[str]:
     return results
 
 
+# The email lane's job is queued before the Slack lane's when one commit owes both (a new
+# inquiry owes its card and its acknowledgment). When a single consumer thread is free (the
+# other draining a backlog), the acknowledgment is then sent before the card is posted, and its
+# ``ack_sent`` finds the card still pending: the card is posted once, already saying so, instead
+# of posted and then updated (a second plan, render and Slack call per inquiry). With threads
+# to spare the two jobs run side by side as before.
+LANE_ORDER = ("email",)
+
+
 def kick(rt: "Runtime", owed: Iterable[tuple[str, int]]) -> None:
-    """Hand freshly committed deliveries to the queue, one job per lane (Slack, email); those of
-    the lane a job of this thread is delivering join that job."""
+    """Hand freshly committed deliveries to the queue, one job per lane (Slack, email; email
+    first, see LANE_ORDER); those of the lane a job of this thread is delivering join that job."""
     load_deliverers()
     lanes: dict[str, list[int]] = {}
     for kind, delivery_id in owed:
         spec = SPECS.get(kind)
         lanes.setdefault(spec.lane if spec else "", []).append(delivery_id)
     running = getattr(_running, "job", None)
-    for lane, ids in lanes.items():
+    for lane, ids in sorted(lanes.items(), key=lambda item: item[0] not in LANE_ORDER):
         if running is not None and lane in running.lanes:
             running.backlog.extend(ids)
             continue
