@@ -7,6 +7,7 @@ missing field never loses what the person typed.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from typing import Any
@@ -102,14 +103,17 @@ def register(app: App, deps: SlackDeps) -> None:
             ack(response_action="errors", errors=errors)
             return
         ack()
-        message_id = None
+        message_id = date = None
         if meta.get("channel") and meta.get("ts"):
-            # One Slack message becomes one inquiry, however many times someone logs it.
+            # One Slack message becomes one inquiry, however many times someone logs it: the same
+            # fields make the same bytes (stored messages are deduplicated byte for byte), so
+            # the Message-ID and the Date come from the Slack message, not from the clock.
             message_id = f"slack.{meta['channel']}.{meta['ts']}@intake.invalid"
+            date = _slack_time(meta["ts"])
         store_inquiry(
             deps.rt, subject=got["subject"], body=got["body"], sender_address=address or "",
             sender_name=got.get("sender_name"), provider="slack", source=source,
-            provider_event_id=None, message_id=message_id,
+            provider_event_id=None, message_id=message_id, date=date,
             meta={"slack_user": _user(body), "logged_via": source, **{k: v for k, v in meta.items() if k in ("channel", "ts")}},
         )
 
@@ -124,3 +128,11 @@ def register(app: App, deps: SlackDeps) -> None:
     @app.view_closed(B.V_REPLY)
     def on_reply_closed(ack: Ack) -> None:
         ack()
+
+
+def _slack_time(ts: str) -> dt.datetime | None:
+    """A Slack message's ``ts`` ("1700000000.123456", seconds since the epoch) as a UTC time."""
+    try:
+        return dt.datetime.fromtimestamp(float(ts), dt.timezone.utc)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
