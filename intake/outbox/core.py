@@ -51,6 +51,8 @@ class Ticket:
     created_at: dt.datetime
     # When this attempt's lease ends (set by the claim; None for a ticket built by hand).
     leased_until: dt.datetime | None = None
+    # Whether this row was delivered once already (a coalescing kind owed again afterwards).
+    delivered_before: bool = False
 
     @property
     def retried(self) -> bool:

@@ -66,10 +66,11 @@ def claim_many(rt: "Runtime", delivery_ids: Iterable[int], *, now: dt.datetime |
             )
             .values(attempts=table.c.attempts + 1, leased_until=lease)
             .returning(table.c.id, table.c.key, table.c.kind, table.c.inquiry_id, table.c.args,
-                       table.c.attempts, table.c.requested, table.c.created_at)
+                       table.c.attempts, table.c.requested, table.c.created_at, table.c.done_at)
         ).all()
     by_id = {row.id: Ticket(row.id, row.key, row.kind, row.inquiry_id, dict(row.args or {}), row.attempts,
-                            row.requested, _aware(row.created_at), lease) for row in rows}
+                            row.requested, _aware(row.created_at), lease, row.done_at is not None)
+             for row in rows}
     return [by_id[i] for i in ids if i in by_id]
 
 

@@ -185,7 +185,7 @@ def _country(country: Any, subdivision: Any) -> tuple[str | None, str | None]:
 
     try:
         holidays.country_holidays(str(country), subdiv=str(subdivision) if subdivision else None)
-    except NotImplementedError as exc:
+    except NotImplementedError as exc:  # how the holidays library says it has no such country or subdivision
         raise ConfigError(f"[sla] holiday_country/holiday_subdivision: {exc} (see the holidays library's list)") from None
     return str(country), str(subdivision) if subdivision else None
 

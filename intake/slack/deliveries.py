@@ -30,7 +30,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import defer
 
 from intake.jobs import periodic
-from intake.models import Delivery, Event, Inquiry, Message, utcnow
+from intake.models import Event, Inquiry, Message, utcnow
 from intake.outbox import Retry, Ticket, deliverer, lease_left, owe, still_ours, still_ours_many
 from intake.slack import blocks as B
 from intake.slack import queries as Q
@@ -292,8 +292,7 @@ def _log_unposted(rt: "Runtime", ticket: Ticket, plan: _CardPlan) -> str:
     times before it first ran (the acknowledgment goes first and owes the card again)."""
     assert plan.card is not None
     message = B.triage_card(plan.card, rt.settings.category_names)
-    with rt.db.read_session() as session:
-        first = session.scalar(select(Delivery.done_at).where(Delivery.id == ticket.id)) is None
+    first = not ticket.delivered_before
     log.log(logging.INFO if first else logging.DEBUG, "Slack is off; would %s card in %s: %s",
             "post" if first else "update", plan.channel or "(no channel)", message.text)
     return "logged"
